@@ -1,0 +1,4 @@
+"""``python -m sim ...`` is ``truckpilot sim ...``."""
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,109 @@
+"""``truckpilot sim``: drive the simulator in a window, or save a contact sheet.
+
+    truckpilot sim                       # drive with arrow keys or WASD; Esc quits
+    truckpilot sim --autopilot --title "TruckSim" --size 640x480
+    truckpilot sim --contact-sheet out.png
+
+In the window, the driving keys are read with ``pygame.key.get_pressed()``
+every frame, so key presses injected with X11 XTest by another process drive
+the truck just like a keyboard.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+from .config import DEFAULT_DT, TIMES_OF_DAY, WEATHERS, SimConfig, parse_size
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="truckpilot sim", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seed", type=int, default=0, help="road, traffic and conditions seed")
+    p.add_argument("--size", default="640x480", help="frame size WIDTHxHEIGHT (default 640x480)")
+    p.add_argument("--scale", type=float, default=1.0, help="window = frame size x this")
+    p.add_argument("--time-of-day", choices=TIMES_OF_DAY, default=None, help="default: picked by the seed")
+    p.add_argument("--weather", choices=WEATHERS, default=None, help="default: picked by the seed")
+    p.add_argument("--traffic", type=float, default=1.0, help="traffic density (0 = empty road)")
+    p.add_argument("--autopilot", action="store_true", help="the scripted expert drives")
+    p.add_argument("--title", default="TruckPilot sim", help="window title (capture tools find the window by it)")
+    p.add_argument("--seconds", type=float, default=None, help="quit after this many seconds (for tests)")
+    p.add_argument("--fps", type=float, default=1.0 / DEFAULT_DT, help="frames per second (simulated dt = 1/15 s each)")
+    p.add_argument("--contact-sheet", metavar="PNG", default=None,
+                   help="save a grid of frames (seeds x every condition) with ground-truth boxes, then exit")
+    p.add_argument("--sheet-seeds", type=int, default=3, help="seeds (columns) in the contact sheet")
+    p.add_argument("--sheet-steps", type=int, default=700,
+                   help="per frame, the expert drives up to this many steps and the busiest frame is kept")
+    return p
+
+
+def drive(args) -> dict:
+    """The interactive loop; returns a summary of the drive."""
+    import pygame
+
+    from .env import TruckSimEnv
+    from .expert import Expert
+
+    width, height = parse_size(args.size)
+    config = SimConfig(width=width, height=height, time_of_day=args.time_of_day, weather=args.weather,
+                       traffic_density=args.traffic, window_title=args.title, human_scale=args.scale)
+    env = TruckSimEnv(render_mode="human", config=config)
+    expert = Expert(seed=args.seed, dt=config.dt) if args.autopilot else None
+    obs, info = env.reset(seed=args.seed)
+    clock = pygame.time.Clock()
+    start = time.monotonic()
+    steps, episodes, quit_reason = 0, 1, "seconds"
+    events_seen: dict[str, int] = {}
+    keys_down_steps = 0
+    try:
+        while True:
+            stop = False
+            for event in pygame.event.get():
+                if event.type == pygame.QUIT or (event.type == pygame.KEYDOWN and event.key == pygame.K_ESCAPE):
+                    stop = True
+            if stop:
+                quit_reason = "user"
+                break
+            pressed = pygame.key.get_pressed()
+            keys = [pressed[pygame.K_LEFT] or pressed[pygame.K_a], pressed[pygame.K_RIGHT] or pressed[pygame.K_d],
+                    pressed[pygame.K_UP] or pressed[pygame.K_w], pressed[pygame.K_DOWN] or pressed[pygame.K_s]]
+            keys_down_steps += any(keys)
+            action = expert.act(env) if expert is not None else [int(k) for k in keys]
+            obs, _, terminated, truncated, info = env.step(action)
+            steps += 1
+            for e in info["events"]:
+                events_seen[e] = events_seen.get(e, 0) + 1
+            if steps % int(args.fps * 5) == 0:
+                log.info("t=%.0fs %.0f km/h %.0f m %s", time.monotonic() - start, info["speed"] * 3.6,
+                         info["distance"], info["direction"])
+            if terminated or truncated:
+                log.info("episode over after %.0f m (%s); restarting", info["distance"], ",".join(info["events"]) or "route done")
+                episodes += 1
+                obs, info = env.reset(seed=args.seed + episodes - 1)
+            if args.seconds is not None and time.monotonic() - start >= args.seconds:
+                break
+            clock.tick(args.fps)
+    finally:
+        env.close()
+    summary = {"steps": steps, "episodes": episodes, "distance_m": round(info["distance"], 2),
+               "speed_m_s": round(info["speed"], 2), "keys_down_steps": keys_down_steps, "events": events_seen,
+               "quit": quit_reason}
+    print("sim summary:", " ".join(f"{k}={v}" for k, v in summary.items()), flush=True)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.contact_sheet:
+        from .contact_sheet import make_contact_sheet
+
+        width, height = parse_size("320x240" if args.size == "640x480" else args.size)
+        path = make_contact_sheet(args.contact_sheet, seeds=range(args.sheet_seeds), width=width, height=height,
+                                  min_steps=min(60, args.sheet_steps // 2), max_steps=args.sheet_steps)
+        print(f"contact sheet written to {path}")
+        return 0
+    drive(args)
+    return 0
