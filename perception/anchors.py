@@ -1,0 +1,210 @@
+"""Box math, anchors, matching, SSD box encoding, and decode + NMS: the one box module.
+
+Conventions: boxes are float tensors ``(N, 4)``; ``xyxy`` = (x1, y1, x2, y2) and
+``cxcywh`` = (centre x, centre y, width, height), all in pixels of the image the
+boxes belong to (for anchors and network outputs: the model input). Sizes are
+``(H, W)``. torchvision.ops does the IoU, conversions and NMS.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import Tensor
+from torchvision.ops import batched_nms, box_convert, box_iou
+
+#: SSD box-encoding variances (centre, size).
+DEFAULT_VARIANCES: tuple[float, float] = (0.1, 0.2)
+#: Largest log size ratio decoded (avoids exp overflow): boxes at most ~1000x their anchor.
+_MAX_LOG_RATIO = math.log(1000.0)
+
+__all__ = [
+    "xyxy_to_cxcywh",
+    "cxcywh_to_xyxy",
+    "iou",
+    "feature_map_size",
+    "grid_anchors",
+    "make_anchors",
+    "match",
+    "encode",
+    "decode",
+    "decode_detections",
+    "clip_boxes",
+    "scale_boxes",
+]
+
+
+def xyxy_to_cxcywh(boxes: Tensor) -> Tensor:
+    """(N, 4) xyxy -> (N, 4) cxcywh."""
+    return box_convert(boxes, in_fmt="xyxy", out_fmt="cxcywh")
+
+
+def cxcywh_to_xyxy(boxes: Tensor) -> Tensor:
+    """(N, 4) cxcywh -> (N, 4) xyxy."""
+    return box_convert(boxes, in_fmt="cxcywh", out_fmt="xyxy")
+
+
+def iou(boxes_a: Tensor, boxes_b: Tensor) -> Tensor:
+    """IoU matrix (N, M) of xyxy boxes (N, 4) and (M, 4)."""
+    return box_iou(boxes_a, boxes_b)
+
+
+def feature_map_size(input_size: tuple[int, int], stride: int) -> tuple[int, int]:
+    """(h, w) of a ResNet-style feature map at ``stride`` (a power of two):
+    the input halved log2(stride) times, rounding up (3x3/stride-2/pad-1 convs)."""
+    h, w = input_size
+    for _ in range(int(round(math.log2(stride)))):
+        h, w = (h + 1) // 2, (w + 1) // 2
+    return h, w
+
+
+def grid_anchors(
+    grid_size: tuple[int, int],
+    input_size: tuple[int, int],
+    base_size: float,
+    scales: Sequence[float],
+    aspect_ratios: Sequence[float],
+) -> Tensor:
+    """Anchors of one feature map, xyxy in input pixels, shape (gh * gw * k, 4).
+
+    Cell (i, j) of a gh x gw grid over an H x W input has centre
+    ((j + 0.5) * W / gw, (i + 0.5) * H / gh). Each cell gets k = len(scales) *
+    len(aspect_ratios) anchors, ordered scale-major: for s in scales, for r in
+    aspect_ratios: width = base_size * s * sqrt(r), height = base_size * s / sqrt(r).
+    Order of rows: row i, then column j, then the k anchors, which is the order of
+    a head output (B, k*X, gh, gw) permuted to (B, gh, gw, k*X) and viewed as (B, gh*gw*k, X).
+    """
+    gh, gw = grid_size
+    height, width = input_size
+    shapes = torch.tensor(
+        [[base_size * s * math.sqrt(r), base_size * s / math.sqrt(r)] for s in scales for r in aspect_ratios],
+        dtype=torch.float32,
+    )  # (k, 2) w, h
+    cy = (torch.arange(gh, dtype=torch.float32) + 0.5) * (height / gh)
+    cx = (torch.arange(gw, dtype=torch.float32) + 0.5) * (width / gw)
+    yy, xx = torch.meshgrid(cy, cx, indexing="ij")
+    centres = torch.stack([xx, yy], dim=-1).reshape(-1, 1, 2)  # (gh*gw, 1, 2)
+    k = shapes.shape[0]
+    cxcywh = torch.cat([centres.expand(-1, k, 2), shapes.unsqueeze(0).expand(centres.shape[0], k, 2)], dim=-1)
+    return cxcywh_to_xyxy(cxcywh.reshape(-1, 4))
+
+
+def make_anchors(
+    input_size: tuple[int, int],
+    grid_sizes: Sequence[tuple[int, int]],
+    base_sizes: Sequence[float],
+    scales: Sequence[float],
+    aspect_ratios: Sequence[float],
+) -> Tensor:
+    """Anchors of several feature maps, concatenated level by level: (A, 4) xyxy input pixels.
+
+    grid_sizes: (gh, gw) per level; base_sizes: anchor side in pixels per level.
+    A = sum(gh * gw) * len(scales) * len(aspect_ratios).
+    """
+    if len(grid_sizes) != len(base_sizes):
+        raise ValueError(f"one base size per grid needed: {len(grid_sizes)} grids, {len(base_sizes)} sizes")
+    return torch.cat(
+        [grid_anchors(g, input_size, b, scales, aspect_ratios) for g, b in zip(grid_sizes, base_sizes)], dim=0
+    )
+
+
+def match(anchors: Tensor, gt_boxes: Tensor, iou_threshold: float = 0.5) -> Tensor:
+    """Assign ground truths to anchors: LongTensor (A,) with a ground-truth index or -1.
+
+    anchors: (A, 4) xyxy; gt_boxes: (G, 4) xyxy, same pixel frame.
+    1. Greedy bipartite: repeatedly take the global maximum of the (G, A) IoU
+       matrix, assign that anchor to that ground truth, and remove that row and
+       column, so every ground truth claims one anchor and no anchor is claimed
+       twice (pairs with IoU 0 are never forced).
+    2. Every anchor still free takes its best ground truth if that IoU >= iou_threshold.
+    """
+    num_anchors = anchors.shape[0]
+    assigned = torch.full((num_anchors,), -1, dtype=torch.long, device=anchors.device)
+    if gt_boxes.numel() == 0 or num_anchors == 0:
+        return assigned
+    overlaps = box_iou(gt_boxes.to(anchors.dtype), anchors)  # (G, A)
+    best_iou, best_gt = overlaps.max(dim=0)
+    take = best_iou >= iou_threshold
+    assigned[take] = best_gt[take]
+    work = overlaps.clone()
+    for _ in range(min(work.shape)):
+        flat = int(torch.argmax(work))
+        g, a = divmod(flat, num_anchors)
+        if work[g, a] <= 0:
+            break
+        assigned[a] = g
+        work[g, :] = -1.0
+        work[:, a] = -1.0
+    return assigned
+
+
+def encode(boxes: Tensor, anchors: Tensor, variances: Sequence[float] = DEFAULT_VARIANCES) -> Tensor:
+    """SSD encoding of xyxy boxes (N, 4) relative to their xyxy anchors (N, 4) -> deltas (N, 4):
+    ((cx - acx) / (aw * v0), (cy - acy) / (ah * v0), log(w / aw) / v1, log(h / ah) / v1)."""
+    b = xyxy_to_cxcywh(boxes)
+    a = xyxy_to_cxcywh(anchors)
+    centre = (b[:, :2] - a[:, :2]) / (a[:, 2:] * variances[0])
+    size = torch.log(b[:, 2:].clamp(min=1e-6) / a[:, 2:]) / variances[1]
+    return torch.cat([centre, size], dim=1)
+
+
+def decode(deltas: Tensor, anchors: Tensor, variances: Sequence[float] = DEFAULT_VARIANCES) -> Tensor:
+    """Inverse of :func:`encode`: deltas (..., N, 4) and anchors (N, 4) xyxy -> boxes (..., N, 4) xyxy."""
+    a = xyxy_to_cxcywh(anchors)
+    centre = deltas[..., :2] * variances[0] * a[:, 2:] + a[:, :2]
+    size = torch.exp((deltas[..., 2:] * variances[1]).clamp(max=_MAX_LOG_RATIO)) * a[:, 2:]
+    return torch.cat([centre - size / 2, centre + size / 2], dim=-1)
+
+
+def clip_boxes(boxes: Tensor, size: tuple[int, int]) -> Tensor:
+    """Clip xyxy boxes (N, 4) to an image of size (H, W)."""
+    height, width = size
+    x = boxes[:, 0::2].clamp(0, width)
+    y = boxes[:, 1::2].clamp(0, height)
+    return torch.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], dim=1)
+
+
+def scale_boxes(boxes: Tensor, from_size: tuple[int, int], to_size: tuple[int, int]) -> Tensor:
+    """xyxy boxes (N, 4) in pixels of an image of size from_size (H, W) -> pixels of to_size (H, W)
+    (the same image resized)."""
+    sy = to_size[0] / from_size[0]
+    sx = to_size[1] / from_size[1]
+    return boxes * boxes.new_tensor([sx, sy, sx, sy])
+
+
+def decode_detections(
+    scores: Tensor,
+    deltas: Tensor,
+    anchors: Tensor,
+    image_size: tuple[int, int],
+    score_threshold: float = 0.3,
+    iou_threshold: float = 0.45,
+    top_k: int = 100,
+    variances: Sequence[float] = DEFAULT_VARIANCES,
+    pre_nms_top_k: int = 1000,
+) -> dict[str, Tensor]:
+    """Detections of one image: decode, score threshold, top-k, per-class NMS.
+
+    scores: (A, C) probabilities of the C object classes (background excluded);
+    deltas: (A, 4) encoded boxes; anchors: (A, 4) xyxy; image_size (H, W) for clipping.
+    Candidates are (anchor, class) pairs with score > score_threshold, the best
+    ``pre_nms_top_k`` of them go through ``torchvision.ops.batched_nms`` (boxes of
+    the same class overlapping more than iou_threshold are suppressed; different
+    classes never suppress each other), and the best ``top_k`` survive.
+    Returns {"boxes": (K, 4) xyxy clipped, "scores": (K,), "labels": (K,) long in 1..C},
+    highest score first; boxes of zero area after clipping are dropped.
+    """
+    num_classes = scores.shape[1]
+    flat = scores.reshape(-1)
+    keep = torch.nonzero(flat > score_threshold).squeeze(1)
+    if keep.numel() > pre_nms_top_k:
+        keep = keep[flat[keep].topk(pre_nms_top_k).indices]
+    anchor_idx = torch.div(keep, num_classes, rounding_mode="floor")
+    labels = keep % num_classes + 1
+    cand_scores = flat[keep]
+    boxes = clip_boxes(decode(deltas[anchor_idx], anchors[anchor_idx], variances), image_size)
+    nonempty = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    boxes, cand_scores, labels = boxes[nonempty], cand_scores[nonempty], labels[nonempty]
+    kept = batched_nms(boxes, cand_scores, labels, iou_threshold)[:top_k]  # sorted by score
+    return {"boxes": boxes[kept], "scores": cand_scores[kept], "labels": labels[kept]}

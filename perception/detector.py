@@ -1,0 +1,256 @@
+"""SSD detector: ResNet34 trunk, extra conv blocks, class and box heads on several feature maps.
+
+Layouts (DetectorConfig.layout):
+  "default": heads on layer2 (stride 8, optional), layer3 (16), layer4 (32) and extra stride-2
+      blocks (64, 128, ...), as config.anchors.feature_strides lists. The stride-16
+      map is what lets it find distant (small) vehicles.
+  "article": the source article's head: dropout(relu(layer4)) -> a stride-1 block
+      -> stride-2 blocks giving 4x4, 2x2, 1x1 grids at 224x224; 9 anchors a cell, 189 anchors.
+
+Outputs: cls_logits (B, A, C+1), index 0 = background; box_deltas (B, A, 4)
+SSD-encoded relative to ``self.anchors`` (A, 4) xyxy in model-input pixels.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from perception.anchors import decode_detections, encode, feature_map_size, make_anchors, match
+from perception.config import DetectorConfig
+from perception.direction import _freeze, _param_groups
+from perception.trunk import LAYER2_CHANNELS, LAYER3_CHANNELS, LAYER4_CHANNELS, ResNetTrunk
+
+
+class StdConv(nn.Module):
+    """3x3 conv (stride 1 or 2, padding 1) -> BatchNorm -> ReLU -> Dropout."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 2, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(c_out)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.drop(F.relu(self.bn(self.conv(x))))
+
+
+class OutConv(nn.Module):
+    """Class and box predictions of one feature map (B, c_in, h, w):
+    -> cls (B, h*w*k, num_outputs), box (B, h*w*k, 4), rows ordered (row, column, anchor)."""
+
+    def __init__(self, c_in: int, k: int, num_outputs: int, background_bias: float) -> None:
+        super().__init__()
+        self.k, self.num_outputs = k, num_outputs
+        self.cls = nn.Conv2d(c_in, k * num_outputs, 3, padding=1)
+        self.box = nn.Conv2d(c_in, k * 4, 3, padding=1)
+        for conv in (self.cls, self.box):
+            nn.init.normal_(conv.weight, std=0.01)
+            nn.init.zeros_(conv.bias)
+        with torch.no_grad():  # start out predicting "background" with p ~ 0.99
+            self.cls.bias.view(k, num_outputs)[:, 0] = background_bias
+
+    @staticmethod
+    def _flatten(x: Tensor, last: int) -> Tensor:
+        b = x.shape[0]
+        return x.permute(0, 2, 3, 1).reshape(b, -1, last)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self._flatten(self.cls(x), self.num_outputs), self._flatten(self.box(x), 4)
+
+
+class SSDNet(nn.Module):
+    """SSD on a ResNet34 trunk; see the module docstring for the layouts.
+
+    forward(x (B,3,H,W) normalised, (H, W) = config.input_size)
+        -> (cls_logits (B, A, C+1), box_deltas (B, A, 4)).
+    forward_features(x) -> (layer2, layer3, layer4) trunk features (strides 8, 16, 32);
+    forward_head(features) -> (cls_logits, box_deltas).
+    ``anchors``: buffer (A, 4) xyxy in model-input pixels (rebuilt from the config,
+    not saved in state dicts).
+    ``init_trunk_weights=False`` skips loading config.trunk.weights.
+    """
+
+    kind = "detector"
+
+    def __init__(self, config: DetectorConfig | None = None, *, init_trunk_weights: bool = True) -> None:
+        super().__init__()
+        self.config = cfg = config if config is not None else DetectorConfig()
+        self.trunk = ResNetTrunk(cfg.trunk, load_weights=init_trunk_weights)
+        anchors_cfg = cfg.anchors
+        k = anchors_cfg.anchors_per_cell
+        num_outputs = cfg.num_classes + 1
+        background_bias = math.log(99.0 * cfg.num_classes)
+        strides = anchors_cfg.feature_strides
+        width = cfg.extra_channels
+        self._level_strides = strides
+        if cfg.layout == "article":
+            self.pre = nn.Sequential(nn.ReLU(), nn.Dropout(cfg.head_dropout),
+                                     StdConv(LAYER4_CHANNELS, width, stride=1, dropout=cfg.head_dropout))
+            extra_in = width
+        else:
+            self.pre = nn.Identity()
+            extra_in = LAYER4_CHANNELS
+        top = max(strides)
+        n_extra = max(0, int(round(math.log2(top))) - 5)  # stride 64 is the first extra block
+        extras = []
+        for _ in range(n_extra):
+            extras.append(StdConv(extra_in, width, stride=2, dropout=cfg.head_dropout))
+            extra_in = width
+        self.extras = nn.ModuleList(extras)
+        channels = {8: LAYER2_CHANNELS, 16: LAYER3_CHANNELS, 32: LAYER4_CHANNELS if cfg.layout == "default" else width}
+        heads = []
+        for s in strides:
+            heads.append(OutConv(channels.get(s, width), k, num_outputs, background_bias))
+        self.heads = nn.ModuleList(heads)
+        grid_sizes = [feature_map_size(cfg.input_size, s) for s in strides]
+        short_side = min(cfg.input_size)
+        anchors = make_anchors(
+            cfg.input_size, grid_sizes, [f * short_side for f in anchors_cfg.sizes],
+            anchors_cfg.scales, anchors_cfg.aspect_ratios,
+        )
+        self.register_buffer("anchors", anchors, persistent=False)
+        self._trunk_frozen = False
+
+    @property
+    def num_anchors(self) -> int:
+        return self.anchors.shape[0]
+
+    def forward_features(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        expected = tuple(self.config.input_size)
+        if tuple(x.shape[-2:]) != expected:
+            raise ValueError(
+                f"SSDNet input is {tuple(x.shape[-2:])} (H, W) but the anchors were made for {expected}; "
+                "resize frames to config.input_size (the Perceiver does this)"
+            )
+        return self.trunk.forward_levels(x)
+
+    def forward_head(self, features: tuple[Tensor, Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        c2, c3, c4 = features
+        maps: dict[int, Tensor] = {8: c2, 16: c3}
+        x = self.pre(c4)
+        maps[32] = x
+        stride = 32
+        for block in self.extras:
+            x = block(x)
+            stride *= 2
+            maps[stride] = x
+        outs = [head(maps[s]) for s, head in zip(self._level_strides, self.heads)]
+        cls_logits = torch.cat([o[0] for o in outs], dim=1)
+        box_deltas = torch.cat([o[1] for o in outs], dim=1)
+        return cls_logits, box_deltas
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.forward_head(self.forward_features(x))
+
+    def freeze_trunk(self, frozen: bool = True) -> None:
+        """Stop (or restart) training the trunk; while frozen its BatchNorm layers stay in eval mode."""
+        _freeze(self, frozen)
+
+    @property
+    def trunk_frozen(self) -> bool:
+        return self._trunk_frozen
+
+    def train(self, mode: bool = True) -> "SSDNet":
+        super().train(mode)
+        if self._trunk_frozen:
+            self.trunk.eval()
+        return self
+
+    def param_groups(self, lr_trunk: float, lr_head: float) -> list[dict]:
+        """Optimizer parameter groups (trunk, head = extras + heads); frozen parameters left out."""
+        return _param_groups(self, lr_trunk, lr_head)
+
+    # ----------------------------------------------------------------- training
+
+    def assign_targets(self, targets: list[dict[str, Tensor]]) -> tuple[Tensor, Tensor]:
+        """Per-anchor training targets of a batch.
+
+        targets: list (len B) of {"boxes": (N, 4) xyxy model-input px, "labels": (N,) long in 1..C}.
+        Returns labels (B, A) long (0 = background) and encoded boxes (B, A, 4)
+        (zeros where the anchor is background).
+        """
+        anchors = self.anchors
+        num_anchors = anchors.shape[0]
+        labels_out = torch.zeros((len(targets), num_anchors), dtype=torch.long, device=anchors.device)
+        boxes_out = torch.zeros((len(targets), num_anchors, 4), dtype=anchors.dtype, device=anchors.device)
+        for b, target in enumerate(targets):
+            boxes = target["boxes"].to(anchors.device, anchors.dtype).reshape(-1, 4)
+            labels = target["labels"].to(anchors.device).long().reshape(-1)
+            if boxes.shape[0] != labels.shape[0]:
+                raise ValueError(f"target {b}: {boxes.shape[0]} boxes but {labels.shape[0]} labels")
+            if labels.numel() and (labels.min() < 1 or labels.max() > self.config.num_classes):
+                raise ValueError(
+                    f"target {b}: labels must be in 1..{self.config.num_classes} (0 is background), "
+                    f"got {labels.tolist()}"
+                )
+            if boxes.shape[0] == 0:
+                continue
+            assigned = match(anchors, boxes, self.config.match_iou)
+            pos = assigned >= 0
+            labels_out[b, pos] = labels[assigned[pos]]
+            boxes_out[b, pos] = encode(boxes[assigned[pos]], anchors[pos], self.config.variances)
+        return labels_out, boxes_out
+
+    def loss(self, cls_logits: Tensor, box_deltas: Tensor, targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        """{"loss": cls + box_loss_weight * box, "cls": ..., "box": ...}, each a scalar
+        normalised by the number of positive anchors in the batch (at least 1).
+
+        box: smooth-L1 (beta 1) of the positive anchors' encoded deltas.
+        cls: config.loss = "focal": softmax focal loss (gamma, alpha for objects and
+        1 - alpha for background) over all anchors; "hnm": cross-entropy over the
+        positives and the hardest negatives, negative_ratio per positive in each
+        image (at least negative_ratio negatives in an image with no objects).
+        """
+        cfg = self.config
+        if cls_logits.shape[:2] != box_deltas.shape[:2] or cls_logits.shape[1] != self.num_anchors:
+            raise ValueError(
+                f"loss: cls_logits {tuple(cls_logits.shape)} / box_deltas {tuple(box_deltas.shape)} "
+                f"do not match {self.num_anchors} anchors"
+            )
+        if len(targets) != cls_logits.shape[0]:
+            raise ValueError(f"loss: {len(targets)} targets for a batch of {cls_logits.shape[0]}")
+        labels, box_targets = self.assign_targets(targets)
+        pos = labels > 0
+        num_pos = pos.sum().clamp(min=1).to(cls_logits.dtype)
+        box = F.smooth_l1_loss(box_deltas[pos], box_targets[pos], reduction="sum", beta=1.0) / num_pos
+        log_probs = F.log_softmax(cls_logits, dim=-1)  # (B, A, C+1)
+        log_p_true = log_probs.gather(-1, labels.unsqueeze(-1)).squeeze(-1)  # (B, A)
+        if cfg.loss == "focal":
+            p_true = log_p_true.exp()
+            alpha = torch.where(pos, cfg.focal_alpha, 1.0 - cfg.focal_alpha)
+            cls = -(alpha * (1.0 - p_true).pow(cfg.focal_gamma) * log_p_true).sum() / num_pos
+        else:
+            ce = -log_p_true
+            with torch.no_grad():
+                neg_loss = ce.detach().masked_fill(pos, -1.0)
+                order = neg_loss.argsort(dim=1, descending=True)
+                rank = order.argsort(dim=1)
+                n_neg = (pos.sum(dim=1, keepdim=True).clamp(min=1) * cfg.negative_ratio).long()
+                hard_neg = (rank < n_neg) & ~pos
+            cls = (ce[pos].sum() + ce[hard_neg].sum()) / num_pos
+        return {"loss": cls + cfg.box_loss_weight * box, "cls": cls, "box": box}
+
+    # ---------------------------------------------------------------- inference
+
+    @torch.no_grad()
+    def detect(
+        self,
+        cls_logits: Tensor,
+        box_deltas: Tensor,
+        score_threshold: float = 0.3,
+        iou_threshold: float = 0.45,
+        top_k: int = 100,
+    ) -> list[dict[str, Tensor]]:
+        """Decode a batch: per image {"boxes": (K, 4) xyxy model-input px (clipped),
+        "scores": (K,) softmax probabilities, "labels": (K,) long in 1..C}, highest score first."""
+        scores = F.softmax(cls_logits.float(), dim=-1)[..., 1:]
+        return [
+            decode_detections(
+                scores[b], box_deltas[b].float(), self.anchors.float(), tuple(self.config.input_size),
+                score_threshold, iou_threshold, top_k, self.config.variances,
+            )
+            for b in range(cls_logits.shape[0])
+        ]

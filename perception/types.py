@@ -1,0 +1,37 @@
+"""Plain typed results of perception. No tensor crosses out of the package.
+
+Boxes are xyxy in pixels of the frame that was given to the Perceiver,
+with 0 <= x1 < x2 <= W and 0 <= y1 < y2 <= H.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DIRECTIONS: tuple[str, ...] = ("left", "straight", "right")
+DEFAULT_DETECTION_CLASSES: tuple[str, ...] = ("car", "truck", "person", "sign")
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected object: box xyxy in input-frame pixels, class name, score in [0, 1]."""
+
+    box: tuple[float, float, float, float]
+    label: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Perception:
+    """What the Perceiver saw in one frame.
+
+    direction: the most probable of DIRECTIONS.
+    direction_probs: probability per direction name, summing to 1.
+    detections: after score threshold and NMS, highest score first.
+    timings_ms: wall milliseconds per stage (e.g. "preprocess", "trunk",
+        "direction_head", "detector_head", "decode_nms", "total").
+    """
+
+    direction: str
+    direction_probs: dict[str, float]
+    detections: tuple[Detection, ...] = ()
+    timings_ms: dict[str, float] = field(default_factory=dict)

@@ -1,0 +1,159 @@
+"""Hand-computed checks of perception.anchors: conversions, anchors, matching, encoding, decode + NMS."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from perception import anchors as A
+
+
+def test_xyxy_cxcywh_round_trip_and_values():
+    xyxy = torch.tensor([[10.0, 20.0, 50.0, 40.0], [0.0, 0.0, 1.0, 3.0]])
+    cxcywh = A.xyxy_to_cxcywh(xyxy)
+    assert torch.allclose(cxcywh, torch.tensor([[30.0, 30.0, 40.0, 20.0], [0.5, 1.5, 1.0, 3.0]]))
+    assert torch.allclose(A.cxcywh_to_xyxy(cxcywh), xyxy)
+
+
+def test_iou_by_hand():
+    a = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
+    b = torch.tensor([[5.0, 0.0, 15.0, 10.0], [20.0, 20.0, 30.0, 30.0], [0.0, 0.0, 10.0, 10.0]])
+    # first: intersection 50, union 150
+    assert torch.allclose(A.iou(a, b), torch.tensor([[50 / 150, 0.0, 1.0]]))
+
+
+def test_feature_map_size_rounds_up_like_resnet():
+    assert A.feature_map_size((224, 224), 32) == (7, 7)
+    assert A.feature_map_size((224, 224), 64) == (4, 4)
+    assert A.feature_map_size((224, 224), 256) == (1, 1)
+    assert A.feature_map_size((168, 224), 16) == (11, 14)
+    with torch.no_grad():
+        conv = torch.nn.Conv2d(1, 1, 3, stride=2, padding=1)
+        assert conv(torch.zeros(1, 1, 7, 7)).shape[-1] == 4  # the rule the function encodes
+
+
+def test_grid_anchors_small_map_by_hand():
+    # 2x2 grid over a 40 (H) x 80 (W) input: cell 40 wide, 20 high; centres (20,10) (60,10) (20,30) (60,30)
+    anchors = A.grid_anchors((2, 2), (40, 80), base_size=10.0, scales=(1.0, 2.0), aspect_ratios=(1.0, 4.0))
+    assert anchors.shape == (2 * 2 * 4, 4)
+    r = math.sqrt(4.0)
+    first_cell = torch.tensor([
+        [15.0, 5.0, 25.0, 15.0],                      # scale 1, ratio 1: 10 x 10
+        [20 - 10 * r / 2, 10 - 10 / r / 2, 20 + 10 * r / 2, 10 + 10 / r / 2],  # scale 1, ratio 4: 20 x 5
+        [10.0, 0.0, 30.0, 20.0],                      # scale 2, ratio 1: 20 x 20
+        [0.0, 5.0, 40.0, 15.0],                       # scale 2, ratio 4: 40 x 10
+    ])
+    assert torch.allclose(anchors[:4], first_cell)
+    # row-major: second cell is (row 0, column 1), centre (60, 10); third is (row 1, column 0), centre (20, 30)
+    assert torch.allclose(anchors[4], torch.tensor([55.0, 5.0, 65.0, 15.0]))
+    assert torch.allclose(anchors[8], torch.tensor([15.0, 25.0, 25.0, 35.0]))
+
+
+def test_make_anchors_concatenates_levels_in_order():
+    anchors = A.make_anchors((64, 64), [(2, 2), (1, 1)], [16.0, 48.0], (1.0,), (1.0,))
+    assert anchors.shape == (5, 4)
+    assert torch.allclose(anchors[0], torch.tensor([8.0, 8.0, 24.0, 24.0]))
+    assert torch.allclose(anchors[4], torch.tensor([8.0, 8.0, 56.0, 56.0]))
+
+
+def test_match_threshold_and_best_anchor():
+    anchors = torch.tensor([
+        [0.0, 0.0, 10.0, 10.0],
+        [1.0, 0.0, 11.0, 10.0],    # IoU with gt0 = 90/110 = 0.818
+        [100.0, 100.0, 110.0, 110.0],
+        [0.0, 0.0, 10.0, 30.0],    # IoU with gt0 = 1/3: below 0.5
+    ])
+    gt = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
+    assert A.match(anchors, gt, 0.5).tolist() == [0, 0, -1, -1]
+    assert A.match(anchors, gt, 0.3).tolist() == [0, 0, -1, 0]
+    # a ground truth below every threshold still gets its best anchor
+    assert A.match(anchors, gt, 0.99).tolist() == [0, -1, -1, -1]
+
+
+def test_match_two_ground_truths_that_want_the_same_anchor():
+    # Both ground truths overlap anchor 0 best. gt1 has the higher IoU with it (0.9 vs 0.6),
+    # so gt1 claims anchor 0 first; gt0 then claims its best remaining anchor (anchor 1)
+    # even though that IoU (0.25) is below the threshold.
+    anchors = torch.tensor([[0.0, 0.0, 10.0, 10.0], [4.0, 0.0, 14.0, 10.0]])
+    gt = torch.tensor([
+        [0.0, 0.0, 6.0, 10.0],    # IoU anchor0 = 60/100 = 0.6, anchor1 = 20/140 = 0.1429
+        [0.0, 0.0, 9.0, 10.0],    # IoU anchor0 = 0.9, anchor1 = 50/140 = 0.357
+    ])
+    iou = A.iou(gt, anchors)
+    assert torch.allclose(iou, torch.tensor([[0.6, 20 / 140], [0.9, 50 / 140]]))
+    assert A.match(anchors, gt, 0.5).tolist() == [1, 0]
+
+
+def test_match_greedy_takes_global_max_first():
+    # gt0's best anchor is a0 (IoU 0.5); gt1's best is also a0 (0.8). The global max (gt1, a0)
+    # is assigned first; gt0 then falls back to a1 (IoU 20/130), below the threshold but forced.
+    anchors = torch.tensor([[0.0, 0.0, 10.0, 10.0], [5.0, 0.0, 15.0, 10.0], [20.0, 0.0, 30.0, 10.0]])
+    gt = torch.tensor([[2.0, 0.0, 7.0, 10.0], [0.0, 0.0, 8.0, 10.0]])
+    assert torch.allclose(A.iou(gt, anchors), torch.tensor([[0.5, 20 / 130, 0.0], [0.8, 30 / 150, 0.0]]))
+    assert A.match(anchors, gt, 0.5).tolist() == [1, 0, -1]
+    assert A.match(anchors, torch.zeros(0, 4), 0.5).tolist() == [-1, -1, -1]
+
+
+def test_encode_decode_round_trip():
+    g = torch.Generator().manual_seed(0)
+    anchors = A.cxcywh_to_xyxy(torch.cat([torch.rand(500, 2, generator=g) * 200,
+                                          torch.rand(500, 2, generator=g) * 60 + 4], dim=1))
+    boxes = A.cxcywh_to_xyxy(torch.cat([torch.rand(500, 2, generator=g) * 200,
+                                        torch.rand(500, 2, generator=g) * 90 + 2], dim=1))
+    deltas = A.encode(boxes, anchors, (0.1, 0.2))
+    back = A.decode(deltas, anchors, (0.1, 0.2))
+    assert (back - boxes).abs().max().item() < 1e-5 * 200  # relative 1e-5 of the coordinate range
+    assert torch.allclose(back, boxes, atol=1e-4, rtol=1e-5)
+
+
+def test_encode_by_hand():
+    anchor = torch.tensor([[0.0, 0.0, 10.0, 20.0]])  # centre (5, 10), 10 x 20
+    box = torch.tensor([[1.0, 2.0, 21.0, 22.0]])     # centre (11, 12), 20 x 20
+    expected = torch.tensor([[6 / (10 * 0.1), 2 / (20 * 0.1), math.log(2.0) / 0.2, 0.0]])
+    assert torch.allclose(A.encode(box, anchor), expected, atol=1e-6)
+    assert torch.allclose(A.decode(expected, anchor), box, atol=1e-5)
+
+
+def test_decode_detections_nms_same_class_suppressed_other_class_kept():
+    anchors = torch.tensor([
+        [0.0, 0.0, 20.0, 20.0],
+        [1.0, 1.0, 21.0, 21.0],     # IoU 0.82 with anchor 0
+        [0.0, 0.0, 20.0, 20.0],     # same place as anchor 0
+        [50.0, 50.0, 70.0, 70.0],
+    ])
+    deltas = torch.zeros(4, 4)  # boxes = anchors
+    # classes: 2 object classes; column 0 = class 1, column 1 = class 2
+    scores = torch.tensor([
+        [0.90, 0.01],   # class 1, kept
+        [0.80, 0.02],   # class 1, overlaps anchor 0 -> suppressed
+        [0.05, 0.70],   # class 2 at the same place -> kept (different class)
+        [0.20, 0.10],   # below the threshold
+    ])
+    out = A.decode_detections(scores, deltas, anchors, (100, 100), score_threshold=0.3, iou_threshold=0.45)
+    assert out["labels"].tolist() == [1, 2]
+    assert torch.allclose(out["scores"], torch.tensor([0.90, 0.70]))
+    assert torch.allclose(out["boxes"], anchors[[0, 2]])
+    # top_k keeps the best
+    top1 = A.decode_detections(scores, deltas, anchors, (100, 100), 0.3, 0.45, top_k=1)
+    assert top1["labels"].tolist() == [1]
+
+
+def test_decode_detections_clips_and_drops_empty_boxes():
+    anchors = torch.tensor([[-10.0, -10.0, 30.0, 30.0], [120.0, 120.0, 140.0, 140.0]])
+    scores = torch.tensor([[0.9], [0.9]])
+    out = A.decode_detections(scores, torch.zeros(2, 4), anchors, (100, 100), 0.3, 0.45)
+    assert out["boxes"].tolist() == [[0.0, 0.0, 30.0, 30.0]]  # second box clips to nothing
+
+
+def test_scale_boxes():
+    boxes = torch.tensor([[10.0, 20.0, 30.0, 40.0]])
+    assert A.scale_boxes(boxes, (240, 320), (120, 640)).tolist() == [[20.0, 10.0, 60.0, 20.0]]
+
+
+@pytest.mark.parametrize("threshold", [0.4, 0.5])
+def test_match_every_gt_gets_an_anchor_on_a_real_anchor_set(threshold):
+    anchors = A.make_anchors((96, 128), [(6, 8), (3, 4)], [8.0, 20.0], (0.7, 1.0, 1.4), (1.0, 2.0, 0.5))
+    gt = torch.tensor([[5.0, 50.0, 20.0, 60.0], [6.0, 51.0, 21.0, 61.0], [60.0, 40.0, 100.0, 90.0]])
+    assigned = A.match(anchors, gt, threshold)
+    assert set(assigned[assigned >= 0].tolist()) == {0, 1, 2}

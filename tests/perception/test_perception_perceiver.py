@@ -1,0 +1,173 @@
+"""The Perceiver on real frames: box mapping to any frame size, shared trunk, batches, missing models."""
+from __future__ import annotations
+
+import copy
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from perception.config import DetectorConfig, DirectionConfig, TrunkConfig
+from perception.detector import SSDNet
+from perception.direction import DirectionNet
+from perception.perceiver import Perceiver, Preprocessor
+from perception.types import DIRECTIONS, Perception
+
+SMALL = (64, 96)  # (H, W) model input for the speed-insensitive tests
+
+
+def _small_models():
+    torch.manual_seed(0)
+    trunk = TrunkConfig(weights="none")
+    return (DirectionNet(DirectionConfig(input_size=SMALL, trunk=trunk)),
+            SSDNet(DetectorConfig(input_size=SMALL, trunk=trunk)))
+
+
+def _frame(h=240, w=320, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+
+
+def test_perceiver_returns_boxes_and_direction_in_1280x720_pixels(overfit_direction, overfit_detector,
+                                                                  sim_overfit_samples):
+    """Simulator frames blown up to 1280x720 (each pixel 4 wide, 3 high): the known objects
+    come back in 1280x720 coordinates."""
+    direction_model, detector_model = overfit_direction[0], overfit_detector[0]
+    perceiver = Perceiver(direction_model, detector_model, device="cpu")
+    # both heads were fitted on the same frozen (seeded, data-calibrated) trunk: it runs once
+    assert perceiver.shared_trunk
+    h_in, w_in = detector_model.config.input_size
+    px = np.array([1280 / w_in, 720 / h_in] * 2)  # frame pixels per model-input pixel, per coordinate
+    worst, worst_input_px, objects = 0.0, 0.0, 0
+    for sample in sim_overfit_samples[:8]:
+        frame = cv2.resize(sample.image, (1280, 720), interpolation=cv2.INTER_NEAREST)
+        boxes = sample.boxes * np.array([4.0, 3.0, 4.0, 3.0], np.float32)
+        result = perceiver(frame)
+        assert isinstance(result, Perception)
+        assert result.direction == DIRECTIONS[sample.direction]
+        assert abs(sum(result.direction_probs.values()) - 1.0) < 1e-5
+        assert len(result.detections) == len(boxes), (result.detections, boxes)
+        for box, label in zip(boxes, sample.labels):
+            best = min(result.detections, key=lambda d: np.abs(np.array(d.box) - box).max())
+            assert best.label == detector_model.config.classes[label - 1]
+            error = np.abs(np.array(best.box) - box)
+            worst = max(worst, float(error.max()))
+            worst_input_px = max(worst_input_px, float((error / px).max()))
+            objects += 1
+        for det in result.detections:
+            x1, y1, x2, y2 = det.box
+            assert 0 <= x1 < x2 <= 1280 and 0 <= y1 < y2 <= 720 and 0 <= det.score <= 1
+    assert objects >= 8
+    print(f"1280x720: worst box error {worst:.2f} px ({worst_input_px:.2f} model-input px)")
+    # within 1 model-input pixel: at a 192x144 input that is 6.7 px across and 5 px down at 1280x720
+    assert worst_input_px <= 1.0, f"worst box error {worst:.2f} px in 1280x720 ({worst_input_px:.2f} input px)"
+    for stage in ("preprocess", "trunk", "direction", "detector", "decode_nms", "total"):
+        assert result.timings_ms[stage] >= 0.0
+
+
+def test_shared_trunk_runs_once_and_matches_the_models():
+    direction, detector = _small_models()
+    detector.trunk = direction.trunk  # one trunk object
+    perceiver = Perceiver(direction, detector, device="cpu", score_threshold=0.0, top_k=5)
+    assert perceiver.shared_trunk
+    frame = _frame()
+    result = perceiver(frame)
+    assert "trunk" in result.timings_ms
+    x = Preprocessor(SMALL, direction.config.mean, direction.config.std)([frame])
+    with torch.inference_mode():
+        probs = torch.softmax(direction(x), dim=1)[0]
+        expected = detector.detect(*detector(x), score_threshold=0.0, top_k=5)[0]
+    assert np.allclose([result.direction_probs[n] for n in DIRECTIONS], probs.numpy(), atol=1e-5)
+    assert len(result.detections) == 5
+    sx, sy = 320 / SMALL[1], 240 / SMALL[0]
+    got = np.array([d.box for d in result.detections])
+    want = expected["boxes"].numpy() * [sx, sy, sx, sy]
+    want[:, 0::2] = want[:, 0::2].clip(0, 320)
+    want[:, 1::2] = want[:, 1::2].clip(0, 240)
+    assert np.allclose(got, want, atol=1e-3)
+
+
+def test_identical_trunk_weights_are_shared_and_different_ones_are_not():
+    direction, detector = _small_models()
+    detector.trunk = copy.deepcopy(direction.trunk)
+    assert Perceiver(direction, detector, device="cpu").shared_trunk
+    with torch.no_grad():
+        next(detector.trunk.parameters()).add_(1.0)
+    separate = Perceiver(direction, detector, device="cpu")
+    assert not separate.shared_trunk
+    assert "trunk" not in separate(_frame()).timings_ms
+
+
+def test_perceive_batch_matches_single_calls_for_mixed_frame_sizes():
+    direction, detector = _small_models()
+    perceiver = Perceiver(direction, detector, device="cpu", score_threshold=0.0, top_k=3)
+    frames = [_frame(240, 320, 1), _frame(720, 1280, 2), _frame(100, 90, 3)]
+    batch = perceiver.perceive_batch(frames)
+    assert len(batch) == 3 and perceiver.perceive_batch([]) == []
+    for frame, got in zip(frames, batch):
+        single = perceiver(frame)
+        assert got.direction == single.direction
+        assert np.allclose(list(got.direction_probs.values()), list(single.direction_probs.values()), atol=1e-4)
+        assert np.allclose([d.box for d in got.detections], [d.box for d in single.detections], atol=1e-2)
+        h, w = frame.shape[:2]
+        assert all(0 <= d.box[0] < d.box[2] <= w and 0 <= d.box[1] < d.box[3] <= h for d in got.detections)
+
+
+def test_either_model_may_be_missing():
+    direction, detector = _small_models()
+    only_detector = Perceiver(None, detector, device="cpu", score_threshold=0.0, top_k=2)(_frame())
+    assert only_detector.direction == "straight" and only_detector.direction_probs == {}
+    assert len(only_detector.detections) == 2 and "direction" not in only_detector.timings_ms
+    only_direction = Perceiver(direction, None, device="cpu")(_frame())
+    assert only_direction.detections == () and set(only_direction.direction_probs) == set(DIRECTIONS)
+    with pytest.raises(ValueError, match="at least one"):
+        Perceiver(None, None)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((240, 320, 3), np.float32), np.zeros((240, 320), np.uint8),
+                                 np.zeros((240, 320, 4), np.uint8), [[0, 0, 0]]])
+def test_bad_frames_are_refused_clearly(bad):
+    direction, _ = _small_models()
+    with pytest.raises(ValueError, match="HxWx3 uint8 RGB"):
+        Perceiver(direction, None, device="cpu")(bad)
+
+
+def test_from_checkpoints(tmp_path):
+    from perception.checkpoint import save_model
+
+    direction, detector = _small_models()
+    save_model(tmp_path / "d.safetensors", direction)
+    save_model(tmp_path / "s.safetensors", detector)
+    loaded = Perceiver.from_checkpoints(tmp_path / "d.safetensors", tmp_path / "s.safetensors", device="cpu",
+                                        score_threshold=0.0, top_k=3)
+    fresh = Perceiver(direction, detector, device="cpu", score_threshold=0.0, top_k=3)
+    a, b = loaded(_frame()), fresh(_frame())
+    assert a.direction_probs == pytest.approx(b.direction_probs, abs=1e-6)
+    assert np.allclose([d.box for d in a.detections], [d.box for d in b.detections], atol=1e-4)
+
+
+@pytest.mark.gpu
+def test_perceiver_on_cuda_matches_cpu():
+    direction, detector = _small_models()
+    cpu = Perceiver(copy.deepcopy(direction), copy.deepcopy(detector), device="cpu", score_threshold=0.0, top_k=3)
+    gpu = Perceiver(direction, detector, device="cuda", score_threshold=0.0, top_k=3)
+    assert gpu.device.type == "cuda"
+    a, b = cpu(_frame()), gpu(_frame())
+    assert a.direction_probs == pytest.approx(b.direction_probs, abs=1e-3)
+    assert np.allclose([d.box for d in a.detections], [d.box for d in b.detections], atol=0.5)
+
+
+def test_bf16_perceiver_agrees_with_float32(overfit_direction, overfit_detector, sim_overfit_samples):
+    fp32 = Perceiver(overfit_direction[0], overfit_detector[0], device="cpu")
+    bf16 = Perceiver(overfit_direction[0], overfit_detector[0], device="cpu", bf16=True)
+    worst = 0.0
+    for sample in sim_overfit_samples[:8]:
+        a, b = fp32(sample.image), bf16(sample.image)
+        assert a.direction == b.direction
+        assert max(abs(a.direction_probs[k] - b.direction_probs[k]) for k in DIRECTIONS) < 0.05
+        assert sorted(d.label for d in a.detections) == sorted(d.label for d in b.detections)
+        for det in a.detections:  # scores may reorder detections: compare each with its nearest
+            worst = max(worst, min(float(np.abs(np.array(det.box) - np.array(o.box)).max()) for o in b.detections))
+    input_px = 320 / overfit_detector[0].config.input_size[1]
+    print(f"bf16 vs float32: worst box difference {worst:.2f} px at 320x240 ({worst / input_px:.2f} input px)")
+    assert worst <= 2.0 * input_px  # within 2 model-input pixels
