@@ -1,0 +1,90 @@
+"""Augmentation: flips mirror boxes and swap left/right, crops drop boxes that leave, seeds reproduce."""
+from __future__ import annotations
+
+import torch
+
+from training.augment import AugmentConfig, Augmenter, swap_left_right
+
+LEFT, STRAIGHT, RIGHT = 0, 1, 2
+
+
+def _image(h=40, w=60):
+    image = torch.zeros(3, h, w, dtype=torch.uint8)
+    image[0, 5:15, 4:20] = 255  # a red block at x 4..20, y 5..15
+    return image
+
+
+def test_swap_left_right():
+    assert swap_left_right(LEFT) == RIGHT
+    assert swap_left_right(RIGHT) == LEFT
+    assert swap_left_right(STRAIGHT) == STRAIGHT
+
+
+def test_flip_mirrors_image_boxes_and_direction():
+    config = AugmentConfig(flip_p=1.0, crop_scale=(1.0, 1.0), crop_ratio=(1.5, 1.5), brightness=0, contrast=0,
+                           saturation=0, hue=0)
+    augment = Augmenter((40, 60), config)
+    boxes = torch.tensor([[4.0, 5.0, 20.0, 15.0]])
+    image, out_boxes, labels, direction, _ = augment(_image(), boxes, torch.tensor([2]), LEFT, seed=1)
+    assert direction == RIGHT
+    assert torch.allclose(out_boxes, torch.tensor([[40.0, 5.0, 56.0, 15.0]]))
+    assert labels.tolist() == [2]
+    assert image[0, 10, 45] == 255 and image[0, 10, 10] == 0  # the block moved to the mirrored place
+
+
+def test_no_flip_keeps_everything():
+    config = AugmentConfig(flip_p=0.0, crop_scale=(1.0, 1.0), crop_ratio=(1.5, 1.5), brightness=0, contrast=0,
+                           saturation=0, hue=0)
+    image, boxes, labels, direction, jitter = Augmenter((40, 60), config)(_image(), torch.tensor([[4.0, 5, 20, 15]]),
+                                                                  torch.tensor([1]), LEFT, seed=3)
+    assert direction == LEFT
+    assert jitter.tolist() == [1.0, 1.0, 1.0, 0.0]
+    assert torch.equal(image, _image())
+    assert torch.allclose(boxes, torch.tensor([[4.0, 5, 20, 15]]))
+
+
+def test_crop_keeps_boxes_consistent_and_drops_boxes_that_leave():
+    torch.set_num_threads(1)
+    config = AugmentConfig(flip_p=0.0, crop_scale=(0.2, 0.3), brightness=0, contrast=0, saturation=0, hue=0)
+    augment = Augmenter((40, 60), config)
+    image = torch.zeros(3, 40, 60, dtype=torch.uint8)
+    boxes = torch.tensor([[2.0, 2.0, 10.0, 10.0], [40.0, 25.0, 58.0, 38.0], [20.0, 10.0, 40.0, 30.0]])
+    kept_counts = set()
+    for seed in range(60):
+        out_img, out_boxes, out_labels, _, _ = augment(image, boxes, torch.tensor([1, 2, 3]), -1, seed)
+        assert out_img.shape == (3, 40, 60) and out_img.dtype == torch.uint8
+        assert len(out_boxes) == len(out_labels)
+        if len(out_boxes):
+            assert (out_boxes[:, 0] >= 0).all() and (out_boxes[:, 2] <= 60).all()
+            assert (out_boxes[:, 1] >= 0).all() and (out_boxes[:, 3] <= 40).all()
+            assert (out_boxes[:, 2] > out_boxes[:, 0]).all() and (out_boxes[:, 3] > out_boxes[:, 1]).all()
+        kept_counts.add(len(out_boxes))
+    assert min(kept_counts) < 3, "small crops must drop boxes that leave the crop"
+
+
+def test_same_seed_same_result_and_global_rng_untouched():
+    augment = Augmenter((40, 60))
+    boxes = torch.tensor([[4.0, 5.0, 20.0, 15.0]])
+    before = torch.get_rng_state()
+    a = augment(_image(), boxes, torch.tensor([1]), LEFT, seed=11)
+    b = augment(_image(), boxes, torch.tensor([1]), LEFT, seed=11)
+    c = augment(_image(), boxes, torch.tensor([1]), LEFT, seed=12)
+    assert torch.equal(before, torch.get_rng_state())
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and a[3] == b[3] and torch.equal(a[4], b[4])
+    assert not torch.equal(a[4], c[4])
+
+
+def test_color_jitter_batch():
+    from training.augment import IDENTITY_JITTER, color_jitter_batch
+
+    x = torch.rand(3, 3, 8, 8)
+    same = color_jitter_batch(x, torch.tensor([IDENTITY_JITTER] * 3))
+    assert torch.allclose(same, x, atol=1e-6)
+    factors = torch.tensor([[0.5, 1.0, 1.0, 0.0], [1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 0.25]])
+    out = color_jitter_batch(x, factors)
+    assert torch.allclose(out[0], x[0] * 0.5, atol=1e-6)  # brightness
+    assert torch.allclose(out[1][0], out[1][1], atol=1e-6) and torch.allclose(out[1][1], out[1][2], atol=1e-6)  # gray
+    gray = torch.full((1, 3, 4, 4), 0.4)
+    assert torch.allclose(color_jitter_batch(gray, torch.tensor([[1.0, 1.0, 1.0, 0.3]])), gray, atol=1e-5)  # hue
+    assert not torch.allclose(out[2], x[2], atol=1e-2)
+    assert out.min() >= 0 and out.max() <= 1

@@ -1,0 +1,148 @@
+"""The real entry points (`truckpilot train/evaluate/export`) on small recorded sessions, in-process."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from training import cli as train_cli
+from training import evaluate_cli, export
+
+TINY = ["--trunk-weights", "none", "--batch-size", "4", "--num-workers", "0"]
+SIZE = {"direction": ["--input-height", "32", "--input-width", "32"],
+        "detector": ["--input-height", "64", "--input-width", "64"]}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _train(task, sessions, out, *extra):
+    argv = [task, "--data", str(sessions[0]), "--val-data", str(sessions[2]), "--out", str(out), *TINY, *SIZE[task],
+            *extra]
+    return train_cli.main(argv)
+
+
+def test_train_direction_writes_the_run_directory_and_evaluate_reproduces_it(scene_sessions, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train("direction", scene_sessions, run, "--epochs", "2", "--freeze-epochs", "1") == 0
+    for name in ("config.json", "metrics.json", "best.safetensors", "last.safetensors", "confusion_matrix.png",
+                 "top_losses.png", "history.png", "state/last.pt"):
+        assert (run / name).exists(), name
+    config = json.loads((run / "config.json").read_text())
+    assert config["task"] == "direction" and config["epochs"] == 2 and config["balance"] == "sampler"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["global_step"] == 2 * (24 // 4) and len(metrics["history"]) == 2
+    val = metrics["val"]
+    assert set(val["per_class"]) == {"left", "straight", "right"}
+    assert sum(map(sum, val["confusion_matrix"])) == val["frames"] == 24
+    assert 0.0 <= val["accuracy"] <= 1.0
+    from perception.checkpoint import load_model
+
+    model, card = load_model(run / "best.safetensors")
+    assert card.kind == "direction" and tuple(card.input_size) == (32, 32)
+    assert card.provenance["val_sessions"] and card.provenance["train_config"]["task"] == "direction"
+
+    capsys.readouterr()
+    out = tmp_path / "eval"
+    assert evaluate_cli.main([str(run / "best.safetensors"), "--data", str(scene_sessions[2]), "--out", str(out)]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert abs(report["metrics"]["accuracy"] - val["accuracy"]) < 1e-9
+    assert (out / "confusion_matrix.png").stat().st_size > 1000 and (out / "top_losses.png").exists()
+
+
+def test_train_detector_reports_map_per_class(scene_sessions, tmp_path):
+    run = tmp_path / "det"
+    assert _train("detector", scene_sessions, run, "--epochs", "1", "--freeze-epochs", "0") == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    val = metrics["val"]
+    assert set(val["per_class"]) == {"car", "truck", "person", "sign"}
+    for entry in val["per_class"].values():
+        assert -1.0 <= entry["ap_50"] <= 1.0 and "ap" in entry
+    assert 0.0 <= val["map_50"] <= 1.0 and 0.0 <= val["map"] <= val["map_50"] + 1e-9
+    assert (run / "pr_curves.png").exists() and (run / "errors_gallery.png").exists()
+
+
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_state(scene_sessions, tmp_path, capsys):
+    run = tmp_path / "nan"
+    # 6 steps an epoch: epoch 1 ends at step 6 (best + state), a state at 8, NaN in the 9th step
+    code = _train("direction", scene_sessions, run, "--epochs", "2", "--freeze-epochs", "1", "--save-every-steps", "4",
+                  "--debug-inject-nan-at-step", "8")
+    assert code == 3
+    err = capsys.readouterr().err
+    assert "non-finite loss" in err and "--lr" in err
+    note = json.loads((run / "state" / "last.json").read_text())
+    assert note["global_step"] == 8
+    state = torch.load(run / "state" / "last.pt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    best = load_file(str(run / "best.safetensors"))
+    assert all(torch.isfinite(v).all() for v in best.values() if v.is_floating_point())
+    assert not (run / "last.safetensors").exists() and not (run / "metrics.json").exists()
+
+
+def test_find_lr_writes_plot_and_suggestion(scene_sessions, tmp_path, capsys):
+    run = tmp_path / "lr"
+    assert _train("direction", scene_sessions, run, "--find-lr", "--find-lr-steps", "25") == 0
+    result = json.loads((run / "lr_find.json").read_text())
+    assert 1e-7 <= result["suggested_lr"] <= 10 and result["steps"] >= 10
+    assert len(result["lrs"]) == len(result["losses"]) == result["steps"]
+    assert (run / "lr_find.png").stat().st_size > 1000
+    assert "suggested_lr" in capsys.readouterr().out
+
+
+def test_benchmark_reports_throughput(scene_sessions, tmp_path):
+    run = tmp_path / "bench"
+    assert _train("direction", scene_sessions, run, "--benchmark-steps", "3", "--balance", "loss") == 0
+    bench = json.loads((run / "benchmark.json").read_text())
+    assert bench["img_per_s"] > 0 and 0 <= bench["data_wait_share"] < 1 and bench["steps"] == 3
+
+
+def test_refuses_to_overwrite_a_run_without_resume(scene_sessions, tmp_path, capsys):
+    run = tmp_path / "twice"
+    (run / "state").mkdir(parents=True)
+    (run / "state" / "last.pt").write_bytes(b"x")
+    assert _train("direction", scene_sessions, run, "--epochs", "1") == 1
+    assert "--resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["direction", "detector"])
+def test_export_onnx_matches_pytorch(kind, tmp_path, capsys):
+    from perception.checkpoint import save_model
+    from perception.config import DetectorConfig, DirectionConfig, TrunkConfig
+    from perception.detector import SSDNet
+    from perception.direction import DirectionNet
+
+    torch.manual_seed(0)
+    trunk = TrunkConfig(weights="none")
+    if kind == "direction":
+        model = DirectionNet(DirectionConfig(input_size=(64, 64), trunk=trunk))
+    else:
+        model = SSDNet(DetectorConfig(input_size=(64, 64), trunk=trunk))
+    ckpt = save_model(tmp_path / f"{kind}.safetensors", model.eval())
+    out = tmp_path / f"{kind}.onnx"
+    assert export.main([str(ckpt), "--onnx", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["match"] is True
+    diffs = export.compare_with_torch(ckpt, out, batch=2, seed=5)
+    assert max(diffs.values()) < 1e-3
+    import onnx
+
+    card = {p.key: p.value for p in onnx.load(str(out)).metadata_props}["truckpilot_card"]
+    assert json.loads(card)["kind"] == kind
+
+
+def test_max_steps_then_resume_with_only_the_run_directory(scene_sessions, tmp_path):
+    run = tmp_path / "partial"
+    assert _train("direction", scene_sessions, run, "--epochs", "2", "--freeze-epochs", "1", "--max-steps", "8") == 0
+    note = json.loads((run / "state" / "last.json").read_text())
+    assert note["global_step"] == 8 and note["epoch"] == 1 and note["step_in_epoch"] == 2
+    assert train_cli.main(["direction", "--out", str(run), "--resume"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["global_step"] == 12 and [h["epoch"] for h in metrics["history"]] == [1, 2]

@@ -1,0 +1,159 @@
+"""Training-time augmentation on uint8 image tensors, box- and label-aware.
+
+Pipeline (torchvision.transforms.v2 with tv_tensors.BoundingBoxes):
+
+1. horizontal flip (p=0.5): mirrors the image and the boxes, and swaps the
+   "left" and "right" direction labels (a mirrored left bend is a right bend);
+2. random resized crop back to the model input size: boxes follow the crop;
+   boxes of which less than ``min_visibility`` of the area stays inside are
+   dropped, then ``SanitizeBoundingBoxes`` drops degenerate ones;
+3. colour jitter (brightness, contrast, saturation, hue): the per-sample
+   factors are drawn here, with the rest of the sample's randomness, but
+   applied later to the whole batch on the training device
+   (:func:`color_jitter_batch`): a per-pixel colour transform on the CPU
+   costs more than the crop itself and would starve a GPU.
+
+Every call is a pure function of its ``seed`` (the global torch RNG is forked
+and seeded per sample), so an interrupted run that resumes draws exactly the
+same augmentations whatever the number of DataLoader workers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from perception.types import DIRECTIONS
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Strengths of each augmentation.
+
+    flip_p: probability of a horizontal flip.
+    crop_scale: (min, max) share of the image area a crop keeps.
+    crop_ratio: (min, max) aspect-ratio change of the crop relative to the input.
+    min_visibility: a box keeps its place only if this share of its area stays in the crop.
+    brightness, contrast, saturation, hue: torchvision ColorJitter strengths.
+    """
+
+    flip_p: float = 0.5
+    crop_scale: tuple[float, float] = (0.6, 1.0)
+    crop_ratio: tuple[float, float] = (0.85, 1.18)
+    min_visibility: float = 0.35
+    brightness: float = 0.3
+    contrast: float = 0.3
+    saturation: float = 0.3
+    hue: float = 0.03
+
+
+def swap_left_right(direction: int, directions: tuple[str, ...] = DIRECTIONS) -> int:
+    """Index of the mirrored direction: left <-> right, others unchanged."""
+    name = directions[direction]
+    mirrored = {"left": "right", "right": "left"}.get(name, name)
+    return directions.index(mirrored)
+
+
+class Augmenter:
+    """Seeded augmentation of one sample at model resolution.
+
+    __call__(image (3,H,W) uint8, boxes (N,4) float xyxy px of that image,
+    labels (N,) int64, direction int or -1, seed int)
+    -> (image (3,h,w) uint8 with (h, w) = out_size, boxes (M,4) float32 xyxy px
+    of the output, labels (M,), direction, jitter (4,) float32 colour factors
+    for :func:`color_jitter_batch`).
+    """
+
+    def __init__(self, out_size: tuple[int, int], config: AugmentConfig = AugmentConfig(),
+                 directions: tuple[str, ...] = DIRECTIONS) -> None:
+        self.out_size = (int(out_size[0]), int(out_size[1]))
+        self.config = config
+        self.directions = directions
+        self._crop = v2.RandomResizedCrop(self.out_size, scale=config.crop_scale, ratio=config.crop_ratio,
+                                          antialias=True)
+        self._sanitize = v2.SanitizeBoundingBoxes(min_size=1.0, labels_getter=lambda inputs: inputs[2])
+
+    def __call__(self, image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, direction: int, seed: int):
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(int(seed) & 0x7FFF_FFFF_FFFF_FFFF)  # CPU only: cheap
+            return self._apply(image, boxes, labels, direction)
+
+    def _apply(self, image, boxes, labels, direction):
+        height, width = image.shape[-2:]
+        img = tv_tensors.Image(image)
+        bxs = tv_tensors.BoundingBoxes(boxes.float().reshape(-1, 4), format="XYXY", canvas_size=(height, width))
+        if torch.rand(()) < self.config.flip_p:
+            img = F.horizontal_flip(img)
+            bxs = F.horizontal_flip(bxs)
+            if direction >= 0:
+                direction = swap_left_right(direction, self.directions)
+
+        params = self._crop.make_params([img])
+        top, left, crop_h, crop_w = params["top"], params["left"], params["height"], params["width"]
+        area_before = (bxs[:, 2] - bxs[:, 0]).clamp(min=0) * (bxs[:, 3] - bxs[:, 1]).clamp(min=0)
+        inside = bxs.as_subclass(torch.Tensor).clone()
+        inside[:, 0::2] = (inside[:, 0::2] - left).clamp(0, crop_w)
+        inside[:, 1::2] = (inside[:, 1::2] - top).clamp(0, crop_h)
+        area_inside = (inside[:, 2] - inside[:, 0]) * (inside[:, 3] - inside[:, 1])
+        visible = area_inside >= self.config.min_visibility * area_before.clamp(min=1e-6)
+
+        img = self._crop.transform(img, params)
+        bxs = self._crop.transform(bxs, params)  # clamps to the crop
+        bxs = tv_tensors.wrap(bxs[visible], like=bxs)
+        labels = labels[visible]
+        img, bxs, labels = self._sanitize((img, bxs, labels))
+        c = self.config
+        low_high = torch.tensor([[1 - c.brightness, 1 + c.brightness], [1 - c.contrast, 1 + c.contrast],
+                                 [1 - c.saturation, 1 + c.saturation], [-c.hue, c.hue]])
+        jitter = low_high[:, 0] + torch.rand(4) * (low_high[:, 1] - low_high[:, 0])
+        return (img.as_subclass(torch.Tensor).contiguous(), bxs.as_subclass(torch.Tensor).float(),
+                labels, direction, jitter.float())
+
+
+#: jitter factors that leave colours unchanged: brightness, contrast, saturation x1, hue +0
+IDENTITY_JITTER = (1.0, 1.0, 1.0, 0.0)
+
+_GRAY = (0.299, 0.587, 0.114)
+_RGB_TO_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
+
+
+def color_jitter_batch(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """Per-image colour jitter of a batch, on x's device.
+
+    x: (B, 3, H, W) float RGB in [0, 1]; factors: (B, 4) = brightness, contrast,
+    saturation multipliers and a hue shift in turns (fractions of the colour
+    wheel, like torchvision's ColorJitter). Applied in that order; brightness,
+    contrast and saturation as torchvision defines them, hue as a rotation of
+    the chroma plane in YIQ space (a linear approximation of an HSV hue shift).
+    Returns (B, 3, H, W) clamped to [0, 1].
+    """
+    f = factors.to(x.device, x.dtype)
+    gray_w = torch.tensor(_GRAY, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    x = (x * f[:, 0].view(-1, 1, 1, 1)).clamp(0, 1)
+    mean = (x * gray_w).sum(1, keepdim=True).mean(dim=(2, 3), keepdim=True)
+    x = (mean + (x - mean) * f[:, 1].view(-1, 1, 1, 1)).clamp(0, 1)
+    gray = (x * gray_w).sum(1, keepdim=True)
+    x = (gray + (x - gray) * f[:, 2].view(-1, 1, 1, 1)).clamp(0, 1)
+    if bool((f[:, 3] != 0).any()):
+        to_yiq = torch.tensor(_RGB_TO_YIQ, device=x.device, dtype=x.dtype)
+        theta = f[:, 3] * 2 * torch.pi
+        cos, sin = torch.cos(theta), torch.sin(theta)
+        rot = torch.zeros(len(f), 3, 3, device=x.device, dtype=x.dtype)
+        rot[:, 0, 0] = 1
+        rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
+        matrix = torch.linalg.inv(to_yiq) @ rot @ to_yiq  # (B, 3, 3)
+        x = torch.einsum("bij,bjhw->bihw", matrix, x).clamp(0, 1)
+    return x
+
+
+def resize_sample(image: torch.Tensor, boxes: torch.Tensor, out_size: tuple[int, int]):
+    """Deterministic resize of a (3,H,W) uint8 image and its (N,4) xyxy boxes to out_size (h, w)."""
+    height, width = image.shape[-2:]
+    if (height, width) == tuple(out_size):
+        return image, boxes.float().reshape(-1, 4)
+    resized = F.resize(image, list(out_size), antialias=True)
+    scale = torch.tensor([out_size[1] / width, out_size[0] / height] * 2)
+    return resized, boxes.float().reshape(-1, 4) * scale

@@ -1,0 +1,193 @@
+"""``truckpilot train direction|detector|joint --data SESSION... --out RUN_DIR``.
+
+``joint`` trains both networks on one shared trunk and writes two ordinary
+checkpoints, RUN_DIR/best.direction.safetensors and best.detector.safetensors
+(see training.joint).
+
+Also runs under ``torchrun --nproc_per_node=N -m training.cli ...`` (DDP).
+Exit codes: 0 done, 1 error (message says the fix), 2 bad arguments,
+3 non-finite loss, 4 CUDA out of memory.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+from training.config import TrainConfig, parse_train_config
+
+log = logging.getLogger("training.train")
+
+
+def load_samples(config: TrainConfig):
+    """(train samples, val samples): --val-data sessions, else whole sessions held out of --data."""
+    from training.samples import samples_from_sessions, split_by_group
+
+    samples = samples_from_sessions(config.data)
+    if config.val_data:
+        val = samples_from_sessions(config.val_data)
+        overlap = {s.group for s in samples} & {s.group for s in val}
+        if overlap:
+            raise ValueError(f"sessions {sorted(overlap)} are in both --data and --val-data; validation must use "
+                             "sessions the model does not train on")
+        return samples, val
+    return split_by_group(samples, config.val_fraction, config.seed)
+
+
+def resolve_model_config(config: TrainConfig, train_samples):
+    """The perception config of the model to train: from --init's card, or fresh."""
+    from perception.types import DEFAULT_DETECTION_CLASSES
+    from training.tasks import default_model_config
+
+    classes = None
+    if config.task in ("detector", "joint"):
+        schemas = {tuple(s.meta.get("classes", ())) for s in train_samples} - {()}
+        classes = sorted(schemas)[0] if len(schemas) == 1 else DEFAULT_DETECTION_CLASSES
+    if config.init and config.task == "joint":
+        return _joint_init_config(config, classes)
+    if config.init:
+        from perception.checkpoint import read_card
+
+        card = read_card(config.init)
+        if card.kind != config.task:
+            raise ValueError(f"--init {config.init} is a {card.kind} checkpoint, not a {config.task} one")
+        model_config = card.model_config()
+        if config.input_size and tuple(config.input_size) != tuple(model_config.input_size):
+            raise ValueError(f"--input-height/--input-width {config.input_size} differ from --init's "
+                             f"{tuple(model_config.input_size)}; drop them to fine-tune at the checkpoint's size")
+        return model_config
+    return default_model_config(config.task, config.trunk_weights, config.input_size, classes)
+
+
+def _joint_init_config(config: TrainConfig, classes):
+    """JointConfig for ``joint --init``: the cards of the pair; a missing part is fresh, at the other's size."""
+    from dataclasses import replace
+
+    from perception.checkpoint import read_card
+    from training.joint import JointConfig, resolve_init_pair
+    from training.tasks import default_model_config
+
+    pair = resolve_init_pair(config.init)
+    parts = {part: (read_card(path).model_config() if path is not None else None) for part, path in pair.items()}
+    known = next(c for c in parts.values() if c is not None)
+    for part, part_config in parts.items():
+        if part_config is None:
+            fresh = default_model_config(part, config.trunk_weights, tuple(known.input_size), classes)
+            parts[part] = replace(fresh, mean=known.mean, std=known.std, trunk=known.trunk)
+    joint = JointConfig(parts["direction"], parts["detector"])
+    if config.input_size and tuple(config.input_size) != tuple(joint.input_size):
+        raise ValueError(f"--input-height/--input-width {config.input_size} differ from --init's "
+                         f"{tuple(joint.input_size)}; drop them to fine-tune at the checkpoint's size")
+    return joint
+
+
+def build_trainer(config: TrainConfig, runtime):
+    from training.engine import Trainer
+    from training.runtime import seed_everything
+    from training.tasks import make_task
+
+    seed_everything(config.seed, config.deterministic)
+    train_samples, val_samples = load_samples(config)
+    model_config = resolve_model_config(config, train_samples)
+    task = make_task(config.task, model_config, config.direction_loss_weight)
+    model = task.build_model(init_trunk_weights=not config.init)
+    if config.init and config.task == "joint":
+        task.load_init(model, config.init)
+    elif config.init:
+        from perception.checkpoint import load_model
+
+        source, _ = load_model(config.init, "cpu")
+        model.load_state_dict(source.state_dict())
+    model.to(runtime.device)
+    if runtime.channels_last:
+        model.to(memory_format=torch.channels_last)
+    from training.augment import AugmentConfig
+
+    augment_config = AugmentConfig(flip_p=0.5 if config.flip else 0.0)
+    train_set = task.build_dataset(train_samples, config.augment, config.cache, config.seed, augment_config)
+    val_set = task.build_dataset(val_samples, False, config.cache, config.seed)
+    provenance = {"data": list(config.data), "val_data": list(config.val_data) or "held-out sessions of --data",
+                  "train_sessions": sorted({s.group for s in train_samples}),
+                  "val_sessions": sorted({s.group for s in val_samples}), "init": config.init or None}
+    log.info("%s: %d train frames, %d val frames, input %s, %d process(es) on %s", config.task, len(train_set),
+             len(val_set), tuple(model_config.input_size), runtime.world_size, runtime.device)
+    return Trainer(config, task, model, train_set, val_set, runtime, Path(config.out), provenance)
+
+
+def run_training(config: TrainConfig) -> dict:
+    """Set up, train (or --find-lr / --benchmark-steps), and return the summary."""
+    from training.engine import STATE_FILE, TrainingError
+    from training.runtime import setup_runtime, teardown_runtime
+    from training.state import atomic_write_json
+
+    run_dir = Path(config.out)
+    if config.resume and not config.data:  # `--resume --out RUN` alone: the run's own settings
+        saved = run_dir / "config.json"
+        if not saved.exists():
+            raise TrainingError(f"{saved} not found: nothing to resume in {run_dir}; check --out")
+        config = TrainConfig.from_dict({**json.loads(saved.read_text()), "resume": True,
+                                        "device": config.device, "num_workers": config.num_workers,
+                                        "max_steps": config.max_steps})
+    if not config.resume and not config.find_lr and not config.benchmark_steps and (run_dir / STATE_FILE).exists():
+        raise TrainingError(f"{run_dir} already holds a run ({run_dir / STATE_FILE}); continue it with --resume, "
+                            "or choose a new --out")
+    runtime = setup_runtime(config.device, config.amp, config.channels_last)
+    try:
+        if runtime.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        trainer = build_trainer(config, runtime)
+        if config.find_lr:
+            from training.lr_finder import lr_range_test
+
+            result = lr_range_test(trainer, run_dir, num_steps=config.find_lr_steps)
+            return {"suggested_lr": result["suggested_lr"], "plot": str(run_dir / "lr_find.png")}
+        if config.benchmark_steps:
+            return trainer.benchmark(config.benchmark_steps)
+        if config.resume:
+            trainer.load_state(run_dir / STATE_FILE)
+        if runtime.is_main:
+            atomic_write_json(run_dir / "config.json", config.to_dict())
+        summary = trainer.fit()
+        if not runtime.is_main:
+            return {}
+        brief = {k: v for k, v in summary.items() if k not in ("history", "val")}
+        if "val" in summary:
+            from training.evaluate_cli import headline
+
+            brief["val"] = headline({"kind": config.task, "metrics": summary["val"]})
+        brief["run_dir"] = str(run_dir)
+        return brief
+    finally:
+        teardown_runtime(runtime)
+
+
+def main(argv: list[str]) -> int:
+    config = parse_train_config(argv)
+    from perception.checkpoint import CheckpointError
+    from training.engine import TrainingError
+    from training.state import StateError
+
+    try:
+        result = run_training(config)
+    except TrainingError as exc:
+        print(f"truckpilot train: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except (StateError, CheckpointError, FileNotFoundError, ValueError) as exc:
+        print(f"truckpilot train: error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001
+        if type(exc).__name__ == "SessionError":
+            print(f"truckpilot train: error: {exc}", file=sys.stderr)
+            return 1
+        raise
+    if result:
+        print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    sys.exit(main(sys.argv[1:]))

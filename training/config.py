@@ -1,0 +1,148 @@
+"""The training run's configuration: one frozen dataclass, fields carry their help.
+
+CleanRL style: every option is a dataclass field whose ``metadata["help"]`` is
+the ``--help`` text; :func:`parse_train_config` builds the argparse parser from
+the fields, so the CLI and the saved ``config.json`` can never drift apart.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TASKS = ("direction", "detector", "joint")
+BALANCE_MODES = ("sampler", "loss", "none")
+
+
+def _opt(default, help: str, **extra):
+    """A dataclass field with a default and its ``--help`` text."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **extra})
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs; saved as RUN_DIR/config.json."""
+
+    task: str = _opt("direction", "which network to train: direction | detector | joint (both on one shared trunk, "
+                     "writes best.direction.safetensors + best.detector.safetensors)", positional=True)
+    data: tuple[str, ...] = _opt((), "session directories to train on (several allowed)", nargs="+")
+    out: str = _opt("runs/train", "run directory: config.json, metrics.json, plots, best checkpoint, state/")
+    val_data: tuple[str, ...] = _opt(
+        (), "session directories to validate on; when empty, whole sessions are held out from --data", nargs="*"
+    )
+    val_fraction: float = _opt(0.2, "share of --data sessions held out for validation when --val-data is empty")
+    init: str = _opt("", "start from this checkpoint (.safetensors written by perception.save_model); joint: a joint "
+                     "run's stem RUN/best, either file of the pair, or a single direction/detector checkpoint")
+    trunk_weights: str = _opt("imagenet", "trunk initialisation when --init is empty: imagenet | none | PATH")
+    input_height: int = _opt(0, "model input height in px (0: the model's default)")
+    input_width: int = _opt(0, "model input width in px (0: the model's default)")
+    epochs: int = _opt(6, "total epochs (frozen + unfrozen)")
+    freeze_epochs: int = _opt(1, "epochs with the trunk frozen (head only) before unfreezing everything")
+    batch_size: int = _opt(64, "images per step per process")
+    lr: float = _opt(1e-3, "peak learning rate of the head (one-cycle max_lr)")
+    trunk_lr_div: float = _opt(10.0, "after unfreezing, trunk max_lr = lr / trunk_lr_div (discriminative rates)")
+    weight_decay: float = _opt(1e-4, "AdamW decoupled weight decay")
+    pct_start: float = _opt(0.25, "one-cycle warm-up share of each phase")
+    balance: str = _opt(
+        "sampler", "class balancing: sampler (WeightedRandomSampler-style draws) | loss (class weights) | none"
+    )
+    augment: bool = _opt(True, "flip (mirrors boxes, swaps left/right), colour jitter, box-aware random crop")
+    flip: bool = _opt(True, "horizontal flips in the augmentation (mirrors boxes, swaps left/right labels)")
+    cache: bool = _opt(True, "decode every frame once at model resolution and keep uint8 tensors in memory")
+    device: str = _opt("auto", "auto (CUDA when present, else CPU) | cpu | cuda | cuda:N")
+    amp: str = _opt("auto", "mixed precision: auto (bf16 autocast on CUDA) | bf16 | off")
+    channels_last: str = _opt("auto", "channels_last memory format: auto (on CUDA) | on | off")
+    num_workers: int = _opt(-1, "DataLoader worker processes (-1: auto, 0: load in the main process)")
+    seed: int = _opt(0, "seed for python, numpy, torch, the split and the augmentation")
+    deterministic: bool = _opt(False, "torch.use_deterministic_algorithms(True) (CPU: bit-exact resume)")
+    eval_every_epochs: int = _opt(1, "validate (and maybe save best) every N epochs")
+    save_every_steps: int = _opt(0, "also write the resumable state every N steps (0: only at epoch ends)")
+    resume: bool = _opt(False, "continue the run in --out from state/last.pt exactly where it stopped")
+    max_steps: int = _opt(0, "stop after this many optimizer steps in total (0: no limit; smoke tests)")
+    find_lr: bool = _opt(False, "run the LR range test, write lr_find.png + lr_find.json, then exit")
+    find_lr_steps: int = _opt(100, "mini-batches the LR range test may take (it stops early when the loss blows up)")
+    benchmark_steps: int = _opt(0, "time N training steps (after warm-up), print img/s and data-wait share, exit")
+    score_threshold: float = _opt(0.05, "detector: minimum score kept for evaluation")
+    direction_loss_weight: float = _opt(1.0, "joint: loss = this * direction cross-entropy + detector loss")
+    log_every_steps: int = _opt(10, "progress bar / non-finite check interval in steps")
+    debug_inject_nan_at_step: int = _opt(-1, argparse.SUPPRESS)
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task {self.task!r}: choose one of {TASKS}")
+        if self.balance not in BALANCE_MODES:
+            raise ValueError(f"--balance {self.balance!r}: choose one of {BALANCE_MODES}")
+        if self.amp not in ("auto", "bf16", "off"):
+            raise ValueError(f"--amp {self.amp!r}: choose auto, bf16 or off")
+        if self.channels_last not in ("auto", "on", "off"):
+            raise ValueError(f"--channels-last {self.channels_last!r}: choose auto, on or off")
+        if not 0 <= self.freeze_epochs <= self.epochs:
+            raise ValueError(f"--freeze-epochs {self.freeze_epochs} must lie in 0..--epochs ({self.epochs})")
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size {self.batch_size} must be >= 1")
+        if self.direction_loss_weight < 0:
+            raise ValueError(f"--direction-loss-weight {self.direction_loss_weight} must be >= 0")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"--val-fraction {self.val_fraction} must lie strictly between 0 and 1")
+
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        """(H, W) override, or None for the model's default."""
+        if self.input_height and self.input_width:
+            return (self.input_height, self.input_width)
+        if self.input_height or self.input_width:
+            raise ValueError("give both --input-height and --input-width, or neither")
+        return None
+
+    def to_dict(self) -> dict:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def build_parser(cls=TrainConfig, prog: str = "truckpilot train") -> argparse.ArgumentParser:
+    """An argparse parser with one option per dataclass field (help from metadata)."""
+    parser = argparse.ArgumentParser(prog=prog, description=cls.__doc__)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        help_ = f.metadata.get("help")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        hint = hints[f.name]
+        if f.metadata.get("positional"):
+            parser.add_argument(f.name, choices=TASKS if f.name == "task" else None, help=help_)
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if hint is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_)
+        elif typing.get_origin(hint) is tuple:
+            parser.add_argument(flag, nargs=f.metadata.get("nargs", "+"), default=list(default), help=help_)
+        else:
+            parser.add_argument(flag, type=hint, default=default, help=help_)
+    return parser
+
+
+def parse_train_config(argv: list[str]) -> TrainConfig:
+    """Resolve a TrainConfig from command-line arguments (``truckpilot train ...``)."""
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
+    try:
+        config = TrainConfig.from_dict(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if not config.data and not config.resume:
+        parser.error("--data SESSION... is required")
+    return config

@@ -1,0 +1,199 @@
+"""Datasets over FrameSamples, with a frame cache decoded at model resolution.
+
+The cache decodes every frame once, resizes it to the model input (H, W) and
+keeps it as one (N, 3, H, W) uint8 tensor: DataLoader workers forked after it
+is built share its pages, and a step costs only the augmentation, so the GPU
+is not starved by JPEG/PNG decoding.
+
+Items are addressed by ``(index, seed)`` pairs (see training.sampler): the
+seed drives the augmentation of that one draw, which makes runs reproducible
+and resumable at any step. Each item is (image, target, jitter): jitter (4,)
+holds the colour factors that the engine applies on the device
+(training.augment.color_jitter_batch).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from training.augment import IDENTITY_JITTER, Augmenter, resize_sample
+from training.samples import FrameSample
+
+log = logging.getLogger(__name__)
+
+
+def _decode_resized(sample: FrameSample, size: tuple[int, int]) -> np.ndarray:
+    image = sample.load_image()
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"{sample.name}: expected an HxWx3 uint8 RGB image, got {image.shape} {image.dtype}")
+    height, width = size
+    if image.shape[:2] != (height, width):
+        shrinking = image.shape[0] > height or image.shape[1] > width
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    return np.ascontiguousarray(image.transpose(2, 0, 1))
+
+
+def build_frame_cache(samples: Sequence[FrameSample], size: tuple[int, int], threads: int = 0,
+                      desc: str = "decode frames") -> torch.Tensor:
+    """Decode and resize every sample once: returns (N, 3, H, W) uint8, RGB."""
+    height, width = size
+    cache = torch.empty((len(samples), 3, height, width), dtype=torch.uint8)
+    threads = threads or min(16, os.cpu_count() or 1)
+
+    def fill(i: int) -> None:
+        cache[i] = torch.from_numpy(_decode_resized(samples[i], size))
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for _ in tqdm(pool.map(fill, range(len(samples))), total=len(samples), desc=desc, unit="img",
+                      leave=False, mininterval=1.0):
+            pass
+    log.info("frame cache: %d frames at %dx%d, %.1f MiB", len(samples), width, height, cache.numel() / 2**20)
+    return cache
+
+
+def _scaled_boxes(sample: FrameSample, size: tuple[int, int]) -> torch.Tensor:
+    """The sample's boxes in model-input px: (N, 4) float32 xyxy."""
+    boxes = torch.tensor(sample.boxes, dtype=torch.float32).reshape(-1, 4)
+    frame_h, frame_w = sample.size
+    scale = torch.tensor([size[1] / frame_w, size[0] / frame_h] * 2, dtype=torch.float32)
+    return boxes * scale
+
+
+class _FrameDataset(Dataset):
+    """Shared machinery: images from the cache (or decoded per item) and the augmenter."""
+
+    def __init__(self, samples: Sequence[FrameSample], input_size: tuple[int, int], augmenter: Augmenter | None,
+                 cache: bool, base_seed: int = 0) -> None:
+        if not samples:
+            raise ValueError("no frames: the sessions given hold no labelled frames for this task")
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.augmenter = augmenter
+        self.base_seed = base_seed
+        self.names = [s.name for s in samples]
+        self.groups = [s.group for s in samples]
+        self._samples = None if cache else list(samples)
+        self.images = build_frame_cache(samples, self.input_size) if cache else None
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def _key(self, key) -> tuple[int, int]:
+        if isinstance(key, (tuple, list)):
+            return int(key[0]), int(key[1])
+        return int(key), self.base_seed * 1_000_003 + int(key)
+
+    def image(self, index: int) -> torch.Tensor:
+        """(3, H, W) uint8 at model resolution, unaugmented."""
+        if self.images is not None:
+            return self.images[index]
+        return torch.from_numpy(_decode_resized(self._samples[index], self.input_size))
+
+
+class DirectionDataset(_FrameDataset):
+    """(image (3,H,W) uint8, direction index int64) per frame with a direction label."""
+
+    def __init__(self, samples: Sequence[FrameSample], input_size, directions: Sequence[str],
+                 augmenter: Augmenter | None = None, cache: bool = True, base_seed: int = 0) -> None:
+        self.directions = tuple(directions)
+        labelled = [s for s in samples if s.direction is not None]
+        if len(labelled) < len(samples):
+            log.info("direction: %d of %d frames have no direction label and are skipped",
+                     len(samples) - len(labelled), len(samples))
+        unknown = sorted({s.direction for s in labelled} - set(self.directions))
+        if unknown:
+            raise ValueError(f"direction labels {unknown} are not among the model's {self.directions}")
+        self.targets = torch.tensor([self.directions.index(s.direction) for s in labelled], dtype=torch.int64)
+        super().__init__(labelled, input_size, augmenter, cache, base_seed)
+
+    def __getitem__(self, key):
+        index, seed = self._key(key)
+        image, label = self.image(index), int(self.targets[index])
+        jitter = torch.tensor(IDENTITY_JITTER)
+        if self.augmenter is not None:
+            image, _, _, label, jitter = self.augmenter(image, torch.zeros((0, 4)),
+                                                        torch.zeros((0,), dtype=torch.int64), label, seed)
+        return image, torch.tensor(label, dtype=torch.int64), jitter
+
+    def class_counts(self) -> torch.Tensor:
+        return torch.bincount(self.targets, minlength=len(self.directions))
+
+    def sample_weights(self) -> torch.Tensor:
+        """Per-frame draw weight inversely proportional to its class frequency."""
+        counts = self.class_counts().clamp(min=1).double()
+        return (1.0 / counts)[self.targets]
+
+
+class DetectionDataset(_FrameDataset):
+    """(image (3,H,W) uint8, {"boxes": (N,4) float32 xyxy model-input px, "labels": (N,) int64 in 1..C})."""
+
+    def __init__(self, samples: Sequence[FrameSample], input_size, classes: Sequence[str],
+                 augmenter: Augmenter | None = None, cache: bool = True, base_seed: int = 0) -> None:
+        self.classes = tuple(classes)
+        size = (int(input_size[0]), int(input_size[1]))
+        labelled = [s for s in samples if s.boxes_labelled]
+        if len(labelled) < len(samples):
+            log.info("detector: %d of %d frames have no box labels and are skipped", len(samples) - len(labelled),
+                     len(samples))
+        samples = labelled
+        self.boxes: list[torch.Tensor] = []
+        self.labels: list[torch.Tensor] = []
+        unknown: set[str] = set()
+        for s in samples:
+            keep = [i for i, name in enumerate(s.labels) if name in self.classes]
+            unknown.update(name for name in s.labels if name not in self.classes)
+            self.boxes.append(_scaled_boxes(s, size)[keep])
+            self.labels.append(torch.tensor([self.classes.index(s.labels[i]) + 1 for i in keep], dtype=torch.int64))
+        if unknown:
+            log.warning("detector: boxes of classes %s are not among the model's %s and are ignored",
+                        sorted(unknown), self.classes)
+        super().__init__(samples, size, augmenter, cache, base_seed)
+
+    def __getitem__(self, key):
+        index, seed = self._key(key)
+        image, boxes, labels = self.image(index), self.boxes[index], self.labels[index]
+        jitter = torch.tensor(IDENTITY_JITTER)
+        if self.augmenter is not None:
+            image, boxes, labels, _, jitter = self.augmenter(image, boxes, labels, -1, seed)
+        return image, {"boxes": boxes.float().reshape(-1, 4), "labels": labels}, jitter
+
+    def class_counts(self) -> torch.Tensor:
+        """Boxes per class (index 0 = first class)."""
+        all_labels = torch.cat(self.labels) if self.labels else torch.zeros(0, dtype=torch.int64)
+        return torch.bincount(all_labels - 1, minlength=len(self.classes)) if all_labels.numel() else \
+            torch.zeros(len(self.classes), dtype=torch.int64)
+
+    def sample_weights(self) -> torch.Tensor:
+        """Per-frame draw weight: frames with rare classes are drawn more often.
+
+        weight = max over the frame's boxes of 1 / (boxes of that class); frames
+        without boxes get the weight of the most frequent class.
+        """
+        counts = self.class_counts().clamp(min=1).double()
+        inv = 1.0 / counts
+        floor = float(inv.min())
+        return torch.tensor([float(inv[lab - 1].max()) if lab.numel() else floor for lab in self.labels],
+                            dtype=torch.float64)
+
+
+def detection_collate(batch):
+    """-> images (B,3,H,W) uint8, targets list of dicts, jitter (B,4)."""
+    images = torch.stack([item[0] for item in batch])
+    return images, [item[1] for item in batch], torch.stack([item[2] for item in batch])
+
+
+def direction_collate(batch):
+    """-> images (B,3,H,W) uint8, labels (B,) int64, jitter (B,4)."""
+    images = torch.stack([item[0] for item in batch])
+    return images, torch.stack([item[1] for item in batch]), torch.stack([item[2] for item in batch])
+
+
+__all__ = ["DirectionDataset", "DetectionDataset", "build_frame_cache", "detection_collate", "direction_collate",
+           "resize_sample"]

@@ -1,0 +1,85 @@
+"""``truckpilot evaluate CHECKPOINT --data SESSION... [--out DIR]``: the training report for any checkpoint.
+
+Direction checkpoints: accuracy, per-class precision/recall, confusion matrix
+PNG, top-loss gallery PNG. Detector checkpoints: mAP@0.5 and mAP@[.5:.95]
+overall and per class, PR curves PNG, gallery of misses and false alarms.
+Everything goes to DIR (default: ``eval_<checkpoint name>`` next to the
+checkpoint) with metrics.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger("training.evaluate")
+
+
+def evaluate_checkpoint(checkpoint: Path, sessions: list[str], out_dir: Path, device: str = "auto",
+                        batch_size: int = 64, score_threshold: float = 0.05) -> dict:
+    """Load the checkpoint, read the sessions at its input size, evaluate, write the report to out_dir."""
+    from perception.checkpoint import load_model
+    from training.runtime import pick_device
+    from training.samples import samples_from_sessions
+    from training.state import atomic_write_json
+    from training.tasks import make_task
+
+    dev = pick_device(device)
+    model, card = load_model(checkpoint, dev)
+    task = make_task(card.kind, card.model_config())
+    samples = samples_from_sessions(sessions)
+    dataset = task.build_dataset(samples, augment=False, cache=True, seed=0)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    amp = torch.bfloat16 if dev.type == "cuda" else None
+    kwargs = {"score_threshold": score_threshold} if card.kind == "detector" else {}
+    metrics = task.evaluate(model, dataset, dev, out_dir, batch_size=batch_size, amp_dtype=amp, **kwargs)
+    report = {"checkpoint": str(checkpoint), "kind": card.kind, "sessions": list(sessions),
+              "sources": sorted({json.dumps(s.meta.get("source", {}), sort_keys=True) for s in samples}),
+              "metrics": metrics}
+    atomic_write_json(out_dir / "metrics.json", report)
+    return report
+
+
+def headline(report: dict) -> dict:
+    """The few numbers worth printing."""
+    m = report["metrics"]
+    if report["kind"] == "joint":
+        return {"joint_score": m["joint_score"],
+                **{part: headline({"kind": part, "metrics": m[part]}) for part in ("direction", "detector")}}
+    if report["kind"] == "direction":
+        return {"frames": m["frames"], "accuracy": m["accuracy"],
+                "recall": {k: v["recall"] for k, v in m["per_class"].items()},
+                "precision": {k: v["precision"] for k, v in m["per_class"].items()}}
+    return {"images": m["images"], "map_50": m["map_50"], "map": m["map"],
+            "ap_50": {k: v["ap_50"] for k, v in m["per_class"].items()}}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="truckpilot evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", type=Path, help="a .safetensors checkpoint (direction or detector)")
+    parser.add_argument("--data", nargs="+", required=True, help="session directories to evaluate on")
+    parser.add_argument("--out", type=Path, default=None, help="report directory (default: next to the checkpoint)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    parser.add_argument("--score-threshold", type=float, default=0.05, help="detector: minimum score kept")
+    args = parser.parse_args(argv)
+    out = args.out or args.checkpoint.parent / f"eval_{args.checkpoint.stem}"
+    from perception.checkpoint import CheckpointError
+
+    try:
+        report = evaluate_checkpoint(args.checkpoint, args.data, out, args.device, args.batch_size,
+                                     args.score_threshold)
+    except (CheckpointError, FileNotFoundError, ValueError) as exc:
+        print(f"truckpilot evaluate: error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"report": str(out), **headline(report)}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,153 @@
+"""Evaluation numbers: classification metrics and detection mAP.
+
+Classification: accuracy, per-class precision / recall / F1 / support, a
+confusion matrix (rows = true class, columns = predicted class).
+
+Detection: torchmetrics ``MeanAveragePrecision`` (pycocotools backend), COCO
+style: mAP@[.5:.95] and mAP@0.5, overall and per class, plus the precision
+table behind PR curves, and a greedy IoU >= 0.5 matching per image that finds
+the misses and false alarms shown in the gallery.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torchvision.ops import box_iou
+
+
+def classification_metrics(probs: torch.Tensor, targets: torch.Tensor, classes: tuple[str, ...]) -> dict:
+    """probs (N, C) softmax probabilities, targets (N,) int64 -> JSON-able metrics dict."""
+    num = len(classes)
+    preds = probs.argmax(dim=1)
+    confusion = torch.zeros((num, num), dtype=torch.int64)
+    confusion.index_put_((targets, preds), torch.ones_like(targets), accumulate=True)
+    true_pos = confusion.diag().double()
+    predicted = confusion.sum(dim=0).double()
+    actual = confusion.sum(dim=1).double()
+    precision = torch.where(predicted > 0, true_pos / predicted.clamp(min=1), torch.zeros_like(true_pos))
+    recall = torch.where(actual > 0, true_pos / actual.clamp(min=1), torch.zeros_like(true_pos))
+    f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp(min=1e-12),
+                     torch.zeros_like(true_pos))
+    per_class = {
+        name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+               "support": int(actual[i])}
+        for i, name in enumerate(classes)
+    }
+    nll = -torch.log(probs.gather(1, targets[:, None]).clamp(min=1e-12)).squeeze(1)
+    present = actual > 0
+    return {
+        "frames": int(targets.numel()),
+        "accuracy": float((preds == targets).double().mean()) if targets.numel() else 0.0,
+        "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
+        "loss": float(nll.mean()) if targets.numel() else 0.0,
+        "per_class": per_class,
+        "confusion_matrix": confusion.tolist(),
+        "classes": list(classes),
+    }
+
+
+@dataclass(frozen=True)
+class DetectionMatch:
+    """Errors in one image at IoU >= iou_threshold among predictions scoring >= score_threshold.
+
+    misses: indices of ground-truth boxes no prediction of their class found.
+    false_alarms: indices of predictions that matched no ground truth of their class.
+    """
+
+    misses: tuple[int, ...]
+    false_alarms: tuple[int, ...]
+
+
+def match_detections(pred: dict, target: dict, iou_threshold: float = 0.5,
+                     score_threshold: float = 0.3) -> DetectionMatch:
+    """Greedy (highest score first) same-class matching for one image.
+
+    pred: {"boxes" (P,4) xyxy, "scores" (P,), "labels" (P,)}; target: {"boxes" (G,4), "labels" (G,)}.
+    """
+    keep = torch.nonzero(pred["scores"] >= score_threshold).flatten()
+    order = keep[pred["scores"][keep].argsort(descending=True)]
+    gt_boxes, gt_labels = target["boxes"], target["labels"]
+    taken = torch.zeros(len(gt_labels), dtype=torch.bool)
+    false_alarms = []
+    if len(order) and len(gt_labels):
+        ious = box_iou(pred["boxes"][order].float(), gt_boxes.float())
+    for rank, p in enumerate(order.tolist()):
+        if not len(gt_labels):
+            false_alarms.append(p)
+            continue
+        candidates = (gt_labels == pred["labels"][p]) & ~taken & (ious[rank] >= iou_threshold)
+        if candidates.any():
+            best = torch.where(candidates, ious[rank], torch.full_like(ious[rank], -1)).argmax()
+            taken[best] = True
+        else:
+            false_alarms.append(p)
+    misses = tuple(torch.nonzero(~taken).flatten().tolist())
+    return DetectionMatch(misses=misses, false_alarms=tuple(false_alarms))
+
+
+def detection_metrics(preds: list[dict], targets: list[dict], classes: tuple[str, ...]) -> tuple[dict, dict]:
+    """COCO-style mAP with torchmetrics.
+
+    preds: per image {"boxes" (P,4) xyxy px, "scores" (P,), "labels" (P,) int64 in 1..C};
+    targets: per image {"boxes" (G,4) xyxy px, "labels" (G,)}.
+    Returns (metrics JSON-able dict, curves dict with "recall" (101,) and
+    "precision" {class name: (101,) precision at IoU 0.5, -1 where undefined}).
+    Per-class values are -1 for classes with no ground truth in the data.
+    """
+    from torchmetrics.detection import MeanAveragePrecision
+
+    # sync_on_compute=False: under DDP only rank 0 evaluates, on the whole validation set; the default
+    # all_gather would wait for ranks that never call it
+    coco = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", class_metrics=True, extended_summary=True,
+                                backend="pycocotools", sync_on_compute=False)
+    at_50 = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", iou_thresholds=[0.5], class_metrics=True,
+                                 backend="pycocotools", sync_on_compute=False)
+    preds = [{k: v.detach().cpu() for k, v in p.items()} for p in preds]
+    targets = [{k: v.detach().cpu() for k, v in t.items()} for t in targets]
+    coco.update(preds, targets)
+    at_50.update(preds, targets)
+    full = coco.compute()
+    half = at_50.compute()
+
+    def per_class(result: dict) -> dict[str, float]:
+        values = result["map_per_class"].flatten().tolist()
+        ids = result["classes"].flatten().tolist()
+        out = {name: -1.0 for name in classes}
+        for cls_id, value in zip(ids, values):
+            if 1 <= cls_id <= len(classes):
+                out[classes[cls_id - 1]] = float(value)
+        return out
+
+    gt_counts = {name: 0 for name in classes}
+    for t in targets:
+        for label in t["labels"].tolist():
+            if 1 <= label <= len(classes):
+                gt_counts[classes[label - 1]] += 1
+    ap50 = per_class(half)
+    ap = per_class(full)
+    for name, count in gt_counts.items():  # a class without ground truth has no AP
+        if count == 0:
+            ap50[name] = ap[name] = -1.0
+    metrics = {
+        "images": len(targets),
+        "map_50": float(full["map_50"]),
+        "map": float(full["map"]),
+        "map_75": float(full["map_75"]),
+        "mar_100": float(full["mar_100"]),
+        "per_class": {name: {"ap_50": ap50[name], "ap": ap[name], "ground_truth": gt_counts[name]}
+                      for name in classes},
+        "classes": list(classes),
+    }
+    present = [v for name, v in ap50.items() if gt_counts[name] > 0]
+    metrics["min_class_ap_50"] = float(min(present)) if present else 0.0
+
+    curves = {"recall": torch.linspace(0, 1, 101).tolist(), "precision": {}}
+    precision = full.get("precision")
+    ids = full["classes"].flatten().tolist()
+    if isinstance(precision, torch.Tensor) and precision.ndim == 5:
+        # (T iou thresholds, R recall points, K classes, A areas, M max-dets); T[0] is IoU 0.5, A[0] all, M[-1] 100
+        for k, cls_id in enumerate(ids):
+            if 1 <= cls_id <= len(classes) and k < precision.shape[2]:
+                curves["precision"][classes[cls_id - 1]] = precision[0, :, k, 0, -1].tolist()
+    return metrics, curves

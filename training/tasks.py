@@ -1,0 +1,283 @@
+"""The training tasks: what differs between the direction classifier and the detector
+(and, in training.joint, the two trained together on one trunk).
+
+A task builds its model and datasets, computes the loss of a batch, and
+evaluates a model on a dataset (metrics dict + PNG report files). The engine
+(training.engine) is shared and knows nothing task-specific.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from perception.config import DetectorConfig, DirectionConfig, TrunkConfig
+from training.augment import AugmentConfig, Augmenter, color_jitter_batch
+from training.datasets import DetectionDataset, DirectionDataset, detection_collate, direction_collate
+from training.metrics import classification_metrics, detection_metrics, match_detections
+from training.reports import plot_confusion_matrix, plot_detection_gallery, plot_pr_curves, plot_top_losses
+from training.samples import FrameSample
+
+log = logging.getLogger(__name__)
+
+
+def normalise(images: torch.Tensor, mean: Sequence[float], std: Sequence[float],
+              channels_last: bool = False, jitter: torch.Tensor | None = None) -> torch.Tensor:
+    """(B,3,H,W) uint8 on any device -> float32 (x/255 - mean)/std, optionally channels_last.
+
+    jitter: optional (B, 4) colour factors applied first (training.augment.color_jitter_batch).
+    """
+    if jitter is not None:
+        x = color_jitter_batch(images.float() / 255.0, jitter)
+        mean_t = torch.tensor(mean, device=images.device, dtype=torch.float32).view(1, 3, 1, 1)
+        std_t = torch.tensor(std, device=images.device, dtype=torch.float32).view(1, 3, 1, 1)
+    else:
+        x = images.float()
+        mean_t = torch.tensor(mean, device=images.device, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+        std_t = torch.tensor(std, device=images.device, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+    x = (x - mean_t) / std_t
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+class Task:
+    """Interface; see DirectionTask and DetectorTask."""
+
+    kind: str
+    primary_metric: str
+
+    def __init__(self, model_config) -> None:
+        self.model_config = model_config
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return tuple(self.model_config.input_size)
+
+    def build_model(self, init_trunk_weights: bool = True) -> nn.Module:
+        raise NotImplementedError
+
+    def build_dataset(self, samples: Sequence[FrameSample], augment: bool, cache: bool, seed: int,
+                      augment_config: AugmentConfig = AugmentConfig()):
+        raise NotImplementedError
+
+    def collate(self, batch):
+        raise NotImplementedError
+
+    def batch_loss(self, model: nn.Module, outputs, targets, class_weights: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def targets_to(self, targets, device: torch.device):
+        raise NotImplementedError
+
+    def evaluate(self, model: nn.Module, dataset, device: torch.device, out_dir: Path | None,
+                 batch_size: int = 64, amp_dtype=None, channels_last: bool = False) -> dict:
+        raise NotImplementedError
+
+    def evaluate_options(self, config) -> dict:
+        """Extra keyword arguments of :meth:`evaluate` taken from the TrainConfig (none by default)."""
+        return {}
+
+    def checkpoint_paths(self, stem: Path) -> dict[str, Path]:
+        """{checkpoint kind: path} that :meth:`save_checkpoints` writes for ``stem`` (e.g. RUN/best):
+        one ordinary perception checkpoint, STEM.safetensors."""
+        return {self.kind: Path(stem).with_name(Path(stem).name + ".safetensors")}
+
+    def save_checkpoints(self, stem: Path, model: nn.Module, provenance: dict, metrics: dict | None = None
+                         ) -> dict[str, Path]:
+        """Write the model as perception checkpoint(s) (``save_model`` + model card); returns
+        :meth:`checkpoint_paths`. ``metrics``: the validation report, its numbers go on the card."""
+        from perception.checkpoint import ModelCard, save_model
+
+        prov = dict(provenance)
+        if metrics:
+            prov["val_metrics"] = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+        paths = self.checkpoint_paths(stem)
+        save_model(paths[self.kind], model, ModelCard.for_model(model, prov))
+        return paths
+
+
+class DirectionTask(Task):
+    """3-way direction classifier; primary metric: accuracy."""
+
+    kind = "direction"
+    primary_metric = "accuracy"
+
+    def build_model(self, init_trunk_weights: bool = True) -> nn.Module:
+        from perception.direction import DirectionNet
+
+        return DirectionNet(self.model_config, init_trunk_weights=init_trunk_weights)
+
+    def build_dataset(self, samples, augment: bool, cache: bool, seed: int,
+                      augment_config: AugmentConfig = AugmentConfig()) -> DirectionDataset:
+        augmenter = Augmenter(self.input_size, augment_config, tuple(self.model_config.classes)) if augment else None
+        return DirectionDataset(samples, self.input_size, self.model_config.classes, augmenter, cache, seed)
+
+    def collate(self, batch):
+        return direction_collate(batch)
+
+    def targets_to(self, targets, device):
+        return targets.to(device, non_blocking=True)
+
+    def batch_loss(self, model, outputs, targets, class_weights=None):
+        return F.cross_entropy(outputs.float(), targets, weight=class_weights)
+
+    @torch.no_grad()
+    def evaluate(self, model, dataset: DirectionDataset, device, out_dir=None, batch_size=64, amp_dtype=None,
+                 channels_last=False, gallery_size: int = 16) -> dict:
+        """Accuracy, per-class precision/recall, confusion matrix; PNGs when out_dir is given."""
+        was_training = model.training
+        model.eval()
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=self.collate,
+                            generator=torch.Generator().manual_seed(0))
+        all_probs, all_targets = [], []
+        for images, targets, _ in tqdm(loader, desc="evaluate", unit="batch", leave=False, mininterval=1.0):
+            x = normalise(images.to(device), self.model_config.mean, self.model_config.std, channels_last)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                logits = model(x)
+            all_probs.append(F.softmax(logits.float(), dim=1).cpu())
+            all_targets.append(targets)
+        model.train(was_training)
+        probs = torch.cat(all_probs)
+        targets = torch.cat(all_targets)
+        classes = tuple(self.model_config.classes)
+        metrics = classification_metrics(probs, targets, classes)
+        if out_dir is not None:
+            out_dir = Path(out_dir)
+            plot_confusion_matrix(metrics["confusion_matrix"], classes, out_dir / "confusion_matrix.png",
+                                  title=f"direction: accuracy {metrics['accuracy']:.3f} on {len(targets)} frames")
+            losses = -torch.log(probs.gather(1, targets[:, None]).clamp(min=1e-12)).squeeze(1)
+            top = spread_out(losses.argsort(descending=True).tolist(), gallery_size)
+            preds = probs.argmax(1)
+            titles = [f"{dataset.names[i]}\ntrue {classes[targets[i]]} / pred {classes[preds[i]]}\n"
+                      f"p(pred)={float(probs[i, preds[i]]):.2f} p(true)={float(probs[i, targets[i]]):.2f} "
+                      f"loss {float(losses[i]):.2f}" for i in top]
+            plot_top_losses([dataset.image(i) for i in top], titles, out_dir / "top_losses.png")
+            metrics["top_losses"] = [{"frame": dataset.names[i], "true": classes[targets[i]],
+                                      "pred": classes[preds[i]], "loss": float(losses[i])} for i in top]
+        return metrics
+
+
+class DetectorTask(Task):
+    """SSD detector; primary metric: mAP@0.5."""
+
+    kind = "detector"
+    primary_metric = "map_50"
+
+    def build_model(self, init_trunk_weights: bool = True) -> nn.Module:
+        from perception.detector import SSDNet
+
+        return SSDNet(self.model_config, init_trunk_weights=init_trunk_weights)
+
+    def build_dataset(self, samples, augment: bool, cache: bool, seed: int,
+                      augment_config: AugmentConfig = AugmentConfig()) -> DetectionDataset:
+        augmenter = Augmenter(self.input_size, augment_config) if augment else None
+        return DetectionDataset(samples, self.input_size, self.model_config.classes, augmenter, cache, seed)
+
+    def collate(self, batch):
+        return detection_collate(batch)
+
+    def evaluate_options(self, config) -> dict:
+        return {"score_threshold": config.score_threshold}
+
+    def targets_to(self, targets, device):
+        return [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
+
+    def batch_loss(self, model, outputs, targets, class_weights=None):
+        cls_logits, box_deltas = outputs
+        return model.loss(cls_logits.float(), box_deltas.float(), targets)["loss"]
+
+    @torch.no_grad()
+    def evaluate(self, model, dataset: DetectionDataset, device, out_dir=None, batch_size=64, amp_dtype=None,
+                 channels_last=False, score_threshold: float = 0.05, gallery_size: int = 12,
+                 gallery_score: float = 0.3) -> dict:
+        """mAP@0.5 and mAP@[.5:.95] overall and per class; PR curves and error gallery when out_dir is given."""
+        was_training = model.training
+        model.eval()
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=self.collate,
+                            generator=torch.Generator().manual_seed(0))
+        preds, targets = [], []
+        for images, batch_targets, _ in tqdm(loader, desc="evaluate", unit="batch", leave=False, mininterval=1.0):
+            x = normalise(images.to(device), self.model_config.mean, self.model_config.std, channels_last)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                cls_logits, box_deltas = model(x)
+            detections = model.detect(cls_logits.float(), box_deltas.float(), score_threshold=score_threshold,
+                                      iou_threshold=0.45, top_k=100)
+            preds.extend({k: v.cpu() for k, v in d.items()} for d in detections)
+            targets.extend(batch_targets)
+        model.train(was_training)
+        classes = tuple(self.model_config.classes)
+        metrics, curves = detection_metrics(preds, targets, classes)
+        if out_dir is not None:
+            out_dir = Path(out_dir)
+            plot_pr_curves(curves, out_dir / "pr_curves.png",
+                           title=f"detector PR at IoU 0.5: mAP@0.5 {metrics['map_50']:.3f}")
+            errors = []
+            for i, (p, t) in enumerate(zip(preds, targets)):
+                m = match_detections(p, t, 0.5, gallery_score)
+                if m.misses or m.false_alarms:
+                    errors.append((len(m.misses) + len(m.false_alarms), i, m))
+            errors.sort(key=lambda e: -e[0])
+            by_index = {i: m for _, i, m in errors}
+            items = []
+            for i in spread_out([i for _, i, _ in errors], gallery_size):
+                m = by_index[i]
+                items.append({"image": dataset.image(i), "title": f"{dataset.names[i]}\n{len(m.misses)} missed, "
+                              f"{len(m.false_alarms)} false alarms", "gt_boxes": targets[i]["boxes"],
+                              "gt_labels": targets[i]["labels"], "missed": m.misses,
+                              "pred_boxes": preds[i]["boxes"], "pred_labels": preds[i]["labels"],
+                              "pred_scores": preds[i]["scores"], "false_alarms": m.false_alarms})
+            plot_detection_gallery(items, classes, out_dir / "errors_gallery.png")
+            metrics["frames_with_errors"] = len(errors)
+            metrics["gallery_score_threshold"] = gallery_score
+        return metrics
+
+
+def spread_out(ranked: Sequence[int], count: int, min_gap: int = 10) -> list[int]:
+    """Up to ``count`` of ``ranked`` (dataset indices, most interesting first), skipping any
+    within ``min_gap`` of one already taken (neighbouring frames of a drive look alike),
+    then filling up from the skipped ones if too few remain."""
+    taken: list[int] = []
+    skipped: list[int] = []
+    for index in ranked:
+        if len(taken) == count:
+            break
+        (skipped if any(abs(index - t) < min_gap for t in taken) else taken).append(index)
+    return taken + skipped[: count - len(taken)]
+
+
+def make_task(kind: str, model_config, direction_loss_weight: float = 1.0) -> Task:
+    """The task of this kind; model_config: DirectionConfig, DetectorConfig or (joint) training.joint.JointConfig.
+    direction_loss_weight: joint only, the weight of the direction cross-entropy."""
+    if kind == "direction":
+        return DirectionTask(model_config)
+    if kind == "detector":
+        return DetectorTask(model_config)
+    if kind == "joint":
+        from training.joint import JointTask
+
+        return JointTask(model_config, direction_loss_weight)
+    raise ValueError(f"unknown task {kind!r}; choose direction, detector or joint")
+
+
+def default_model_config(kind: str, trunk_weights: str, input_size: tuple[int, int] | None,
+                         classes: Sequence[str] | None = None):
+    """The config for a fresh model of this kind (joint: a training.joint.JointConfig of both)."""
+    trunk = TrunkConfig(weights=trunk_weights)
+    if kind == "joint":
+        from training.joint import JointConfig
+
+        return JointConfig(default_model_config("direction", trunk_weights, input_size),
+                           default_model_config("detector", trunk_weights, input_size, classes))
+    if kind == "direction":
+        config = DirectionConfig(trunk=trunk)
+    else:
+        config = DetectorConfig(trunk=trunk, **({"classes": tuple(classes)} if classes else {}))
+    if input_size is not None:
+        config = replace(config, input_size=tuple(input_size))
+    return config
