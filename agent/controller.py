@@ -1,0 +1,278 @@
+"""Controller: ``Perception`` -> ``Action`` -> ``KeysHeld``.
+
+Steering: steer = p_right - p_left from the direction classifier, smoothed by
+an exponential moving average with time constant ``steer_tau_s``, with
+hysteresis (steering starts when |steer| exceeds ``steer_enter`` and stops
+when it falls below ``steer_exit`` < ``steer_enter``).
+
+Speed: with a known speed (``speed_mps``, e.g. from the simulator) a
+proportional controller holds ``target_speed_mps``; without it the throttle is
+a duty cycle (``cruise_throttle``) reduced in turns.
+
+Obstacles: a car, truck or person whose box bottom overlaps the ego corridor
+(a trapezoid from the frame bottom up to the horizon, narrowing with
+perspective, so oncoming traffic in the next lane is not in it) is tracked from frame to frame; its
+time-to-collision from box growth, TTC = h / (dh/dt), is estimated from the
+smoothed growth rate of log(h); TTC below ``ttc_brake_s`` brakes (throttle
+off) and keeps braking for ``brake_hold_s`` after the last trigger. A static
+or shrinking box has no finite TTC and never brakes.
+
+Keys: binary keys approximate continuous values by pulse-width modulation
+(``KeyPwm``): over any window of at least ``pwm_period_s`` the key is down for
+about |value| of the time.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from agent.types import Action, KeysHeld
+from perception.types import Detection, Perception
+
+
+def _help(text: str, default):
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    """Every controller setting; ``field.metadata['help']`` explains each."""
+
+    steer_tau_s: float = _help("time constant (s) of the EMA smoothing steer = p_right - p_left", 0.15)
+    steer_enter: float = _help("|smoothed steer| above which steering starts", 0.35)
+    steer_exit: float = _help("|smoothed steer| below which steering stops (< steer_enter)", 0.15)
+    steer_gain: float = _help(
+        "multiplier on the smoothed steer while steering (clipped to [-1, 1]); 0.5 tames the bang-bang "
+        "weaving of a 3-class direction signal (built-in sim: 0 vs 5 collisions in 8 x 100 s at 1.0)", 0.5)
+    target_speed_mps: float = _help("speed to hold when speed is known, m/s", 12.0)
+    speed_kp: float = _help("throttle per m/s of speed below target", 0.25)
+    brake_kp: float = _help("brake per m/s of speed above target + speed_deadband_mps", 0.15)
+    speed_deadband_mps: float = _help("overspeed tolerated before braking, m/s", 1.5)
+    cruise_throttle: float = _help("throttle duty when speed is unknown", 0.6)
+    turn_slowdown: float = _help("fraction of throttle removed at full steer", 0.5)
+    obstacle_labels: tuple[str, ...] = _help("detection labels that can block the ego path", ("car", "truck", "person"))
+    min_score: float = _help("ignore detections scoring below this", 0.4)
+    corridor_center: float = _help("ego corridor centre as a fraction of frame width", 0.5)
+    corridor_bottom_width: float = _help("ego corridor width at the frame bottom, fraction of frame width", 0.5)
+    corridor_top_width: float = _help("ego corridor width at its top (the horizon), fraction of frame width", 0.04)
+    corridor_top: float = _help("ego corridor top (about the horizon), fraction of frame height from the top", 0.45)
+    ttc_brake_s: float = _help("brake when time-to-collision drops below this, s", 2.0)
+    growth_tau_s: float = _help("time constant (s) of the EMA on the box growth rate d ln(h)/dt", 0.2)
+    track_iou: float = _help("IoU with the previous box to count as the same object", 0.3)
+    brake_hold_s: float = _help("keep braking this long after the last TTC trigger, s", 1.0)
+    pwm_period_s: float = _help("key PWM period: window over which duty ~ |value|, s", 0.25)
+    pwm_deadzone: float = _help("|value| below this gives no key press at all", 0.05)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.steer_exit < self.steer_enter <= 1:
+            raise ValueError(f"need 0 <= steer_exit ({self.steer_exit}) < steer_enter ({self.steer_enter}) <= 1")
+        if self.pwm_period_s <= 0 or self.steer_tau_s < 0 or self.growth_tau_s < 0:
+            raise ValueError("pwm_period_s must be > 0 and time constants >= 0")
+
+    @classmethod
+    def help(cls) -> dict[str, str]:
+        """Field name -> help text (for CLIs)."""
+        return {f.name: f.metadata["help"] for f in cls.__dataclass_fields__.values()}
+
+
+def _ema_alpha(dt: float, tau: float) -> float:
+    """Weight of the new sample for an EMA with time constant tau over dt."""
+    if tau <= 0:
+        return 1.0
+    return 1.0 - math.exp(-max(dt, 0.0) / tau)
+
+
+class KeyPwm:
+    """Pulse-width modulation of one binary key (first-order sigma-delta).
+
+    ``update(value, now)`` is called once per tick with a duty in [0, 1] and
+    returns whether the key should be down until the next tick. The modulator
+    integrates (value - key_down) over the real elapsed time and presses the
+    key while it owes down-time, so over any window of at least
+    ``period_s`` the down fraction is ~value (within one tick), whatever the
+    tick rate; the accumulated error is clamped to one period (no wind-up).
+    """
+
+    def __init__(self, period_s: float = 0.25, deadzone: float = 0.05) -> None:
+        self.period_s = period_s
+        self.deadzone = deadzone
+        self.reset()
+
+    def reset(self) -> None:
+        self._error = 0.0
+        self._down = False
+        self._last: float | None = None
+
+    def update(self, value: float, now: float) -> bool:
+        value = min(max(float(value), 0.0), 1.0)
+        if value < self.deadzone:
+            self._error, self._down, self._last = 0.0, False, now
+            return False
+        if value >= 1.0 - self.deadzone:
+            self._error, self._down, self._last = 0.0, True, now
+            return True
+        if self._last is None:
+            self._last = now
+            self._error = 0.0
+            self._down = True  # start with the pulse, so a new value acts at once
+            return True
+        dt = min(max(now - self._last, 0.0), self.period_s)
+        self._last = now
+        self._error += (value - (1.0 if self._down else 0.0)) * dt
+        self._error = min(max(self._error, -self.period_s), self.period_s)
+        self._down = self._error > 0 or (self._error == 0 and value >= 0.5)
+        return self._down
+
+    def durations(self, value: float) -> tuple[float, float]:
+        """(down seconds, up seconds) within one period for ``value``."""
+        value = min(max(float(value), 0.0), 1.0)
+        return value * self.period_s, (1.0 - value) * self.period_s
+
+
+@dataclass(frozen=True)
+class ObstacleState:
+    """The tracked in-path obstacle: box (xyxy px), TTC in s (inf if not closing)."""
+
+    box: tuple[float, float, float, float] | None = None
+    label: str | None = None
+    ttc_s: float = math.inf
+    braking: bool = False
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+class Controller:
+    """Perception -> Action, with all state explicit in the object.
+
+    ``update(perception, now, frame_size=(W, H), speed_mps=None)`` once per
+    frame; ``keys_for(action, now)`` once per tick turns the action into keys
+    by PWM; ``reset()`` forgets everything (after a disengagement).
+    """
+
+    def __init__(self, config: ControllerConfig | None = None) -> None:
+        self.config = config or ControllerConfig()
+        self._pwm = {name: KeyPwm(self.config.pwm_period_s, self.config.pwm_deadzone)
+                     for name in ("left", "right", "throttle", "brake")}
+        self.reset()
+
+    def reset(self) -> None:
+        self._steer_ema: float | None = None
+        self._steer_dir = 0  # -1 left, 0 none, +1 right (hysteresis state)
+        self._last_time: float | None = None
+        self._track_box: tuple[float, float, float, float] | None = None
+        self._track_time: float | None = None
+        self._growth: float = 0.0  # EMA of d ln(h) / dt, 1/s
+        self._brake_until = -math.inf
+        self.obstacle = ObstacleState()
+        for pwm in self._pwm.values():
+            pwm.reset()
+
+    # ---- steering ---------------------------------------------------------
+    def _steer(self, probs: dict[str, float], dt: float) -> float:
+        c = self.config
+        raw = float(probs.get("right", 0.0)) - float(probs.get("left", 0.0))
+        if self._steer_ema is None:
+            self._steer_ema = raw
+        else:
+            self._steer_ema += _ema_alpha(dt, c.steer_tau_s) * (raw - self._steer_ema)
+        s = self._steer_ema
+        if self._steer_dir == 0:
+            if abs(s) > c.steer_enter:
+                self._steer_dir = 1 if s > 0 else -1
+        elif abs(s) < c.steer_exit:
+            self._steer_dir = 0
+        elif (s > 0) != (self._steer_dir > 0) and abs(s) > c.steer_enter:
+            self._steer_dir = -self._steer_dir  # swung straight through to the other side
+        if self._steer_dir == 0 or (s > 0) != (self._steer_dir > 0):
+            return 0.0
+        return max(-1.0, min(1.0, s * c.steer_gain))
+
+    # ---- obstacles ----------------------------------------------------------
+    def corridor_at(self, y: float, width: int, height: int) -> tuple[float, float] | None:
+        """The ego corridor's x extent (px) at image row ``y``: a trapezoid narrowing
+        in perspective from ``corridor_bottom_width`` at the bottom to
+        ``corridor_top_width`` at ``corridor_top``; None above the top."""
+        c = self.config
+        top = height * c.corridor_top
+        if y <= top:
+            return None
+        depth = min(1.0, (y - top) / max(height - top, 1e-6))  # 0 at the horizon, 1 at the bottom
+        half = 0.5 * width * (c.corridor_top_width + (c.corridor_bottom_width - c.corridor_top_width) * depth)
+        centre = width * c.corridor_center
+        return centre - half, centre + half
+
+    def _in_path(self, det: Detection, width: int, height: int) -> bool:
+        """A vehicle / person whose box bottom (where it meets the road) overlaps
+        the corridor at that row."""
+        c = self.config
+        if det.label not in c.obstacle_labels or det.score < c.min_score:
+            return False
+        x1, _, x2, y2 = det.box
+        extent = self.corridor_at(y2, width, height)
+        return extent is not None and x2 > extent[0] and x1 < extent[1]
+
+    def _obstacle(self, detections, now: float, width: int, height: int) -> ObstacleState:
+        c = self.config
+        candidates = [d for d in detections if self._in_path(d, width, height)]
+        if not candidates:
+            self._track_box = None
+            self._growth = 0.0
+            return ObstacleState(braking=now < self._brake_until)
+        # the nearest: lowest box bottom on screen; prefer the one we were tracking
+        nearest = max(candidates, key=lambda d: d.box[3])
+        if self._track_box is not None:
+            same = max(candidates, key=lambda d: _iou(d.box, self._track_box))
+            if _iou(same.box, self._track_box) >= c.track_iou:
+                nearest = same
+        box = tuple(float(v) for v in nearest.box)
+        h = box[3] - box[1]
+        if (self._track_box is not None and self._track_time is not None
+                and _iou(box, self._track_box) >= c.track_iou and now > self._track_time and h > 0):
+            h_prev = self._track_box[3] - self._track_box[1]
+            dt = now - self._track_time
+            rate = (math.log(h) - math.log(h_prev)) / dt if h_prev > 0 else 0.0
+            self._growth += _ema_alpha(dt, c.growth_tau_s) * (rate - self._growth)
+        else:
+            self._growth = 0.0
+        self._track_box, self._track_time = box, now
+        ttc = 1.0 / self._growth if self._growth > 1e-6 else math.inf
+        if ttc < c.ttc_brake_s:
+            self._brake_until = now + c.brake_hold_s
+        return ObstacleState(box, nearest.label, ttc, now < self._brake_until)
+
+    # ---- the step -----------------------------------------------------------
+    def update(self, perception: Perception, now: float, frame_size: tuple[int, int],
+               speed_mps: float | None = None) -> Action:
+        """One frame: perception of a W x H frame at time ``now`` (s) -> Action."""
+        c = self.config
+        width, height = frame_size
+        dt = 0.0 if self._last_time is None else now - self._last_time
+        self._last_time = now
+        steer = self._steer(perception.direction_probs, dt)
+        self.obstacle = self._obstacle(perception.detections, now, width, height)
+        if self.obstacle.braking:
+            return Action(steer=steer, throttle=0.0, brake=1.0)
+        if speed_mps is not None:
+            error = c.target_speed_mps - speed_mps
+            throttle = min(1.0, max(0.0, c.speed_kp * error))
+            over = -error - c.speed_deadband_mps
+            brake = min(1.0, max(0.0, c.brake_kp * over)) if over > 0 else 0.0
+        else:
+            throttle, brake = c.cruise_throttle, 0.0
+        throttle *= 1.0 - c.turn_slowdown * abs(steer)
+        return Action(steer=steer, throttle=throttle, brake=brake)
+
+    def keys_for(self, action: Action, now: float) -> KeysHeld:
+        """Binary keys for this tick by PWM (call once per tick)."""
+        left = self._pwm["left"].update(max(0.0, -action.steer), now)
+        right = self._pwm["right"].update(max(0.0, action.steer), now)
+        brake = self._pwm["brake"].update(action.brake, now)
+        throttle = self._pwm["throttle"].update(0.0 if action.brake > 0 else action.throttle, now)
+        return KeysHeld(left=left and not right, right=right and not left, throttle=throttle and not brake,
+                        brake=brake)

@@ -1,0 +1,141 @@
+"""X11 keys: XTest fake key events through python-xlib, and the server keymap.
+
+``X11Keys`` presses keys as if from a keyboard attached to the X server (the
+XTest virtual keyboard), so the focused window receives real KeyPress /
+KeyRelease events; ``read_held_keys`` reads which driving keys are down on the
+server (``query_keymap``), whoever pressed them (a person or XTest).
+
+Measured on Xvfb (xorg-server): a key pressed through XTest stays down after
+the pressing client dies, even by kill -9, as long as the server keeps running
+(it only forgets key state when it resets after its last client leaves). That
+is what the separate guard process (agent.guard) is for.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+from agent.keys.base import KeyBackend, KeyMap, keys_held_from
+from agent.types import DRIVING_KEYS, KeysHeld
+
+log = logging.getLogger(__name__)
+
+
+class X11Unavailable(RuntimeError):
+    """No X display, or it lacks the XTest extension."""
+
+
+def open_display(display_name: str | None = None):
+    """Connect to the X server ``display_name`` (default $DISPLAY); a clear error otherwise."""
+    from Xlib import display as xdisplay
+    from Xlib.error import DisplayError
+
+    name = display_name or os.environ.get("DISPLAY")
+    if not name:
+        raise X11Unavailable(
+            "DISPLAY is not set: run under an X session (or XWayland), or start Xvfb and export DISPLAY"
+        )
+    try:
+        return xdisplay.Display(name)
+    except (DisplayError, OSError) as exc:
+        raise X11Unavailable(f"cannot connect to X display {name!r}: {exc}") from exc
+
+
+def keycode_for(display, keysym_name: str) -> int:
+    """Keycode for an X keysym name ("Left", "w", "End"...); ValueError if unknown or unmapped."""
+    from Xlib import XK
+
+    keysym = XK.string_to_keysym(keysym_name)
+    if keysym == 0:
+        raise ValueError(f"unknown X keysym name {keysym_name!r} (see Xlib.XK, e.g. 'Left', 'Up', 'w')")
+    keycode = display.keysym_to_keycode(keysym)
+    if keycode == 0:
+        raise ValueError(f"X keysym {keysym_name!r} has no keycode in this server's keyboard map")
+    return keycode
+
+
+def keymap_is_down(keymap_bytes, keycode: int) -> bool:
+    """Whether ``keycode`` is down in a 32-byte ``query_keymap`` bit vector."""
+    return bool((keymap_bytes[keycode // 8] >> (keycode % 8)) & 1)
+
+
+class X11KeymapReader:
+    """Reads which keys are down on the X server (its own connection; close it)."""
+
+    def __init__(self, display_name: str | None = None) -> None:
+        self.display = open_display(display_name)
+        self._codes: dict[str, int] = {}
+
+    def keycode(self, keysym_name: str) -> int:
+        if keysym_name not in self._codes:
+            self._codes[keysym_name] = keycode_for(self.display, keysym_name)
+        return self._codes[keysym_name]
+
+    def down(self, keysym_names) -> set[str]:
+        """The names among ``keysym_names`` whose keys are down right now."""
+        bits = self.display.query_keymap()
+        return {name for name in keysym_names if keymap_is_down(bits, self.keycode(name))}
+
+    def driving_keys(self, keymaps=(KeyMap.arrows(), KeyMap.wasd())) -> KeysHeld:
+        """Driving keys down under any of ``keymaps`` (default: arrows or WASD)."""
+        names = {phys for km in keymaps for _, phys in km.items()}
+        down = self.down(names)
+        return keys_held_from(
+            key for km in keymaps for key, phys in km.items() if phys in down
+        )
+
+    def close(self) -> None:
+        self.display.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_held_keys(display_name: str | None = None, keymaps=None) -> KeysHeld:
+    """Driving keys held on the X server now (arrows or WASD by default).
+
+    Used by the recorder to record what a person holds. Opens and closes its
+    own connection; for polling at a frame rate keep an ``X11KeymapReader``.
+    """
+    with X11KeymapReader(display_name) as reader:
+        return reader.driving_keys(keymaps or (KeyMap.arrows(), KeyMap.wasd()))
+
+
+class X11Keys(KeyBackend):
+    """Driving keys through XTest on an X display (default $DISPLAY).
+
+    The events go to whichever window has the keyboard focus, as from a real
+    keyboard; focus the game window first (agent.window.focus_window).
+    """
+
+    kind = "x11"
+
+    def __init__(self, keymap: KeyMap | None = None, display_name: str | None = None) -> None:
+        super().__init__(keymap)
+        self.display_name = display_name or os.environ.get("DISPLAY")
+        self.display = open_display(self.display_name)
+        if not self.display.has_extension("XTEST"):
+            self.display.close()
+            raise X11Unavailable(f"X display {self.display_name!r} has no XTEST extension")
+        self._codes = {key: keycode_for(self.display, self.keymap.physical(key)) for key in DRIVING_KEYS}
+
+    def _send(self, key: str, down: bool) -> None:
+        from Xlib import X
+        from Xlib.ext import xtest
+
+        xtest.fake_input(self.display, X.KeyPress if down else X.KeyRelease, self._codes[key])
+
+    def _flush(self) -> None:
+        self.display.sync()
+
+    def recipe(self) -> dict:
+        return {"kind": "x11", "display": self.display_name, "keymap": dict(self.keymap.items())}
+
+    def guard_spec(self) -> dict:
+        return self.recipe()
+
+    def _close_resources(self) -> None:
+        self.display.close()

@@ -1,0 +1,165 @@
+"""Controller: hysteresis, PWM duty, speed holding, TTC braking."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from agent.controller import Controller, ControllerConfig, KeyPwm
+from agent.types import Action
+from perception.types import Detection, Perception
+
+W, H = 640, 360
+
+
+def probs(left: float, right: float) -> Perception:
+    return Perception(direction="straight", direction_probs={"left": left, "straight": 1 - left - right, "right": right})
+
+
+def straight(detections=()) -> Perception:
+    return Perception("straight", {"left": 0.0, "straight": 1.0, "right": 0.0}, tuple(detections))
+
+
+def test_hysteresis_enter_and_exit_thresholds():
+    ctl = Controller(ControllerConfig(steer_tau_s=0.0, steer_enter=0.4, steer_exit=0.2, steer_gain=1.0))
+    t = 0.0
+    def step(left, right):
+        nonlocal t
+        t += 0.05
+        return ctl.update(probs(left, right), t, (W, H)).steer
+    assert step(0.3, 0.0) == 0.0           # |steer| 0.3 < enter: not steering yet
+    assert step(0.5, 0.0) == pytest.approx(-0.5)  # crosses enter: steer left
+    assert step(0.3, 0.0) == pytest.approx(-0.3)  # between exit and enter: keeps steering
+    assert step(0.1, 0.0) == 0.0           # below exit: stops
+    assert step(0.3, 0.0) == 0.0           # back between: stays stopped
+    assert step(0.0, 0.6) == pytest.approx(0.6)   # right
+    assert step(0.5, 0.0) == pytest.approx(-0.5)  # swung through to the left side
+
+
+def test_steer_gain_scales_and_clips():
+    ctl = Controller(ControllerConfig(steer_tau_s=0.0, steer_gain=0.5))
+    assert ctl.update(probs(0.0, 0.9), 0.0, (W, H)).steer == pytest.approx(0.45)
+    ctl = Controller(ControllerConfig(steer_tau_s=0.0, steer_gain=3.0))
+    assert ctl.update(probs(0.9, 0.0), 0.0, (W, H)).steer == -1.0
+
+
+def test_ema_smooths_a_single_frame_spike():
+    ctl = Controller(ControllerConfig(steer_tau_s=0.3, steer_enter=0.35, steer_gain=1.0))
+    ctl.update(probs(0.0, 0.0), 0.0, (W, H))
+    assert ctl.update(probs(0.0, 1.0), 0.05, (W, H)).steer == 0.0  # one spike: EMA ~0.15
+    steers = [ctl.update(probs(0.0, 1.0), 0.05 * i, (W, H)).steer for i in range(2, 40)]
+    assert steers[-1] > 0.9 and all(b >= a for a, b in zip(steers, steers[1:]))
+
+
+@pytest.mark.parametrize("value", [0.1, 0.3, 0.5, 0.77, 0.9])
+@pytest.mark.parametrize("tick", [0.005, 0.05])
+def test_pwm_duty_matches_value(value, tick):
+    pwm = KeyPwm(period_s=0.25, deadzone=0.05)
+    times = np.arange(0, 2.0, tick)
+    down = [pwm.update(value, t) for t in times]
+    duty = float(np.mean(down))
+    assert duty == pytest.approx(value, abs=tick / 0.25 * 0.5 + 0.02)
+    # and within each period window (after the first), not only on average
+    per_window = int(round(0.25 / tick))
+    for start in range(per_window, len(down) - per_window, per_window):
+        window = np.mean(down[start:start + per_window])
+        assert abs(window - value) <= 1.0 / per_window + 1e-9
+
+
+def test_pwm_extremes_and_durations():
+    pwm = KeyPwm(period_s=0.2)
+    assert not any(pwm.update(0.0, t) for t in np.arange(0, 1, 0.01))
+    assert all(pwm.update(1.0, t) for t in np.arange(0, 1, 0.01))
+    assert pwm.durations(0.25) == pytest.approx((0.05, 0.15))
+
+
+def test_keys_for_turns_steer_into_left_key_duty():
+    ctl = Controller(ControllerConfig(pwm_period_s=0.25))
+    times = np.arange(0, 2.5, 0.01)
+    keys = [ctl.keys_for(Action(steer=-0.4, throttle=0.6), t) for t in times]
+    assert np.mean([k.left for k in keys]) == pytest.approx(0.4, abs=0.03)
+    assert not any(k.right for k in keys)
+    assert np.mean([k.throttle for k in keys]) == pytest.approx(0.6, abs=0.03)
+    braking = [ctl.keys_for(Action(steer=0.0, throttle=0.8, brake=1.0), t) for t in times + 3]
+    assert all(k.brake and not k.throttle for k in braking)
+
+
+def test_speed_is_held_when_known():
+    ctl = Controller(ControllerConfig(target_speed_mps=10.0))
+    slow = ctl.update(straight(), 0.0, (W, H), speed_mps=4.0)
+    assert slow.throttle > 0.9 and slow.brake == 0.0
+    fast = ctl.update(straight(), 0.1, (W, H), speed_mps=16.0)
+    assert fast.throttle == 0.0 and fast.brake > 0.0
+    near = ctl.update(straight(), 0.2, (W, H), speed_mps=10.5)
+    assert near.throttle == 0.0 and near.brake == 0.0
+    unknown = ctl.update(straight(), 0.3, (W, H))
+    assert unknown.throttle == pytest.approx(ctl.config.cruise_throttle)
+
+
+def car(cx: float, bottom: float, h: float, label="car") -> Detection:
+    return Detection(box=(cx - h, bottom - h, cx + h, bottom), label=label, score=0.9)
+
+
+def drive(ctl, boxes, dt=0.05):
+    actions = []
+    for i, box in enumerate(boxes):
+        actions.append(ctl.update(straight([box] if box else []), i * dt, (W, H), speed_mps=10.0))
+    return actions
+
+
+def test_growing_box_in_path_triggers_brake():
+    ctl = Controller()
+    # height grows 10 % per 50 ms frame: d ln h/dt ~ 1.9/s -> TTC ~ 0.5 s < 2 s
+    boxes = [car(W / 2, 250 + 2 * i, 40 * 1.1 ** i) for i in range(12)]
+    actions = drive(ctl, boxes)
+    assert actions[0].brake == 0.0
+    assert actions[-1].brake == 1.0 and actions[-1].throttle == 0.0
+    assert ctl.obstacle.ttc_s < ctl.config.ttc_brake_s
+
+
+@pytest.mark.parametrize("growth", [1.0, 0.97])
+def test_static_or_shrinking_box_does_not_brake(growth):
+    ctl = Controller()
+    boxes = [car(W / 2, 250, 60 * growth ** i) for i in range(20)]
+    actions = drive(ctl, boxes)
+    assert all(a.brake == 0.0 for a in actions)
+    assert math.isinf(ctl.obstacle.ttc_s)
+
+
+def test_growing_box_outside_corridor_or_not_a_vehicle_does_not_brake():
+    ctl = Controller()
+    side = [car(60, 250, 40 * 1.1 ** i) for i in range(12)]  # left edge of the frame
+    assert all(a.brake == 0.0 for a in drive(ctl, side))
+    ctl.reset()
+    sky = [Detection((300, 10, 340, 10 + 20 * 1.1 ** i), "car", 0.9) for i in range(12)]  # above corridor
+    assert all(a.brake == 0.0 for a in drive(ctl, sky))
+    ctl.reset()
+    sign = [car(W / 2, 250, 40 * 1.1 ** i, label="sign") for i in range(12)]
+    assert all(a.brake == 0.0 for a in drive(ctl, sign))
+
+
+def test_brake_is_held_after_the_obstacle_leaves_then_released():
+    ctl = Controller(ControllerConfig(brake_hold_s=0.5))
+    boxes = [car(W / 2, 250 + 2 * i, 40 * 1.1 ** i) for i in range(12)] + [None] * 20
+    actions = drive(ctl, boxes)
+    assert actions[12].brake == 1.0          # gone 1 frame ago: still holding
+    assert actions[-1].brake == 0.0 and actions[-1].throttle > 0  # hold expired
+
+
+def test_config_validation_and_help():
+    with pytest.raises(ValueError, match="steer_exit"):
+        ControllerConfig(steer_enter=0.2, steer_exit=0.3)
+    assert "time-to-collision" in ControllerConfig.help()["ttc_brake_s"]
+
+
+def test_corridor_narrows_with_perspective_and_excludes_the_next_lane():
+    ctl = Controller(ControllerConfig(corridor_top=0.45, corridor_bottom_width=0.5, corridor_top_width=0.04))
+    assert ctl.corridor_at(0.4 * H, W, H) is None  # above the horizon
+    near = ctl.corridor_at(H, W, H)
+    far = ctl.corridor_at(0.5 * H, W, H)
+    assert near == pytest.approx((0.25 * W, 0.75 * W))
+    assert far[1] - far[0] < 0.1 * W
+    # an oncoming car far away, left of centre, growing fast: not in our lane, no brake
+    oncoming = [Detection((0.27 * W, 0.46 * H - 8 * 1.1 ** i, 0.34 * W, 0.52 * H), "car", 0.9) for i in range(12)]
+    assert all(a.brake == 0.0 for a in drive(ctl, oncoming))

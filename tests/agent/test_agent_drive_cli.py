@@ -1,0 +1,185 @@
+"""``truckpilot drive`` as a user runs it (subprocess, real checkpoints), and the drive recorder."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from agent.drive import DriveRecorder, controller_config_for_time_scale
+from agent.loop import KeyResult, Observation
+from agent.sessions import Session
+from agent.types import Action, Frame, KeysHeld
+from perception.types import Detection, Perception
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def truckpilot(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "agent.cli", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def direction_checkpoint(tmp_path_factory) -> Path:
+    """A real (untrained, random-init) ResNet34 DirectionNet checkpoint at a small input size."""
+    from perception.checkpoint import save_model
+    from perception.config import DirectionConfig, TrunkConfig
+    from perception.direction import DirectionNet
+
+    torch.manual_seed(0)
+    net = DirectionNet(DirectionConfig(input_size=(48, 64), trunk=TrunkConfig(weights="none")))
+    return save_model(tmp_path_factory.mktemp("ckpt") / "direction.safetensors", net)
+
+
+def test_drive_sim_records_and_prints_latency(direction_checkpoint, tmp_path):
+    out = tmp_path / "drive"
+    stats_file = tmp_path / "stats.json"
+    r = truckpilot("drive", "--model", str(direction_checkpoint), "--sim", "--steps", "12", "--sim-size", "160x120",
+                   "--seed", "4", "--record", str(out), "--json", str(stats_file), "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert "12 steps" in r.stdout and "FPS" in r.stdout
+    for stage in ("capture", "perceive", "control", "keys", "frame_to_key"):
+        assert any(line.strip().startswith(stage) for line in r.stdout.splitlines()), (stage, r.stdout)
+    stats = json.loads(stats_file.read_text())
+    assert stats["steps"] == 12 and stats["stopped_by"] == "steps"
+    assert stats["stages"]["frame_to_key"]["count"] == 12 and stats["stages"]["frame_to_key"]["p95_ms"] > 0
+    session = Session.open(out)
+    records = session.records()
+    assert len(records) == 12
+    assert session.manifest.source["kind"] == "sim" and session.manifest.source["driver"] == "model"
+    assert session.manifest.source["models"]["direction"]["input_size"] == [48, 64]
+    for rec in records:
+        assert rec.direction in ("left", "straight", "right") and rec.direction_source == "model"
+        probs = rec.extra["model_probs"]
+        assert set(probs) == {"left", "straight", "right"} and sum(probs.values()) == pytest.approx(1, abs=1e-3)
+        assert rec.direction == max(probs, key=probs.get)
+        assert rec.extra["sim_direction"] in ("left", "straight", "right") and rec.extra["engaged"] is True
+        assert rec.action is not None and "speed" in rec.extra
+    assert session.load_image(records[0]).shape == (120, 160, 3)
+
+
+def test_drive_usage_errors(tmp_path):
+    r = truckpilot("drive", "--sim", "--steps", "3")
+    assert r.returncode == 2 and "--model" in r.stderr
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"not a checkpoint at all")
+    r = truckpilot("drive", "--model", str(bad), "--sim", "--steps", "3")
+    assert r.returncode == 1 and str(bad) in r.stderr
+    r = truckpilot("drive", "--model", str(bad), "--sim", "--time-scale", "0")
+    assert r.returncode != 0
+
+
+def test_recorder_stores_detections_as_model_boxes_and_resizes_odd_frames(tmp_path):
+    rec = DriveRecorder(tmp_path / "s", source={"kind": "region"}, width=200, height=100, fps=10,
+                        classes=("car", "truck", "person", "sign"), image_format="png")
+    dets = (Detection((10.0, 20.0, 60.0, 80.0), "car", 0.91), Detection((100.0, 10.0, 140.0, 50.0), "sign", 0.55),
+            Detection((0.0, 0.0, 5.0, 5.0), "cow", 0.99))  # a class the session does not know: left out
+    perception = Perception("left", {"left": 0.7, "straight": 0.2, "right": 0.1}, dets, {"total": 1.0})
+    image = np.full((100, 200, 3), 90, np.uint8)
+    result = KeyResult(held=KeysHeld(left=True, throttle=True))
+    rec.record(Observation(Frame(image, 0.0, 0), 0.0), perception, Action(-0.6, 0.5, 0.0), result, 3.0)
+    big = np.full((200, 400, 3), 90, np.uint8)  # the window grew: resized to the session's 200x100
+    rec.record(Observation(Frame(big, 0.1, 1), 0.1), perception, Action(-0.6, 0.5, 0.0), result, 3.0)
+    person = KeyResult(held=KeysHeld(), engaged=False, person_keys=KeysHeld(right=True), takeover=True)
+    rec.record(Observation(Frame(image, 0.2, 2), 0.2), perception, Action(), person, 3.0)
+    rec.close()
+    records = Session.open(tmp_path / "s").records()
+    assert len(records) == 3
+    first, second, third = records
+    assert first.boxes_source == "model" and first.labels == ("car", "sign")
+    assert first.boxes[0] == pytest.approx((10, 20, 60, 80)) and first.extra["model_scores"] == [0.91, 0.55]
+    assert first.keys == (True, False, True, False) and first.action == pytest.approx((-0.6, 0.5, 0.0))
+    assert second.boxes[0] == pytest.approx((5, 10, 30, 40))  # halved with the frame
+    assert third.extra["takeover"] is True and third.keys == (False, True, False, False)
+    assert third.direction == "right" and third.direction_source == "keys" and third.extra["engaged"] is False
+    assert third.extra["model_direction"] == "left"  # what the model thought, kept for review
+
+
+def test_time_scale_divides_the_controller_time_constants():
+    from agent.controller import ControllerConfig
+
+    base = ControllerConfig()
+    fast = controller_config_for_time_scale(base, 2.0)
+    assert fast.pwm_period_s == base.pwm_period_s / 2 and fast.steer_tau_s == base.steer_tau_s / 2
+    assert fast.target_speed_mps == base.target_speed_mps and fast.steer_gain == base.steer_gain
+    assert controller_config_for_time_scale(base, 1.0) is base
+    with pytest.raises(ValueError):
+        controller_config_for_time_scale(base, 0)
+
+
+@pytest.mark.x11
+def test_drive_window_cli_presses_keys_in_the_sim_window(xvfb_display, tmp_path):
+    """`truckpilot drive --window` on the sim's window: capture with mss, XTest keys, latency printed;
+    the sim process counts the steps on which it saw a driving key down."""
+    from drive_kit import SimWindowProcess, wait_for_window
+
+    from perception.checkpoint import save_model
+    from perception.config import DirectionConfig, TrunkConfig
+    from perception.direction import DirectionNet
+
+    ckpt = save_model(tmp_path / "d.safetensors",
+                      DirectionNet(DirectionConfig(input_size=(32, 32), trunk=TrunkConfig(weights="none"))))
+    title = "TruckPilot drive CLI window"
+    window = SimWindowProcess("--title", title, "--size", "320x240", "--fps", "15", "--seconds", "60")
+    try:
+        wait_for_window(title)
+        r = truckpilot("drive", "--model", str(ckpt), "--window", title, "--steps", "25", "--fps", "15",
+                       "--keys", "x11", "--device", "cpu", "--record", str(tmp_path / "rec"))
+    finally:
+        window.close()  # SIGTERM: SDL turns it into a QUIT event; the sim prints its summary and exits
+    assert r.returncode == 0, r.stderr
+    assert "25 steps" in r.stdout and "frame_to_key" in r.stdout, r.stdout
+    summary = next(line for line in window.lines if line.startswith("sim summary:"))
+    keys_down_steps = int(summary.split("keys_down_steps=")[1].split()[0])
+    assert keys_down_steps > 0, summary  # the cruise throttle reached the sim through XTest
+    records = Session.open(tmp_path / "rec").records()
+    import re
+
+    repeated = re.search(r"(\d+) without a new frame", r.stdout)
+    repeated = int(repeated.group(1)) if repeated else 0  # ticks that found no new frame are not recorded
+    assert len(records) == 25 - repeated and len(records) >= 15 and records[0].extra["engaged"] is True
+    assert Session.open(tmp_path / "rec").manifest.image_format == "jpg"
+
+
+@pytest.mark.x11
+def test_sigterm_mid_drive_releases_the_keys_and_prints_the_latency(xvfb_display, tmp_path):
+    import signal
+    import time
+
+    from drive_kit import SimWindowProcess, wait_for_window
+
+    from agent.keys.x11 import read_held_keys
+    from perception.checkpoint import save_model
+    from perception.config import DirectionConfig, TrunkConfig
+    from perception.direction import DirectionNet
+
+    ckpt = save_model(tmp_path / "d.safetensors",
+                      DirectionNet(DirectionConfig(input_size=(32, 32), trunk=TrunkConfig(weights="none"))))
+    title = "TruckPilot SIGTERM window"
+    window = SimWindowProcess("--title", title, "--size", "320x240", "--seconds", "40")
+    drive = None
+    try:
+        wait_for_window(title)
+        drive = subprocess.Popen([sys.executable, "-m", "agent.cli", "drive", "--model", str(ckpt), "--window", title,
+                                  "--seconds", "30", "--keys", "x11", "--device", "cpu", "--threads", "1"],
+                                 cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while not read_held_keys().throttle:  # the agent is driving: its throttle is down on the X server
+            assert time.monotonic() < deadline and drive.poll() is None, "the drive never pressed the throttle"
+            time.sleep(0.01)
+        drive.send_signal(signal.SIGTERM)
+        out, err = drive.communicate(timeout=20)
+        held_after = read_held_keys()
+    finally:
+        if drive is not None and drive.poll() is None:
+            drive.kill()
+        window.close()
+    assert drive.returncode == 0, err
+    assert "stopped by signal" in out and "frame_to_key" in out, out
+    assert held_after == KeysHeld()

@@ -1,0 +1,77 @@
+"""End to end on a real X server: the simulator in its own window, the agent capturing it
+with mss and driving it with XTest keys, 1 km.
+
+How the driving decisions are made honestly and cheaply: the steering comes from a direction
+classifier that looks only at the captured pixels. The project's ResNet34 cannot be trained
+in a test's time on 2 shared CPU cores (and no pretrained weights can be downloaded), so the
+Perceiver is given a tiny CNN (tests/agent/drive_kit.py) trained in the fixture, in ~10-30 s,
+on frames of the real simulator (other seeds than the one driven here) labelled with
+``info["direction"]``, plus one DAgger round. There is no oracle: nothing but the window's
+pixels reaches the agent, and the sim process only sees X key events. The speed comes from
+the controller's cruise throttle duty (a game gives no speed).
+
+The sim window runs at 30 frames per second with its usual 1/15 s step, i.e. twice real
+time, so 1 km takes ~45 s instead of ~90 s; the controller's time constants are halved to
+match (``controller_config_for_time_scale``). The sim reports its distance in its log lines
+("t=..s .. km/h .. m"), read live here; the drive stops once they say 1 km.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+from drive_kit import SimWindowProcess, train_tiny_perceiver, wait_for_window
+
+from agent.controller import ControllerConfig
+from agent.drive import controller_config_for_time_scale, drive_window
+from agent.types import KeysHeld
+
+pytestmark = pytest.mark.x11
+
+TITLE = "TruckPilot e2e sim window"
+SIM_SEED = 3  # the road driven here; the classifier was trained on seeds 100 and 101
+TIME_SCALE = 2.0  # the sim window runs 30 fps x 1/15 s = 2 x real time
+#: a game gives no speed: the throttle is a duty cycle; 0.5 (top speed ~18 m/s) rather than the
+#: default 0.6 keeps the tiny model on this road with margin (measured in-process with 20% of
+#: its decisions dropped: 5/5 runs of 1.1 km without a collision, 3/3 failed near 750 m at 0.6)
+CONTROLLER = ControllerConfig(cruise_throttle=0.5)
+#: the agent samples the window twice per sim frame and acts once on each new one (skip_repeated),
+#: within ~17 ms of its appearance, so the keys reach the next sim step (as in-process)
+AGENT_FPS = 60.0
+
+
+@pytest.fixture(scope="module")
+def tiny_perceiver():
+    torch.set_num_threads(1)
+    return train_tiny_perceiver(dagger_rounds=2, use_speed=False, controller_config=CONTROLLER)
+
+
+def test_agent_drives_the_sim_window_1km_with_mss_and_xtest(xvfb_display, tiny_perceiver):
+    from agent.keys.x11 import read_held_keys
+
+    sim = SimWindowProcess("--title", TITLE, "--size", "320x240", "--seed", str(SIM_SEED), "--time-of-day", "day",
+                           "--weather", "clear", "--traffic", "0", "--fps", str(15 * TIME_SCALE), "--seconds", "240")
+    try:
+        wait_for_window(TITLE)
+        config = controller_config_for_time_scale(CONTROLLER, TIME_SCALE)
+        stats = drive_window(
+            tiny_perceiver, window_title=TITLE, fps=AGENT_FPS, keys="x11", seconds=200,
+            controller_config=config,
+            stop_when=lambda: "1 km" if sim.distance_m >= 1000 else ("sim restarted" if sim.restarts else None),
+        )
+        held_after = read_held_keys()
+    finally:
+        sim.close()
+    print(stats.summary())
+    print("events:", stats.events)
+    print("\n".join(sim.lines))
+    assert stats.stopped_by == "1 km", (stats.stopped_by, sim.lines[-10:])
+    assert sim.distance_m >= 1000 and sim.restarts == 0, sim.lines[-10:]
+    assert stats.engaged_steps >= 0.95 * stats.steps, stats.events  # no takeover / stale-capture stops
+    assert held_after == KeysHeld(), "a driving key is still down on the X server after the drive"
+    new_frames = stats.steps - stats.repeated_steps  # acted on once each
+    assert new_frames >= 0.9 * 1000 / 16.0 * 15  # ~one per sim frame (1 km at <= 16 m/s avg, 15 frames/s)
+    for stage in ("perceive", "control", "frame_to_key"):
+        assert stats.stages[stage].count == new_frames
+    for stage in ("capture", "keys"):
+        assert stats.stages[stage].count == stats.steps
+    assert stats.stages["frame_to_key"].p50_ms >= stats.stages["perceive"].p50_ms
