@@ -2,19 +2,32 @@
 
     truckpilot bench --json                      # random-init models at the default input size
     truckpilot bench --model D.safetensors --detector S.safetensors --json
+    truckpilot bench --model D.safetensors --detector S.safetensors --data sessions/val1 sessions/val2 --json
 
 Figures (JSON keys):
   sim_steps_per_s            simulator env steps/s at 320x240, rgb_array + ground truth, one core
   record_fps                 headless autopilot recording, frames/s (sim + session store)
   capture_ms                 mss grab + BGRA->RGB, median/p95 ms: a 320x240 region and the full screen
                              (a private Xvfb when there is no DISPLAY)
+  perceiver                  how the product Perceiver runs: input size, shared trunk, engine (ONNX Runtime
+                             on 1 thread by default on the CPU, ``--engine``), threads
   perceiver_ms               the product Perceiver, median ms per stage, one 320x240 frame
   loop_fps_p50               the driving loop in the in-process simulator with both networks, 1000 / p50 tick ms
   frame_to_key_ms_p50/p95    from the frame's capture to its keys being sent
   baseline_loop_fps_p50      the same loop with the naive perception: two separate eager ResNet34 passes at
                              224x224 (no shared trunk) and NMS over every anchor (no score filter, no top-k)
   speedup_vs_baseline        loop_fps_p50 / baseline_loop_fps_p50
+  accuracy                   with ``--data SESSION...`` (labelled sessions the models did not train on):
+                             direction accuracy and detector mAP@0.5 of the product path (its engine, its
+                             score threshold 0.3 and top-k) beside the unoptimised model: the same
+                             checkpoints in eager PyTorch float32 with the evaluation settings of
+                             ``truckpilot evaluate`` (score >= 0.05); ``delta_points`` = product - reference
 Both loops run in this process, one after the other, with the same thread settings.
+
+OpenMP wait policy: not forced. On the project's 2-core AVX2 machine OMP_WAIT_POLICY=PASSIVE
+made the 2-thread PyTorch trunk 3x slower (96 vs 31 ms at 96x128) and the loop slower
+(14.2 vs 16.1 FPS p50, frame-to-key p95 98 vs 75 ms), so neither bench nor the CLI sets it;
+``omp_wait_policy`` in the JSON records what the environment had.
 """
 from __future__ import annotations
 
@@ -55,16 +68,71 @@ def measure_capture_ms(display: str | None, grabs: int = 60) -> dict:
     return out
 
 
-def build_product_perceiver(direction: str | None, detector: str | None):
-    """The Perceiver the product drives with: the given checkpoints, or random-init models at the default
-    input size sharing one trunk (speed does not depend on the weights)."""
+def build_product_perceiver(direction: str | None, detector: str | None, engine: str = "auto",
+                            threads: int | None = None):
+    """The Perceiver the product drives with (``agent.drive.load_perceiver``'s engine choice): the given
+    checkpoints, or random-init models at the default input size sharing one trunk (speed does not
+    depend on the weights)."""
+    from agent.drive import load_perceiver
     from perception.perceiver import Perceiver
 
     if direction or detector:
-        return Perceiver.from_checkpoints(direction, detector, device="cpu")
+        return load_perceiver(direction, detector, device="cpu", engine=engine, threads=threads)
     from perception.bench import build_perceiver
 
-    return build_perceiver(shared_trunk=True)
+    p = build_perceiver(shared_trunk=True)
+    chosen = "onnxruntime" if engine == "auto" else engine
+    return Perceiver(p.direction_model, p.detector_model, p.direction_card, p.detector_card, "cpu", engine=chosen,
+                     **({"threads": threads or 1} if chosen == "onnxruntime" else {}))
+
+
+def measure_accuracy(perceiver, sessions: list[str]) -> dict:
+    """Direction accuracy and detector mAP@0.5 (torchmetrics, xyxy frame pixels) of ``perceiver`` on
+    every frame of the labelled ``sessions``."""
+    import torch
+    from torchmetrics.detection import MeanAveragePrecision
+
+    from agent.sessions import Session
+
+    classes = list(perceiver.detector_card.classes) if perceiver.detector_card else []
+    metric = MeanAveragePrecision(iou_type="bbox", iou_thresholds=[0.5], class_metrics=False)
+    correct = total = frames = 0
+    for path in sessions:
+        session = Session.open(path)
+        for record in session.records():
+            result = perceiver(session.load_image(record))
+            frames += 1
+            if record.direction is not None and perceiver.direction_card is not None:
+                total += 1
+                correct += result.direction == record.direction
+            if classes:
+                known = [(b, l) for b, l in zip(record.boxes, record.labels) if l in classes]
+                metric.update(
+                    [{"boxes": torch.tensor([d.box for d in result.detections], dtype=torch.float32).reshape(-1, 4),
+                      "scores": torch.tensor([d.score for d in result.detections], dtype=torch.float32),
+                      "labels": torch.tensor([classes.index(d.label) for d in result.detections], dtype=torch.long)}],
+                    [{"boxes": torch.tensor([b for b, _ in known], dtype=torch.float32).reshape(-1, 4),
+                      "labels": torch.tensor([classes.index(l) for _, l in known], dtype=torch.long)}])
+    out: dict = {"frames": frames}
+    if total:
+        out["direction_accuracy"] = round(correct / total, 4)
+    if classes:
+        out["map_50"] = round(float(metric.compute()["map_50"]), 4)
+    return out
+
+
+def compare_accuracy(product, direction: str | None, detector: str | None, sessions: list[str]) -> dict:
+    """The product path against the unoptimised model on the same sessions (see the module doc)."""
+    from perception.perceiver import Perceiver
+
+    reference = Perceiver.from_checkpoints(direction, detector, device="cpu", engine="torch", score_threshold=0.05,
+                                           top_k=100)
+    got, want = measure_accuracy(product, sessions), measure_accuracy(reference, sessions)
+    delta = {k: round(100 * (got[k] - want[k]), 2) for k in ("direction_accuracy", "map_50") if k in got and k in want}
+    return {"product": got, "reference": want, "delta_points": delta,
+            "reference_settings": "eager PyTorch float32, score >= 0.05, top-100 after NMS",
+            "product_settings": f"{product.engine}, score >= {product.score_threshold}, top-{product.top_k}",
+            "sessions": sessions}
 
 
 def build_naive_perceiver():
@@ -112,10 +180,11 @@ def run_bench(args) -> dict:
         log.info("bench: capture")
         result["capture_ms"] = measure_capture_ms(args.display)
     log.info("bench: perceiver")
-    product = build_product_perceiver(args.model, args.detector)
+    product = build_product_perceiver(args.model, args.detector, args.engine, args.engine_threads)
     result["perceiver"] = {"input_hw": list(product.detector_card.input_size if product.detector_card
                                             else product.direction_card.input_size),
-                           "shared_trunk": product.shared_trunk}
+                           "shared_trunk": product.shared_trunk, "engine": product.engine,
+                           "engine_threads": product._onnx.threads if product._onnx is not None else args.threads}
     result["perceiver_ms"] = measure_perceiver_ms(product, n_frames=args.frames, threads=args.threads)
     log.info("bench: driving loop (product perception)")
     loop = measure_loop(product, args.loop_steps)
@@ -127,6 +196,11 @@ def run_bench(args) -> dict:
         "frame_to_key_ms_p95": loop["frame_to_key_ms_p95"], "baseline_loop_fps_p50": naive["fps_p50"],
         "speedup_vs_baseline": round(loop["fps_p50"] / naive["fps_p50"], 2),
     })
+    if args.data:
+        if not (args.model or args.detector):
+            raise SystemExit("truckpilot bench: --data needs trained checkpoints (--model and/or --detector)")
+        log.info("bench: accuracy, product path vs the unoptimised model")
+        result["accuracy"] = compare_accuracy(product, args.model, args.detector, list(args.data))
     return result
 
 
@@ -137,6 +211,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="direction checkpoint (.safetensors) for the product loop")
     p.add_argument("--detector", help="detector checkpoint (.safetensors) for the product loop")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--engine", choices=("auto", "torch", "onnxruntime"), default="auto",
+                   help="the product Perceiver's engine (auto: ONNX Runtime on the CPU, as `drive` picks)")
+    p.add_argument("--engine-threads", type=int, help="ONNX Runtime threads of the product path (default 1)")
+    p.add_argument("--data", nargs="+", metavar="SESSION",
+                   help="labelled sessions: also compare accuracy, product path vs unoptimised model")
     p.add_argument("--sim-steps", type=int, default=2000, help="timed simulator steps")
     p.add_argument("--record-frames", type=int, default=1000, help="frames recorded for record_fps")
     p.add_argument("--frames", type=int, default=30, help="frames timed for perceiver_ms")
@@ -149,9 +228,6 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = get_args_parser().parse_args(argv)
-    # On 2 cores, OpenMP threads that spin while waiting fight the simulator and capture for the CPU.
-    # Read by the OpenMP runtime when torch first loads, so it is set before anything imports torch.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     result = run_bench(args)
     text = json.dumps(result, indent=2)
     if args.out:

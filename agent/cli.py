@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import sys
 
 #: subcommand -> (module with ``main(argv)``, one-line help)
@@ -43,9 +42,6 @@ def main(argv: list[str] | None = None) -> int:
         print(_usage())
         return 0
     name, rest = argv[0], argv[1:]
-    # OpenMP threads that spin while idle steal the core the simulator, capture and key
-    # output need (2-core machines): let them sleep. Must be set before torch loads.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if name not in SUBCOMMANDS:
         print(f"truckpilot: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2

@@ -139,7 +139,7 @@ def drive_and_score(config: DemoConfig, direction_ckpt: Path, detector_ckpt: Pat
     from agent.scorecard import run_scorecard
 
     perceiver = load_perceiver(str(direction_ckpt), str(detector_ckpt), device=None if config.device == "auto"
-                               else config.device)
+                               else config.device, engine="auto")
     card = run_scorecard(perceiver, config.eval_seeds, (("day", "clear"),), config.route_m)
 
     frames = []

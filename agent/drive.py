@@ -162,13 +162,35 @@ def controller_config_for_time_scale(config, time_scale: float):
     return replace(config, **{name: getattr(config, name) / time_scale for name in names})
 
 
-def load_perceiver(model: str | None, detector: str | None, device: str | None = None, **kwargs):
-    """A Perceiver from a direction checkpoint and/or a detector checkpoint (at least one)."""
+#: --engine choices: auto = ONNX Runtime on the CPU (1 thread), PyTorch on CUDA
+ENGINE_CHOICES = ("auto", "torch", "onnxruntime")
+
+
+def load_perceiver(model: str | None, detector: str | None, device: str | None = None, engine: str = "auto",
+                   threads: int | None = None, **kwargs):
+    """A Perceiver from a direction checkpoint and/or a detector checkpoint (at least one).
+
+    engine: "torch", "onnxruntime", or "auto": ONNX Runtime when the device is the CPU (on the
+    project's 2-core CPU its 1-thread trunk is as fast as PyTorch on both cores and leaves a core
+    to the game; see ``perception.onnx_engine``), PyTorch on CUDA. When "auto" cannot build the
+    ONNX Runtime graphs it warns and uses PyTorch. threads: ONNX Runtime threads (default 1).
+    """
     if not model and not detector:
         raise ValueError("give a direction model (--model CKPT), a detector (--detector CKPT), or both")
-    from perception.perceiver import Perceiver
+    if engine not in ENGINE_CHOICES:
+        raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINE_CHOICES)}")
+    from perception.perceiver import Perceiver, pick_device
 
-    return Perceiver.from_checkpoints(model, detector, device=device, **kwargs)
+    dev = pick_device(device)
+    chosen = engine if engine != "auto" else ("onnxruntime" if dev.type == "cpu" and not kwargs.get("bf16") else "torch")
+    onnx_kwargs = {"threads": threads or 1} if chosen == "onnxruntime" else {}
+    try:
+        return Perceiver.from_checkpoints(model, detector, device=dev, engine=chosen, **onnx_kwargs, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - only the automatic choice falls back
+        if engine != "auto" or chosen == "torch":
+            raise
+        log.warning("ONNX Runtime engine unavailable (%s: %s); using PyTorch", type(exc).__name__, exc)
+        return Perceiver.from_checkpoints(model, detector, device=dev, engine="torch", **kwargs)
 
 
 def _classes_of(perceiver) -> tuple[str, ...]:
@@ -356,7 +378,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="CKPT", help="direction classifier checkpoint (.safetensors)")
     p.add_argument("--detector", metavar="CKPT", help="SSD detector checkpoint (.safetensors)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice); 1 gives steadier "
+    p.add_argument("--engine", choices=("auto", "torch", "onnxruntime"), default="auto",
+                   help="inference engine: auto = ONNX Runtime on the CPU, PyTorch on CUDA (default)")
+    p.add_argument("--threads", type=int, help="CPU threads of the inference engine (ONNX Runtime default 1; "
+                                               "torch default: its own choice); 1 gives steadier "
                                                "latency on a busy machine")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--sim", action="store_true", help="drive the built-in simulator in this process (default)")
@@ -411,7 +436,8 @@ def main(argv: list[str]) -> int:
         print(f"truckpilot drive: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        perceiver = load_perceiver(args.model, args.detector, args.device)
+        perceiver = load_perceiver(args.model, args.detector, args.device, engine=args.engine,
+                                   threads=args.threads)
     except (CheckpointError, ValueError, FileNotFoundError) as exc:
         print(f"truckpilot drive: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -304,7 +304,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="CKPT", help="direction classifier checkpoint (.safetensors)")
     p.add_argument("--detector", metavar="CKPT", help="SSD detector checkpoint (.safetensors)")
     p.add_argument("--device", help="cpu, cuda ... (default: cuda when available)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice); 1 gives steadier "
+    p.add_argument("--engine", choices=("auto", "torch", "onnxruntime"), default="auto",
+                   help="inference engine: auto = ONNX Runtime on the CPU, PyTorch on CUDA (default)")
+    p.add_argument("--threads", type=int, help="CPU threads of the inference engine (ONNX Runtime default 1; "
+                                               "torch default: its own choice); 1 gives steadier "
                                                "latency on a busy machine")
     p.add_argument("--seeds", default="0-4", help="seeds, A-B inclusive or a comma list (default 0-4)")
     p.add_argument("--conditions", default="day/clear",
@@ -334,7 +337,8 @@ def main(argv: list[str]) -> int:
         if set(drivers) - {"expert"}:
             from agent.drive import load_perceiver
 
-            perceiver = load_perceiver(args.model, args.detector, args.device)
+            perceiver = load_perceiver(args.model, args.detector, args.device, engine=args.engine,
+                                       threads=args.threads)
         controller_config = None
         if args.target_speed is not None:
             from agent.controller import ControllerConfig

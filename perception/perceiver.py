@@ -5,6 +5,8 @@ Stages, each timed in ``Perception.timings_ms``:
   "trunk"       only when the trunk is shared (see below): the ResNet trunk, once
   "direction"   the direction classifier (its head only when the trunk is shared)
   "detector"    the SSD (its extra blocks and heads only when the trunk is shared)
+  "networks"    instead of the three above with ``engine="onnxruntime"``: both networks in
+                ONNX Runtime (one graph when the trunk is shared)
   "decode_nms"  box decoding, score threshold, NMS, mapping boxes to frame pixels
   "total"       the whole call
 For ``perceive_batch`` the figures are the batch's wall time divided by the batch size.
@@ -33,6 +35,9 @@ from perception.checkpoint import ModelCard, load_model
 from perception.types import Detection, Perception
 
 log = logging.getLogger(__name__)
+
+#: Inference engines: eager PyTorch (any device) and ONNX Runtime (CPU).
+ENGINES = ("torch", "onnxruntime")
 
 #: Direction reported when no direction model is loaded.
 NO_DIRECTION = "straight"
@@ -93,7 +98,11 @@ class Perceiver:
     bf16: run the networks under ``torch.autocast(dtype=torch.bfloat16)`` (CPUs with
         AVX512-BF16/AMX, and GPUs): ~1.4-1.8x faster trunk on the project's CPU; on the
         overfit test models directions and classes agree with float32 and boxes move by
-        < 2 model-input px (measured 1.6). Decoding and NMS stay float32.
+        < 2 model-input px (measured 1.6). Decoding and NMS stay float32. On CPUs without
+        native bf16 (AVX2 only) it is 2-4x slower: measure before using it.
+    engine: "torch" (eager PyTorch, any device) or "onnxruntime" (CPU only: the networks are
+        exported in memory and run by ONNX Runtime on ``threads`` threads; see
+        ``perception.onnx_engine``). ``threads`` is ignored by "torch" (torch.set_num_threads).
     """
 
     def __init__(
@@ -107,10 +116,18 @@ class Perceiver:
         iou_threshold: float = 0.45,
         top_k: int = 100,
         bf16: bool = False,
+        engine: str = "torch",
+        threads: int = 1,
     ) -> None:
         if direction_model is None and detector_model is None:
             raise ValueError("Perceiver needs at least one of direction_model and detector_model")
+        if engine not in ENGINES:
+            raise ValueError(f"unknown Perceiver engine {engine!r}; use one of {', '.join(ENGINES)}")
         self.device = pick_device(device)
+        if engine == "onnxruntime" and (self.device.type != "cpu" or bf16):
+            raise ValueError(f"engine 'onnxruntime' runs float32 on the CPU; got device {self.device} and "
+                             f"bf16={bf16}: use engine 'torch' for CUDA or bf16")
+        self.engine = engine
         self.score_threshold, self.iou_threshold, self.top_k = score_threshold, iou_threshold, top_k
         self.bf16 = bool(bf16)
         self.direction_model = direction_model.to(self.device).eval() if direction_model is not None else None
@@ -137,7 +154,17 @@ class Perceiver:
             and self._dir_input.key == self._det_input.key
             and _same_trunk(self.direction_model.trunk, self.detector_model.trunk)
         )
-        log.info("Perceiver on %s; trunk %s", self.device, "shared (runs once)" if self.shared_trunk else "per model")
+        self._onnx = None
+        if engine == "onnxruntime":
+            from perception.onnx_engine import OnnxNetworks
+
+            self._onnx = OnnxNetworks(
+                self.direction_model, self.detector_model,
+                direction_card.input_size if direction_card else None,
+                detector_card.input_size if detector_card else None, self.shared_trunk, threads)
+        log.info("Perceiver on %s (%s); trunk %s", self.device,
+                 engine if engine == "torch" else f"onnxruntime, {threads} thread(s)",
+                 "shared (runs once)" if self.shared_trunk else "per model")
 
     @classmethod
     def from_checkpoints(
@@ -188,8 +215,14 @@ class Perceiver:
         t = lap("preprocess", t)
 
         dir_logits = cls_logits = box_deltas = None
+        if self._onnx is not None:
+            outputs = self._onnx(x_dir, x_det if self._det_input is not None else None)
+            dir_logits, cls_logits, box_deltas = outputs.direction_logits, outputs.cls_logits, outputs.box_deltas
+            t = lap("networks", t)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            if self.shared_trunk:
+            if self._onnx is not None:
+                pass
+            elif self.shared_trunk:
                 levels = self.direction_model.trunk.forward_levels(x_dir)
                 t = lap("trunk", t)
                 dir_logits = self.direction_model.forward_head(levels[-1])

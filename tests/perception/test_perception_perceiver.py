@@ -171,3 +171,46 @@ def test_bf16_perceiver_agrees_with_float32(overfit_direction, overfit_detector,
     input_px = 320 / overfit_detector[0].config.input_size[1]
     print(f"bf16 vs float32: worst box difference {worst:.2f} px at 320x240 ({worst / input_px:.2f} input px)")
     assert worst <= 2.0 * input_px  # within 2 model-input pixels
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_onnxruntime_engine_gives_what_pytorch_gives(overfit_direction, overfit_detector, sim_overfit_samples,
+                                                     shared):
+    """The fitted networks through ONNX Runtime and through PyTorch, on simulator frames: same
+    direction, probabilities within 1e-4, the same detections with boxes within 0.05 px."""
+    direction_model, detector_model = overfit_direction[0], overfit_detector[0]
+    if not shared:
+        direction_model = copy.deepcopy(direction_model)
+        direction_model.trunk.conv1.weight.data += 1e-3  # different trunk weights: each network runs its own
+    reference = Perceiver(direction_model, detector_model, device="cpu")
+    onnx = Perceiver(direction_model, detector_model, device="cpu", engine="onnxruntime", threads=1)
+    assert onnx.shared_trunk is shared and reference.shared_trunk is shared
+    for sample in sim_overfit_samples[:6]:
+        want, got = reference(sample.image), onnx(sample.image)
+        assert got.direction == want.direction
+        for name, p in want.direction_probs.items():
+            assert got.direction_probs[name] == pytest.approx(p, abs=1e-4)
+        assert [d.label for d in got.detections] == [d.label for d in want.detections]
+        for a, b in zip(got.detections, want.detections):
+            assert np.abs(np.array(a.box) - np.array(b.box)).max() < 0.05 and a.score == pytest.approx(b.score, abs=1e-4)
+        assert "networks" in got.timings_ms and "trunk" not in got.timings_ms
+
+
+def test_onnxruntime_engine_refuses_bf16_and_unknown_engines():
+    direction, detector = _small_models()
+    with pytest.raises(ValueError, match="onnxruntime.*bf16=True"):
+        Perceiver(direction, detector, device="cpu", engine="onnxruntime", bf16=True)
+    with pytest.raises(ValueError, match="unknown Perceiver engine 'tensorrt'"):
+        Perceiver(direction, detector, device="cpu", engine="tensorrt")
+
+
+def test_onnxruntime_engine_with_one_network_only():
+    direction, detector = _small_models()
+    frame = _frame()
+    only_detector = Perceiver(None, detector, device="cpu", engine="onnxruntime")
+    result = only_detector(frame)
+    assert result.direction_probs == {} and result.direction == "straight"
+    want = Perceiver(None, detector, device="cpu")(frame)
+    assert len(result.detections) == len(want.detections)
+    only_direction = Perceiver(direction, None, device="cpu", engine="onnxruntime")(frame)
+    assert only_direction.direction == Perceiver(direction, None, device="cpu")(frame).direction

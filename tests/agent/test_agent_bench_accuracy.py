@@ -1,0 +1,56 @@
+"""``truckpilot bench --data``: the product path's accuracy beside the unoptimised model's, on a real
+recorded session (random-init models: the figures are low, but both paths must see the same)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from agent.bench import build_product_perceiver, compare_accuracy, measure_accuracy
+from agent.recorder import record_sim
+from perception.checkpoint import save_model
+from perception.config import DetectorConfig, DirectionConfig, TrunkConfig
+from perception.detector import SSDNet
+from perception.direction import DirectionNet
+
+
+@pytest.fixture(scope="module")
+def checkpoints_and_session(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    torch.manual_seed(0)
+    trunk = TrunkConfig(weights="none")
+    direction = DirectionNet(DirectionConfig(input_size=(64, 96), trunk=trunk))
+    detector = SSDNet(DetectorConfig(input_size=(64, 96), trunk=trunk))
+    detector.trunk.load_state_dict(direction.trunk.state_dict())  # one shared trunk, as a joint run writes
+    d, s = save_model(root / "d.safetensors", direction), save_model(root / "s.safetensors", detector)
+    record_sim(root / "val", seed=5, autopilot=True, headless=True, frames=12, progress=False)
+    return str(d), str(s), str(root / "val")
+
+
+def test_product_path_and_reference_agree_when_their_settings_agree(checkpoints_and_session):
+    """ONNX Runtime vs eager PyTorch with the same thresholds: the same accuracy and mAP."""
+    d, s, session = checkpoints_and_session
+    product = build_product_perceiver(d, s, engine="onnxruntime")
+    assert product.engine == "onnxruntime" and product.shared_trunk
+    product.score_threshold = 0.05  # the reference's evaluation setting
+    report = compare_accuracy(product, d, s, [session])
+    assert report["product"]["frames"] == report["reference"]["frames"] == 12
+    assert report["delta_points"] == {"direction_accuracy": 0.0, "map_50": 0.0}, report
+
+
+def test_measure_accuracy_counts_every_frame_and_scores_a_perfect_direction(checkpoints_and_session):
+    """A perceiver whose direction is always the label scores 1.0; mAP stays in [0, 1]."""
+    d, s, session = checkpoints_and_session
+    product = build_product_perceiver(d, s, engine="torch")
+    from agent.sessions import Session
+
+    labels = [r.direction for r in Session.open(session).records()]
+    answers = iter(labels)
+
+    def oracle(frame):
+        result = product(frame)
+        return type(result)(next(answers), result.direction_probs, result.detections, result.timings_ms)
+
+    oracle.direction_card, oracle.detector_card = product.direction_card, product.detector_card
+    figures = measure_accuracy(oracle, [session])
+    assert figures["frames"] == 12 and figures["direction_accuracy"] == 1.0
+    assert 0.0 <= figures["map_50"] <= 1.0
