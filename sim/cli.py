@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--autopilot", action="store_true", help="the scripted expert drives")
     p.add_argument("--title", default="TruckPilot sim", help="window title (capture tools find the window by it)")
     p.add_argument("--seconds", type=float, default=None, help="quit after this many seconds (for tests)")
+    p.add_argument("--log-every", type=float, default=5.0, metavar="SECONDS",
+                   help="log time, speed, distance and direction every this many simulated seconds (default 5)")
     p.add_argument("--fps", type=float, default=1.0 / DEFAULT_DT, help="frames per second (simulated dt = 1/15 s each)")
     p.add_argument("--contact-sheet", metavar="PNG", default=None,
                    help="save a grid of frames (seeds x every condition) with ground-truth boxes, then exit")
@@ -76,7 +78,7 @@ def drive(args) -> dict:
             steps += 1
             for e in info["events"]:
                 events_seen[e] = events_seen.get(e, 0) + 1
-            if steps % int(args.fps * 5) == 0:
+            if steps % max(1, int(round(args.log_every / DEFAULT_DT))) == 0:
                 log.info("t=%.0fs %.0f km/h %.0f m %s", time.monotonic() - start, info["speed"] * 3.6,
                          info["distance"], info["direction"])
             if terminated or truncated:

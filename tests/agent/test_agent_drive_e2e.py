@@ -13,7 +13,7 @@ the controller's cruise throttle duty (a game gives no speed).
 The sim window runs at 30 frames per second with its usual 1/15 s step, i.e. twice real
 time, so 1 km takes ~45 s instead of ~90 s; the controller's time constants are halved to
 match (``controller_config_for_time_scale``). The sim reports its distance in its log lines
-("t=..s .. km/h .. m"), read live here; the drive stops once they say 1 km.
+("t=..s .. km/h .. m", every simulated second), read live here; the drive stops once they say 1 km.
 """
 from __future__ import annotations
 
@@ -49,7 +49,8 @@ def test_agent_drives_the_sim_window_1km_with_mss_and_xtest(xvfb_display, tiny_p
     from agent.keys.x11 import read_held_keys
 
     sim = SimWindowProcess("--title", TITLE, "--size", "320x240", "--seed", str(SIM_SEED), "--time-of-day", "day",
-                           "--weather", "clear", "--traffic", "0", "--fps", str(15 * TIME_SCALE), "--seconds", "240")
+                           "--weather", "clear", "--traffic", "0", "--fps", str(15 * TIME_SCALE), "--seconds", "240",
+                           "--log-every", "1")
     try:
         wait_for_window(TITLE)
         config = controller_config_for_time_scale(CONTROLLER, TIME_SCALE)
