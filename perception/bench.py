@@ -47,9 +47,11 @@ def build_perceiver(
     device: str = "cpu",
     layout: str = "default",
     bf16: bool = False,
+    engine: str = "torch",
 ) -> Perceiver:
     """Random-init DirectionNet + SSDNet at ``input_size`` (H, W; None = default) in a Perceiver.
-    shared_trunk=True gives both the same trunk object (the trunk then runs once)."""
+    shared_trunk=True gives both the same trunk object (the trunk then runs once).
+    engine: "torch" or "onnxruntime" (1 thread)."""
     trunk = TrunkConfig(weights="none")
     dcfg, scfg = DirectionConfig(trunk=trunk), DetectorConfig(trunk=trunk, layout=layout)
     if input_size is not None:
@@ -57,7 +59,7 @@ def build_perceiver(
     direction, detector = DirectionNet(dcfg), SSDNet(scfg)
     if shared_trunk:
         detector.trunk = direction.trunk
-    return Perceiver(direction, detector, device=device, bf16=bf16)
+    return Perceiver(direction, detector, device=device, bf16=bf16, engine=engine)
 
 
 def measure_perceiver_ms(
@@ -131,18 +133,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--shared-trunk", action="store_true", help="also measure with one shared trunk")
     parser.add_argument("--bf16", action="store_true", help="also measure with bfloat16 autocast")
+    parser.add_argument("--onnxruntime", action="store_true",
+                        help="also measure the ONNX Runtime engine (float32, 1 thread)")
     args = parser.parse_args(argv)
     sizes = [None] if not args.sizes else [tuple(int(v) for v in s.lower().split("x"))[::-1] for s in args.sizes]
     rows = []
     for size in sizes:
         for shared in ([False, True] if args.shared_trunk else [False]):
-            for bf16 in ([False, True] if args.bf16 else [False]):
+            variants = [("torch", False)] + ([("torch", True)] if args.bf16 else []) + \
+                       ([("onnxruntime", False)] if args.onnxruntime else [])
+            for engine, bf16 in variants:
                 t0 = time.perf_counter()
-                ms = measure_perceiver_ms(n_frames=args.frames, threads=args.threads, input_size=size,
-                                          shared_trunk=shared, bf16=bf16)
-                cpu = measure_cpu_ms(input_size=size, shared_trunk=shared, bf16=bf16)
-                row = {"input_hw": list(size) if size else "default", "shared_trunk": shared, "bf16": bf16,
-                       "cpu_ms_1thread": round(cpu, 1), **{k: round(v, 2) for k, v in ms.items()}}
+                perceiver = build_perceiver(size, shared, bf16=bf16, engine=engine)
+                ms = measure_perceiver_ms(perceiver, n_frames=args.frames, threads=args.threads)
+                cpu = measure_cpu_ms(perceiver)
+                row = {"input_hw": list(perceiver.detector_card.input_size), "shared_trunk": shared,
+                       "engine": engine, "bf16": bf16, "cpu_ms_1thread": round(cpu, 1),
+                       **{k: round(v, 2) for k, v in ms.items()}}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
                 log.info("measured in %.1f s", time.perf_counter() - t0)
