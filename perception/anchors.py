@@ -20,6 +20,7 @@ DEFAULT_VARIANCES: tuple[float, float] = (0.1, 0.2)
 _MAX_LOG_RATIO = math.log(1000.0)
 
 __all__ = [
+    "match_batch",
     "xyxy_to_cxcywh",
     "cxcywh_to_xyxy",
     "iou",
@@ -136,6 +137,37 @@ def match(anchors: Tensor, gt_boxes: Tensor, iou_threshold: float = 0.5) -> Tens
         assigned[a] = g
         work[g, :] = -1.0
         work[:, a] = -1.0
+    return assigned
+
+
+def match_batch(anchors: Tensor, gt_boxes: Tensor, gt_valid: Tensor, iou_threshold: float = 0.5) -> Tensor:
+    """``match`` for a whole batch at once, without a host sync per ground truth (the training hot path).
+
+    anchors: (A, 4) xyxy; gt_boxes: (B, G, 4) xyxy, padded; gt_valid: (B, G) bool, False for padding.
+    Returns LongTensor (B, A): per image, exactly what ``match`` returns for its valid boxes (indices
+    into the padded G axis). The greedy bipartite step runs G rounds, each taking every image's
+    global maximum of its remaining (G, A) IoU matrix at once.
+    """
+    batch, num_gt = gt_valid.shape
+    num_anchors = anchors.shape[0]
+    assigned = torch.full((batch, num_anchors), -1, dtype=torch.long, device=anchors.device)
+    if num_gt == 0 or num_anchors == 0 or batch == 0:
+        return assigned
+    overlaps = box_iou(gt_boxes.reshape(-1, 4).to(anchors.dtype), anchors).reshape(batch, num_gt, num_anchors)
+    overlaps = overlaps.masked_fill(~gt_valid[:, :, None], -1.0)  # padding never wins
+    best_iou, best_gt = overlaps.max(dim=1)  # (B, A)
+    assigned = torch.where(best_iou >= iou_threshold, best_gt, assigned)
+    work = overlaps
+    rows = torch.arange(batch, device=anchors.device)
+    gt_ids = torch.arange(num_gt, device=anchors.device)
+    anchor_ids = torch.arange(num_anchors, device=anchors.device)
+    for _ in range(min(num_gt, num_anchors)):
+        value, flat = work.reshape(batch, -1).max(dim=1)  # first maximum, as torch.argmax in ``match``
+        g, a = flat // num_anchors, flat % num_anchors
+        ok = value > 0
+        assigned[rows, a] = torch.where(ok, g, assigned[rows, a])
+        work = work.masked_fill(((gt_ids[None, :] == g[:, None]) & ok[:, None])[:, :, None], -1.0)
+        work = work.masked_fill(((anchor_ids[None, :] == a[:, None]) & ok[:, None])[:, None, :], -1.0)
     return assigned
 
 

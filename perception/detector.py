@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from perception.anchors import decode_detections, encode, feature_map_size, make_anchors, match
+from perception.anchors import decode_detections, encode, feature_map_size, make_anchors, match_batch
 from perception.config import DetectorConfig
 from perception.direction import _freeze, _param_groups
 from perception.trunk import LAYER2_CHANNELS, LAYER3_CHANNELS, LAYER4_CHANNELS, ResNetTrunk
@@ -174,24 +174,43 @@ class SSDNet(nn.Module):
         """
         anchors = self.anchors
         num_anchors = anchors.shape[0]
-        labels_out = torch.zeros((len(targets), num_anchors), dtype=torch.long, device=anchors.device)
-        boxes_out = torch.zeros((len(targets), num_anchors, 4), dtype=anchors.dtype, device=anchors.device)
+        batch = len(targets)
+        boxes_list, labels_list = [], []
         for b, target in enumerate(targets):
             boxes = target["boxes"].to(anchors.device, anchors.dtype).reshape(-1, 4)
             labels = target["labels"].to(anchors.device).long().reshape(-1)
             if boxes.shape[0] != labels.shape[0]:
                 raise ValueError(f"target {b}: {boxes.shape[0]} boxes but {labels.shape[0]} labels")
-            if labels.numel() and (labels.min() < 1 or labels.max() > self.config.num_classes):
-                raise ValueError(
-                    f"target {b}: labels must be in 1..{self.config.num_classes} (0 is background), "
-                    f"got {labels.tolist()}"
-                )
-            if boxes.shape[0] == 0:
-                continue
-            assigned = match(anchors, boxes, self.config.match_iou)
-            pos = assigned >= 0
-            labels_out[b, pos] = labels[assigned[pos]]
-            boxes_out[b, pos] = encode(boxes[assigned[pos]], anchors[pos], self.config.variances)
+            boxes_list.append(boxes)
+            labels_list.append(labels)
+        counts = [labels.shape[0] for labels in labels_list]
+        num_gt = max(counts, default=0)
+        labels_out = torch.zeros((batch, num_anchors), dtype=torch.long, device=anchors.device)
+        boxes_out = torch.zeros((batch, num_anchors, 4), dtype=anchors.dtype, device=anchors.device)
+        if num_gt == 0:
+            return labels_out, boxes_out
+        all_labels = torch.cat(labels_list)
+        if bool(((all_labels < 1) | (all_labels > self.config.num_classes)).any()):  # one host sync per batch
+            bad = next(b for b, labels in enumerate(labels_list)
+                       if labels.numel() and (labels.min() < 1 or labels.max() > self.config.num_classes))
+            raise ValueError(
+                f"target {bad}: labels must be in 1..{self.config.num_classes} (0 is background), "
+                f"got {labels_list[bad].tolist()}"
+            )
+        gt_boxes = torch.zeros((batch, num_gt, 4), dtype=anchors.dtype, device=anchors.device)
+        gt_labels = torch.zeros((batch, num_gt), dtype=torch.long, device=anchors.device)
+        gt_valid = torch.zeros((batch, num_gt), dtype=torch.bool, device=anchors.device)
+        for b, (boxes, labels) in enumerate(zip(boxes_list, labels_list)):
+            gt_boxes[b, : counts[b]] = boxes
+            gt_labels[b, : counts[b]] = labels
+            gt_valid[b, : counts[b]] = True
+        assigned = match_batch(anchors, gt_boxes, gt_valid, self.config.match_iou)  # (B, A)
+        pos = assigned >= 0
+        index = assigned.clamp(min=0)
+        matched_boxes = torch.gather(gt_boxes, 1, index[:, :, None].expand(-1, -1, 4))  # (B, A, 4)
+        labels_out = torch.where(pos, torch.gather(gt_labels, 1, index), labels_out)
+        encoded = encode(matched_boxes.reshape(-1, 4), anchors.repeat(batch, 1), self.config.variances)
+        boxes_out = torch.where(pos[:, :, None], encoded.reshape(batch, num_anchors, 4), boxes_out)
         return labels_out, boxes_out
 
     def loss(self, cls_logits: Tensor, box_deltas: Tensor, targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:

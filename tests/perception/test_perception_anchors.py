@@ -157,3 +157,30 @@ def test_match_every_gt_gets_an_anchor_on_a_real_anchor_set(threshold):
     gt = torch.tensor([[5.0, 50.0, 20.0, 60.0], [6.0, 51.0, 21.0, 61.0], [60.0, 40.0, 100.0, 90.0]])
     assigned = A.match(anchors, gt, threshold)
     assert set(assigned[assigned >= 0].tolist()) == {0, 1, 2}
+
+
+def _random_gt(gen: torch.Generator, n: int, size: float = 96.0) -> torch.Tensor:
+    xy = torch.rand(n, 2, generator=gen) * size * 0.8
+    wh = 4.0 + torch.rand(n, 2, generator=gen) * size * 0.4
+    return torch.cat([xy, xy + wh], dim=1)
+
+
+def test_match_batch_equals_match_image_by_image():
+    """Padded batches of 0..7 boxes, with duplicates (two ground truths wanting the same anchor):
+    match_batch gives, image by image, what match gives."""
+    anchors = A.make_anchors((96, 128), [(6, 8), (3, 4)], [24.0, 48.0], scales=[0.7, 1.4], aspect_ratios=[1.0, 2.0])
+    gen = torch.Generator().manual_seed(0)
+    for trial in range(20):
+        counts = [int(c) for c in torch.randint(0, 8, (5,), generator=gen)]
+        boxes = [_random_gt(gen, n) for n in counts]
+        if counts[0] >= 2:
+            boxes[0][1] = boxes[0][0] + 0.5  # nearly the same box: both want the same anchor
+        width = max(counts)
+        padded = torch.zeros(5, width, 4)
+        valid = torch.zeros(5, width, dtype=torch.bool)
+        for b, bx in enumerate(boxes):
+            padded[b, : len(bx)] = bx
+            valid[b, : len(bx)] = True
+        got = A.match_batch(anchors, padded, valid, 0.5)
+        for b, bx in enumerate(boxes):
+            assert torch.equal(got[b], A.match(anchors, bx, 0.5)), (trial, b)

@@ -141,3 +141,30 @@ def test_custom_anchor_config():
     assert model.num_anchors == (4 * 6 + 2 * 3) * 2
     cls_logits, _ = model(torch.randn(1, 3, *SMALL))
     assert cls_logits.shape[-1] == 2
+
+
+def test_assign_targets_equals_matching_each_image_alone():
+    """The batched target assignment gives each image the labels and encoded boxes that
+    ``match`` + ``encode`` give it alone (images with 0..6 objects, one with none)."""
+    from perception.anchors import encode, match
+
+    torch.manual_seed(0)
+    model = SSDNet(DetectorConfig(input_size=(96, 128), trunk=TrunkConfig(weights="none")))
+    gen = torch.Generator().manual_seed(1)
+    targets = []
+    for n in (0, 1, 3, 6, 2):
+        xy = torch.rand(n, 2, generator=gen) * 80
+        boxes = torch.cat([xy, xy + 6 + torch.rand(n, 2, generator=gen) * 40], dim=1)
+        targets.append({"boxes": boxes, "labels": torch.randint(1, model.config.num_classes + 1, (n,), generator=gen)})
+    labels, encoded = model.assign_targets(targets)
+    for b, target in enumerate(targets):
+        want_labels = torch.zeros(model.num_anchors, dtype=torch.long)
+        want_boxes = torch.zeros(model.num_anchors, 4)
+        if len(target["labels"]):
+            assigned = match(model.anchors, target["boxes"], model.config.match_iou)
+            pos = assigned >= 0
+            want_labels[pos] = target["labels"][assigned[pos]]
+            want_boxes[pos] = encode(target["boxes"][assigned[pos]], model.anchors[pos], model.config.variances)
+        assert torch.equal(labels[b], want_labels), b
+        assert torch.allclose(encoded[b], want_boxes, atol=1e-6), b
+    assert (labels[0] == 0).all() and (labels[3] > 0).sum() >= 6
