@@ -219,23 +219,22 @@ class Perceiver:
             outputs = self._onnx(x_dir, x_det if self._det_input is not None else None)
             dir_logits, cls_logits, box_deltas = outputs.direction_logits, outputs.cls_logits, outputs.box_deltas
             t = lap("networks", t)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            if self._onnx is not None:
-                pass
-            elif self.shared_trunk:
-                levels = self.direction_model.trunk.forward_levels(x_dir)
-                t = lap("trunk", t)
-                dir_logits = self.direction_model.forward_head(levels[-1])
-                t = lap("direction", t)
-                cls_logits, box_deltas = self.detector_model.forward_head(levels)
-                t = lap("detector", t)
-            else:
-                if self.direction_model is not None:
-                    dir_logits = self.direction_model(x_dir)
+        else:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                if self.shared_trunk:
+                    levels = self.direction_model.trunk.forward_levels(x_dir)
+                    t = lap("trunk", t)
+                    dir_logits = self.direction_model.forward_head(levels[-1])
                     t = lap("direction", t)
-                if self.detector_model is not None:
-                    cls_logits, box_deltas = self.detector_model(x_det)
+                    cls_logits, box_deltas = self.detector_model.forward_head(levels)
                     t = lap("detector", t)
+                else:
+                    if self.direction_model is not None:
+                        dir_logits = self.direction_model(x_dir)
+                        t = lap("direction", t)
+                    if self.detector_model is not None:
+                        cls_logits, box_deltas = self.detector_model(x_det)
+                        t = lap("detector", t)
 
         probs = torch.softmax(dir_logits.float(), dim=1).cpu().numpy() if dir_logits is not None else None
         batch_dets = (
