@@ -197,8 +197,6 @@ def run_bench(args) -> dict:
         "speedup_vs_baseline": round(loop["fps_p50"] / naive["fps_p50"], 2),
     })
     if args.data:
-        if not (args.model or args.detector):
-            raise SystemExit("truckpilot bench: --data needs trained checkpoints (--model and/or --detector)")
         log.info("bench: accuracy, product path vs the unoptimised model")
         result["accuracy"] = compare_accuracy(product, args.model, args.detector, list(args.data))
     return result
@@ -228,6 +226,19 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = get_args_parser().parse_args(argv)
+    if args.data:  # fail before minutes of measuring, not after
+        from agent.sessions import Session
+        from agent.sessions.records import SessionError
+
+        if not (args.model or args.detector):
+            print("truckpilot bench: --data needs trained checkpoints (--model and/or --detector)", file=sys.stderr)
+            return 2
+        for path in args.data:
+            try:
+                Session.open(path)
+            except (SessionError, OSError) as exc:
+                print(f"truckpilot bench: --data {path}: {exc}", file=sys.stderr)
+                return 2
     result = run_bench(args)
     text = json.dumps(result, indent=2)
     if args.out:

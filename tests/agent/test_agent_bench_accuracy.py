@@ -54,3 +54,13 @@ def test_measure_accuracy_counts_every_frame_and_scores_a_perfect_direction(chec
     figures = measure_accuracy(oracle, [session])
     assert figures["frames"] == 12 and figures["direction_accuracy"] == 1.0
     assert 0.0 <= figures["map_50"] <= 1.0
+
+
+def test_bench_refuses_a_bad_data_session_before_measuring(tmp_path, capsys, checkpoints_and_session):
+    from agent.bench import main
+
+    d, s, _ = checkpoints_and_session
+    assert main(["--model", d, "--detector", s, "--data", str(tmp_path / "missing")]) == 2
+    assert "missing" in capsys.readouterr().err
+    assert main(["--data", str(tmp_path)]) == 2
+    assert "needs trained checkpoints" in capsys.readouterr().err
