@@ -10,9 +10,10 @@ on frames of the real simulator (other seeds than the one driven here) labelled 
 pixels reaches the agent, and the sim process only sees X key events. The speed comes from
 the controller's cruise throttle duty (a game gives no speed).
 
-The sim window runs at 30 frames per second with its usual 1/15 s step, i.e. twice real
-time, so 1 km takes ~45 s instead of ~90 s; the controller's time constants are halved to
-match (``controller_config_for_time_scale``). The sim reports its distance in its log lines
+The sim window runs in real time (15 frames per second, 1/15 s each), so 1 km takes about a
+minute. (At twice real time, with the controller's time constants halved, it took ~45 s, but a
+busy machine then delayed the agent's keys by a larger share of a sim step and the truck left
+the road in 2 of the 4 runs of one day on the 2-core box, both while other work loaded it.) The sim reports its distance in its log lines
 ("t=..s .. km/h .. m", every simulated second), read live here; the drive stops once they say 1 km.
 """
 from __future__ import annotations
@@ -29,14 +30,14 @@ pytestmark = pytest.mark.x11
 
 TITLE = "TruckPilot e2e sim window"
 SIM_SEED = 3  # the road driven here; the classifier was trained on seeds 100 and 101
-TIME_SCALE = 2.0  # the sim window runs 30 fps x 1/15 s = 2 x real time
+TIME_SCALE = 1.0  # the sim window runs 15 fps x 1/15 s = real time
 #: a game gives no speed: the throttle is a duty cycle; 0.5 (top speed ~18 m/s) rather than the
 #: default 0.6 keeps the tiny model on this road with margin (measured in-process with 20% of
 #: its decisions dropped: 5/5 runs of 1.1 km without a collision, 3/3 failed near 750 m at 0.6)
 CONTROLLER = ControllerConfig(cruise_throttle=0.5)
 #: the agent samples the window twice per sim frame and acts once on each new one (skip_repeated),
-#: within ~17 ms of its appearance, so the keys reach the next sim step (as in-process)
-AGENT_FPS = 60.0
+#: within ~33 ms of its appearance, so the keys reach the next sim step (as in-process)
+AGENT_FPS = 30.0
 
 
 @pytest.fixture(scope="module")
