@@ -203,13 +203,15 @@ def run_bench(args) -> dict:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
+    from agent.drive import ENGINE_CHOICES
+
     p = argparse.ArgumentParser(prog="truckpilot bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     p.add_argument("--model", help="direction checkpoint (.safetensors) for the product loop")
     p.add_argument("--detector", help="detector checkpoint (.safetensors) for the product loop")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
-    p.add_argument("--engine", choices=("auto", "torch", "onnxruntime"), default="auto",
+    p.add_argument("--engine", choices=ENGINE_CHOICES, default="auto",
                    help="the product Perceiver's engine (auto: ONNX Runtime on the CPU, as `drive` picks)")
     p.add_argument("--engine-threads", type=int, help="ONNX Runtime threads of the product path (default 1)")
     p.add_argument("--data", nargs="+", metavar="SESSION",

@@ -26,6 +26,7 @@ import logging
 import sys
 from pathlib import Path
 
+from agent.cli_args import region_arg, size_arg
 from agent.loop import (
     CaptureSource,
     GuardedKeyOutput,
@@ -193,6 +194,31 @@ def load_perceiver(model: str | None, detector: str | None, device: str | None =
         return Perceiver.from_checkpoints(model, detector, device=dev, engine="torch", **kwargs)
 
 
+def add_perceiver_args(p: argparse.ArgumentParser) -> None:
+    """--model, --detector, --device, --engine, --threads (read back by ``perceiver_from_args``)."""
+    p.add_argument("--model", metavar="CKPT", help="direction classifier checkpoint (.safetensors)")
+    p.add_argument("--detector", metavar="CKPT", help="SSD detector checkpoint (.safetensors)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--engine", choices=ENGINE_CHOICES, default="auto",
+                   help="inference engine: auto = ONNX Runtime on the CPU, PyTorch on CUDA (default)")
+    p.add_argument("--threads", type=int, help="CPU threads of the inference engine (ONNX Runtime default 1; "
+                                               "torch default: its own choice); 1 gives steadier "
+                                               "latency on a busy machine")
+
+
+def set_torch_threads(args: argparse.Namespace) -> None:
+    """Apply --threads to torch (pre- and post-processing, and the torch engine)."""
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, args.threads))
+
+
+def perceiver_from_args(args: argparse.Namespace):
+    """``load_perceiver`` with the options ``add_perceiver_args`` defined."""
+    return load_perceiver(args.model, args.detector, args.device, engine=args.engine, threads=args.threads)
+
+
 def _classes_of(perceiver) -> tuple[str, ...]:
     card = getattr(perceiver, "detector_card", None)
     if card is not None:
@@ -354,39 +380,14 @@ def _restore_signal_handlers(previous: dict) -> None:
 # ----------------------------------------------------------------------------- CLI
 
 
-def _region(text: str) -> tuple[int, int, int, int]:
-    try:
-        x, y, w, h = (int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"region {text!r} is not x,y,w,h (e.g. 0,0,1280,720)") from None
-    if w <= 0 or h <= 0:
-        raise argparse.ArgumentTypeError(f"region {text!r} needs a positive width and height")
-    return x, y, w, h
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size {text!r} is not WIDTHxHEIGHT (e.g. 320x240)") from None
-    return w, h
-
-
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="truckpilot drive", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", metavar="CKPT", help="direction classifier checkpoint (.safetensors)")
-    p.add_argument("--detector", metavar="CKPT", help="SSD detector checkpoint (.safetensors)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    p.add_argument("--engine", choices=("auto", "torch", "onnxruntime"), default="auto",
-                   help="inference engine: auto = ONNX Runtime on the CPU, PyTorch on CUDA (default)")
-    p.add_argument("--threads", type=int, help="CPU threads of the inference engine (ONNX Runtime default 1; "
-                                               "torch default: its own choice); 1 gives steadier "
-                                               "latency on a busy machine")
+    add_perceiver_args(p)
     where = p.add_mutually_exclusive_group()
     where.add_argument("--sim", action="store_true", help="drive the built-in simulator in this process (default)")
     where.add_argument("--window", metavar="TITLE", help="capture the window whose title contains TITLE")
-    where.add_argument("--region", type=_region, metavar="X,Y,W,H", help="capture this screen region")
+    where.add_argument("--region", type=region_arg, metavar="X,Y,W,H", help="capture this screen region")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, help="stop after N loop ticks")
     budget.add_argument("--seconds", type=float, help="stop after S seconds of wall time")
@@ -410,7 +411,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=0, help="simulator seed (road, traffic; conditions if not given)")
     sim.add_argument("--time-of-day", choices=("day", "dusk", "night"), help="default: picked by the seed")
     sim.add_argument("--weather", choices=("clear", "fog", "rain"), help="default: picked by the seed")
-    sim.add_argument("--sim-size", type=_size, default=(320, 240), help="simulator frame size (default 320x240)")
+    sim.add_argument("--sim-size", type=size_arg, default=(320, 240), help="simulator frame size (default 320x240)")
     sim.add_argument("--traffic", type=float, default=1.0, help="traffic density (0 = empty road)")
     sim.add_argument("--route-m", type=float, default=5000.0, help="route length, m (the drive ends there)")
     p.add_argument("--json", metavar="FILE", help="also write the LoopStats as JSON to FILE ('-' = stdout)")
@@ -419,10 +420,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = get_args_parser().parse_args(argv)
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(max(1, args.threads))
+    set_torch_threads(args)
     if not args.model and not args.detector:
         print("truckpilot drive: give --model CKPT (direction classifier) and/or --detector CKPT", file=sys.stderr)
         return EXIT_USAGE
@@ -436,8 +434,7 @@ def main(argv: list[str]) -> int:
         print(f"truckpilot drive: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        perceiver = load_perceiver(args.model, args.detector, args.device, engine=args.engine,
-                                   threads=args.threads)
+        perceiver = perceiver_from_args(args)
     except (CheckpointError, ValueError, FileNotFoundError) as exc:
         print(f"truckpilot drive: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -13,29 +13,11 @@ import argparse
 import logging
 import sys
 
+from agent.cli_args import region_arg, size_arg
+
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_ERROR, EXIT_DISK_FULL = 0, 1, 3
-
-
-def _region(text: str) -> tuple[int, int, int, int]:
-    try:
-        x, y, w, h = (int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"region {text!r} is not x,y,w,h (e.g. 0,0,1280,720)") from None
-    if w <= 0 or h <= 0:
-        raise argparse.ArgumentTypeError(f"region {text!r} needs a positive width and height")
-    return x, y, w, h
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size {text!r} is not WIDTHxHEIGHT (e.g. 320x240)") from None
-    if w <= 0 or h <= 0:
-        raise argparse.ArgumentTypeError(f"size {text!r} must be positive")
-    return w, h
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -54,13 +36,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     src.add_argument("--seed", type=int, default=0, help="simulator seed (road, traffic; conditions if not given)")
     src.add_argument("--time-of-day", choices=("day", "dusk", "night"), help="default: picked by the seed")
     src.add_argument("--weather", choices=("clear", "fog", "rain"), help="default: picked by the seed")
-    src.add_argument("--sim-size", type=_size, default=(320, 240), help="simulator frame size (default 320x240)")
+    src.add_argument("--sim-size", type=size_arg, default=(320, 240), help="simulator frame size (default 320x240)")
     src.add_argument("--scale", type=int, default=2, help="window zoom when a person drives (default 2)")
     game = p.add_argument_group("real game (capture with mss, keys from X11 / GetAsyncKeyState)")
     game.add_argument("--window", metavar="TITLE", help="capture the window whose title contains TITLE")
-    game.add_argument("--region", type=_region, metavar="X,Y,W,H",
+    game.add_argument("--region", type=region_arg, metavar="X,Y,W,H",
                       help="screen region; with --window, a crop inside the window")
-    game.add_argument("--size", type=_size, help="resize captured frames to WxH before saving")
+    game.add_argument("--size", type=size_arg, help="resize captured frames to WxH before saving")
     game.add_argument("--display", help="X display (default $DISPLAY)")
     p.add_argument("--fps", type=float, help="frame rate: capture rate for a game (default 10), "
                                              "window rate when a person drives the sim (default 15)")

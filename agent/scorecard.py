@@ -301,14 +301,9 @@ def format_table(card: dict) -> str:
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="truckpilot eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", metavar="CKPT", help="direction classifier checkpoint (.safetensors)")
-    p.add_argument("--detector", metavar="CKPT", help="SSD detector checkpoint (.safetensors)")
-    p.add_argument("--device", help="cpu, cuda ... (default: cuda when available)")
-    p.add_argument("--engine", choices=("auto", "torch", "onnxruntime"), default="auto",
-                   help="inference engine: auto = ONNX Runtime on the CPU, PyTorch on CUDA (default)")
-    p.add_argument("--threads", type=int, help="CPU threads of the inference engine (ONNX Runtime default 1; "
-                                               "torch default: its own choice); 1 gives steadier "
-                                               "latency on a busy machine")
+    from agent.drive import add_perceiver_args
+
+    add_perceiver_args(p)
     p.add_argument("--seeds", default="0-4", help="seeds, A-B inclusive or a comma list (default 0-4)")
     p.add_argument("--conditions", default="day/clear",
                    help="TIME/WEATHER list, e.g. day/clear,night/rain (default day/clear)")
@@ -325,20 +320,16 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = get_args_parser().parse_args(argv)
-    if args.threads is not None:
-        import torch
+    from agent.drive import perceiver_from_args, set_torch_threads
 
-        torch.set_num_threads(max(1, args.threads))
+    set_torch_threads(args)
     try:
         seeds = parse_seeds(args.seeds)
         conditions = parse_conditions(args.conditions)
         drivers = tuple(d.strip() for d in args.drivers.split(",") if d.strip())
         perceiver = None
         if set(drivers) - {"expert"}:
-            from agent.drive import load_perceiver
-
-            perceiver = load_perceiver(args.model, args.detector, args.device, engine=args.engine,
-                                       threads=args.threads)
+            perceiver = perceiver_from_args(args)
         controller_config = None
         if args.target_speed is not None:
             from agent.controller import ControllerConfig
