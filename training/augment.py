@@ -35,7 +35,8 @@ class AugmentConfig:
 
     flip_p: probability of a horizontal flip.
     crop_scale: (min, max) share of the image area a crop keeps.
-    crop_ratio: (min, max) aspect-ratio change of the crop relative to the input.
+    crop_ratio: (min, max) aspect-ratio change of the crop relative to the input (1.0 = the
+        input's own width/height; torchvision's ``ratio`` is absolute, so the Augmenter scales it).
     min_visibility: a box keeps its place only if this share of its area stays in the crop.
     brightness, contrast, saturation, hue: torchvision ColorJitter strengths.
     """
@@ -72,7 +73,13 @@ class Augmenter:
         self.out_size = (int(out_size[0]), int(out_size[1]))
         self.config = config
         self.directions = directions
-        self._crop = v2.RandomResizedCrop(self.out_size, scale=config.crop_scale, ratio=config.crop_ratio,
+        # torchvision's ratio bounds the crop's absolute width/height; images arrive at model resolution
+        # (the datasets' frame cache), so relative to the input means x out_size's aspect. Without this a
+        # 4:3 frame was always cut to a near-square crop and stretched back: every training image had
+        # wider road angles than the frames the model later sees.
+        aspect = self.out_size[1] / self.out_size[0]
+        self._crop = v2.RandomResizedCrop(self.out_size, scale=config.crop_scale,
+                                          ratio=(config.crop_ratio[0] * aspect, config.crop_ratio[1] * aspect),
                                           antialias=True)
         self._sanitize = v2.SanitizeBoundingBoxes(min_size=1.0, labels_getter=lambda inputs: inputs[2])
 

@@ -21,7 +21,7 @@ def test_swap_left_right():
 
 
 def test_flip_mirrors_image_boxes_and_direction():
-    config = AugmentConfig(flip_p=1.0, crop_scale=(1.0, 1.0), crop_ratio=(1.5, 1.5), brightness=0, contrast=0,
+    config = AugmentConfig(flip_p=1.0, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), brightness=0, contrast=0,
                            saturation=0, hue=0)
     augment = Augmenter((40, 60), config)
     boxes = torch.tensor([[4.0, 5.0, 20.0, 15.0]])
@@ -33,7 +33,7 @@ def test_flip_mirrors_image_boxes_and_direction():
 
 
 def test_no_flip_keeps_everything():
-    config = AugmentConfig(flip_p=0.0, crop_scale=(1.0, 1.0), crop_ratio=(1.5, 1.5), brightness=0, contrast=0,
+    config = AugmentConfig(flip_p=0.0, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), brightness=0, contrast=0,
                            saturation=0, hue=0)
     image, boxes, labels, direction, jitter = Augmenter((40, 60), config)(_image(), torch.tensor([[4.0, 5, 20, 15]]),
                                                                   torch.tensor([1]), LEFT, seed=3)
@@ -88,3 +88,21 @@ def test_color_jitter_batch():
     assert torch.allclose(color_jitter_batch(gray, torch.tensor([[1.0, 1.0, 1.0, 0.3]])), gray, atol=1e-5)  # hue
     assert not torch.allclose(out[2], x[2], atol=1e-2)
     assert out.min() >= 0 and out.max() <= 1
+
+
+def test_crop_ratio_is_relative_to_the_frame_so_a_4_by_3_frame_is_not_stretched():
+    # torchvision's RandomResizedCrop ratio is absolute width/height; AugmentConfig's is relative to the
+    # input. A full-area crop at ratio 1.0 must give back the 4:3 frame unchanged (it used to be cut to a
+    # square and stretched back to 4:3, widening every road angle the direction model learns from).
+    h, w = 48, 64
+    image = torch.arange(3 * h * w, dtype=torch.int64).remainder(251).to(torch.uint8).reshape(3, h, w)
+    config = AugmentConfig(flip_p=0.0, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), brightness=0, contrast=0,
+                           saturation=0, hue=0)
+    out, *_ = Augmenter((h, w), config)(image, torch.zeros((0, 4)), torch.zeros((0,), dtype=torch.int64), 1, seed=5)
+    assert torch.equal(out, image)
+    default = Augmenter((h, w))
+    for seed in range(40):
+        torch.manual_seed(seed)
+        params = default._crop.make_params([image])
+        aspect = (params["width"] / params["height"]) / (w / h)
+        assert 0.85 * 0.9 <= aspect <= 1.18 * 1.1, f"crop aspect {aspect:.2f} x the frame's, outside 0.85-1.18"
