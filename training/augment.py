@@ -73,15 +73,22 @@ class Augmenter:
         self.out_size = (int(out_size[0]), int(out_size[1]))
         self.config = config
         self.directions = directions
-        # torchvision's ratio bounds the crop's absolute width/height; images arrive at model resolution
-        # (the datasets' frame cache), so relative to the input means x out_size's aspect. Without this a
-        # 4:3 frame was always cut to a near-square crop and stretched back: every training image had
-        # wider road angles than the frames the model later sees.
-        aspect = self.out_size[1] / self.out_size[0]
-        self._crop = v2.RandomResizedCrop(self.out_size, scale=config.crop_scale,
-                                          ratio=(config.crop_ratio[0] * aspect, config.crop_ratio[1] * aspect),
-                                          antialias=True)
+        self._crops: dict[tuple[int, int], v2.RandomResizedCrop] = {}
         self._sanitize = v2.SanitizeBoundingBoxes(min_size=1.0, labels_getter=lambda inputs: inputs[2])
+
+    def _crop_for(self, height: int, width: int) -> v2.RandomResizedCrop:
+        """The crop transform for inputs of this size. torchvision's ``ratio`` bounds the crop's absolute
+        width/height, AugmentConfig's is relative to the input, so the bounds are scaled by the input's
+        aspect (unscaled, a 4:3 frame was always cut near-square and stretched back to 4:3, widening
+        every road angle the models learn from)."""
+        crop = self._crops.get((height, width))
+        if crop is None:
+            aspect = width / height
+            low, high = self.config.crop_ratio
+            crop = v2.RandomResizedCrop(self.out_size, scale=self.config.crop_scale,
+                                        ratio=(low * aspect, high * aspect), antialias=True)
+            self._crops[(height, width)] = crop
+        return crop
 
     def __call__(self, image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, direction: int, seed: int):
         with torch.random.fork_rng(devices=[]):
@@ -98,7 +105,8 @@ class Augmenter:
             if direction >= 0:
                 direction = swap_left_right(direction, self.directions)
 
-        params = self._crop.make_params([img])
+        crop = self._crop_for(int(height), int(width))
+        params = crop.make_params([img])
         top, left, crop_h, crop_w = params["top"], params["left"], params["height"], params["width"]
         area_before = (bxs[:, 2] - bxs[:, 0]).clamp(min=0) * (bxs[:, 3] - bxs[:, 1]).clamp(min=0)
         inside = bxs.as_subclass(torch.Tensor).clone()
@@ -107,8 +115,8 @@ class Augmenter:
         area_inside = (inside[:, 2] - inside[:, 0]) * (inside[:, 3] - inside[:, 1])
         visible = area_inside >= self.config.min_visibility * area_before.clamp(min=1e-6)
 
-        img = self._crop.transform(img, params)
-        bxs = self._crop.transform(bxs, params)  # clamps to the crop
+        img = crop.transform(img, params)
+        bxs = crop.transform(bxs, params)  # clamps to the crop
         bxs = tv_tensors.wrap(bxs[visible], like=bxs)
         labels = labels[visible]
         img, bxs, labels = self._sanitize((img, bxs, labels))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+from torchvision.transforms.v2 import functional as F
 
 from training.augment import AugmentConfig, Augmenter, swap_left_right
 
@@ -98,11 +99,16 @@ def test_crop_ratio_is_relative_to_the_frame_so_a_4_by_3_frame_is_not_stretched(
     image = torch.arange(3 * h * w, dtype=torch.int64).remainder(251).to(torch.uint8).reshape(3, h, w)
     config = AugmentConfig(flip_p=0.0, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), brightness=0, contrast=0,
                            saturation=0, hue=0)
-    out, *_ = Augmenter((h, w), config)(image, torch.zeros((0, 4)), torch.zeros((0,), dtype=torch.int64), 1, seed=5)
+    none = (torch.zeros((0, 4)), torch.zeros((0,), dtype=torch.int64), 1)
+    out, *_ = Augmenter((h, w), config)(image, *none, seed=5)
     assert torch.equal(out, image)
+    # relative to the input's own aspect, whatever its shape: a square input is kept whole and resized
+    square = image[:, :, :h].contiguous()
+    out, *_ = Augmenter((h, w), config)(square, *none, seed=5)
+    assert torch.equal(out, F.resize(square, [h, w], antialias=True))
     default = Augmenter((h, w))
     for seed in range(40):
         torch.manual_seed(seed)
-        params = default._crop.make_params([image])
+        params = default._crop_for(h, w).make_params([image])
         aspect = (params["width"] / params["height"]) / (w / h)
         assert 0.85 * 0.9 <= aspect <= 1.18 * 1.1, f"crop aspect {aspect:.2f} x the frame's, outside 0.85-1.18"
