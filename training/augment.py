@@ -50,6 +50,18 @@ class AugmentConfig:
     saturation: float = 0.3
     hue: float = 0.03
 
+    @classmethod
+    def from_train_config(cls, config) -> "AugmentConfig":
+        """The strengths a TrainConfig asks for (--flip, --crop-min-scale resolved per task, --color-jitter)."""
+        j = float(config.color_jitter)
+        return cls(flip_p=0.5 if config.flip else 0.0, crop_scale=(float(config.resolved_crop_min_scale), 1.0),
+                   brightness=j, contrast=j, saturation=j, hue=j / 10.0)
+
+    @property
+    def crops(self) -> bool:
+        """False when the crop keeps the whole frame (crop_scale (1, 1)): the crop step is skipped."""
+        return self.crop_scale[0] < 1.0
+
 
 def swap_left_right(direction: int, directions: tuple[str, ...] = DIRECTIONS) -> int:
     """Index of the mirrored direction: left <-> right, others unchanged."""
@@ -105,7 +117,21 @@ class Augmenter:
             if direction >= 0:
                 direction = swap_left_right(direction, self.directions)
 
-        crop = self._crop_for(int(height), int(width))
+        if self.config.crops:
+            img, bxs, labels = self._crop(img, bxs, labels, int(height), int(width))
+        elif (int(height), int(width)) != self.out_size:
+            img, bxs = F.resize(img, list(self.out_size), antialias=True), F.resize(bxs, list(self.out_size))
+        img, bxs, labels = self._sanitize((img, bxs, labels))
+        c = self.config
+        low_high = torch.tensor([[1 - c.brightness, 1 + c.brightness], [1 - c.contrast, 1 + c.contrast],
+                                 [1 - c.saturation, 1 + c.saturation], [-c.hue, c.hue]])
+        jitter = low_high[:, 0] + torch.rand(4) * (low_high[:, 1] - low_high[:, 0])
+        return (img.as_subclass(torch.Tensor).contiguous(), bxs.as_subclass(torch.Tensor).float(),
+                labels, direction, jitter.float())
+
+    def _crop(self, img, bxs, labels, height: int, width: int):
+        """Random resized crop back to out_size; boxes follow, those less than min_visibility inside are dropped."""
+        crop = self._crop_for(height, width)
         params = crop.make_params([img])
         top, left, crop_h, crop_w = params["top"], params["left"], params["height"], params["width"]
         area_before = (bxs[:, 2] - bxs[:, 0]).clamp(min=0) * (bxs[:, 3] - bxs[:, 1]).clamp(min=0)
@@ -117,15 +143,7 @@ class Augmenter:
 
         img = crop.transform(img, params)
         bxs = crop.transform(bxs, params)  # clamps to the crop
-        bxs = tv_tensors.wrap(bxs[visible], like=bxs)
-        labels = labels[visible]
-        img, bxs, labels = self._sanitize((img, bxs, labels))
-        c = self.config
-        low_high = torch.tensor([[1 - c.brightness, 1 + c.brightness], [1 - c.contrast, 1 + c.contrast],
-                                 [1 - c.saturation, 1 + c.saturation], [-c.hue, c.hue]])
-        jitter = low_high[:, 0] + torch.rand(4) * (low_high[:, 1] - low_high[:, 0])
-        return (img.as_subclass(torch.Tensor).contiguous(), bxs.as_subclass(torch.Tensor).float(),
-                labels, direction, jitter.float())
+        return img, tv_tensors.wrap(bxs[visible], like=bxs), labels[visible]
 
 
 #: jitter factors that leave colours unchanged: brightness, contrast, saturation x1, hue +0

@@ -106,7 +106,7 @@ def build_trainer(config: TrainConfig, runtime):
         model.to(memory_format=torch.channels_last)
     from training.augment import AugmentConfig
 
-    augment_config = AugmentConfig(flip_p=0.5 if config.flip else 0.0)
+    augment_config = AugmentConfig.from_train_config(config)
     train_set = task.build_dataset(train_samples, config.augment, config.cache, config.seed, augment_config)
     val_set = task.build_dataset(val_samples, False, config.cache, config.seed)
     provenance = {"data": list(config.data), "val_data": list(config.val_data) or "held-out sessions of --data",

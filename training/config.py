@@ -17,6 +17,10 @@ TASKS = ("direction", "detector", "joint")
 BALANCE_MODES = ("sampler", "loss", "none")
 
 
+#: the detector's default random-crop scale floor (scale augmentation; its boxes follow the crop)
+DETECTOR_CROP_MIN_SCALE = 0.6
+
+
 def _opt(default, help: str, **extra):
     """A dataclass field with a default and its ``--help`` text."""
     if isinstance(default, (list, dict)):
@@ -53,6 +57,11 @@ class TrainConfig:
     )
     augment: bool = _opt(True, "flip (mirrors boxes, swaps left/right), colour jitter, box-aware random crop")
     flip: bool = _opt(True, "horizontal flips in the augmentation (mirrors boxes, swaps left/right labels)")
+    crop_min_scale: float = _opt(0.0, "random resized crop: smallest share of the frame area a crop keeps; 1.0: no "
+                                      "crop; 0: auto = 0.6 for the detector, no crop for direction and joint (a crop "
+                                      "shifts the road sideways and the direction label does not follow it)")
+    color_jitter: float = _opt(0.3, "colour jitter strength: brightness, contrast and saturation factors in "
+                                    "[1 - this, 1 + this], hue shift up to this / 10 turns (0: none)")
     cache: bool = _opt(True, "decode every frame once at model resolution and keep uint8 tensors in memory")
     device: str = _opt("auto", "auto (CUDA when present, else CPU) | cpu | cuda | cuda:N")
     amp: str = _opt("auto", "mixed precision: auto (bf16 autocast on CUDA) | bf16 | off")
@@ -87,8 +96,20 @@ class TrainConfig:
             raise ValueError(f"--batch-size {self.batch_size} must be >= 1")
         if self.direction_loss_weight < 0:
             raise ValueError(f"--direction-loss-weight {self.direction_loss_weight} must be >= 0")
+        if not 0.0 <= self.crop_min_scale <= 1.0:
+            raise ValueError(f"--crop-min-scale {self.crop_min_scale} must lie in [0, 1]; 1.0 turns the crop off, "
+                             "0 picks it per task")
+        if not 0.0 <= self.color_jitter < 1.0:
+            raise ValueError(f"--color-jitter {self.color_jitter} must lie in [0, 1); 0 turns it off")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"--val-fraction {self.val_fraction} must lie strictly between 0 and 1")
+
+    @property
+    def resolved_crop_min_scale(self) -> float:
+        """--crop-min-scale with 0 (auto) resolved: 0.6 for the detector, 1.0 (no crop) for direction and joint."""
+        if self.crop_min_scale > 0:
+            return self.crop_min_scale
+        return DETECTOR_CROP_MIN_SCALE if self.task == "detector" else 1.0
 
     @property
     def input_size(self) -> tuple[int, int] | None:

@@ -1,10 +1,11 @@
 """Augmentation: flips mirror boxes and swap left/right, crops drop boxes that leave, seeds reproduce."""
 from __future__ import annotations
 
+import pytest
 import torch
 from torchvision.transforms.v2 import functional as F
 
-from training.augment import AugmentConfig, Augmenter, swap_left_right
+from training.augment import IDENTITY_JITTER, AugmentConfig, Augmenter, swap_left_right
 
 LEFT, STRAIGHT, RIGHT = 0, 1, 2
 
@@ -112,3 +113,43 @@ def test_crop_ratio_is_relative_to_the_frame_so_a_4_by_3_frame_is_not_stretched(
         params = default._crop_for(h, w).make_params([image])
         aspect = (params["width"] / params["height"]) / (w / h)
         assert 0.85 * 0.9 <= aspect <= 1.18 * 1.1, f"crop aspect {aspect:.2f} x the frame's, outside 0.85-1.18"
+
+
+def test_train_config_sets_the_crop_and_jitter_strengths():
+    from training.config import TrainConfig
+
+    h, w = 48, 64
+    image = torch.arange(3 * h * w, dtype=torch.int64).remainder(251).to(torch.uint8).reshape(3, h, w)
+    boxes, labels = torch.tensor([[4.0, 6.0, 30.0, 40.0]]), torch.tensor([2])
+    off = AugmentConfig.from_train_config(TrainConfig(flip=False, crop_min_scale=1.0, color_jitter=0.0))
+    assert not off.crops and off.flip_p == 0.0
+    for seed in range(20):  # no flip, no crop, identity jitter: the sample comes back as it went in
+        out, out_boxes, out_labels, direction, jitter = Augmenter((h, w), off)(image, boxes, labels, 2, seed)
+        assert torch.equal(out, image) and torch.equal(out_boxes, boxes) and torch.equal(out_labels, labels)
+        assert direction == 2 and torch.equal(jitter, torch.tensor(IDENTITY_JITTER))
+    # resized to the model input when the crop is off and the input has another size
+    out, out_boxes, *_ = Augmenter((h // 2, w // 2), off)(image, boxes, labels, 2, 0)
+    assert out.shape == (3, h // 2, w // 2) and torch.allclose(out_boxes, boxes / 2)
+
+    # the default: no crop for direction labels (a crop shifts the road sideways; the label does not follow)
+    assert not AugmentConfig.from_train_config(TrainConfig(task="direction")).crops
+    assert not AugmentConfig.from_train_config(TrainConfig(task="joint")).crops
+    default = AugmentConfig.from_train_config(TrainConfig(task="detector"))
+    assert default.crops and default.crop_scale == (0.6, 1.0) and default.brightness == 0.3
+    changed = [not torch.equal(Augmenter((h, w), default)(image, boxes, labels, 1, seed)[0], image)
+               for seed in range(10)]
+    assert sum(changed) >= 8
+    jitter = torch.stack([Augmenter((h, w), AugmentConfig.from_train_config(TrainConfig(color_jitter=0.1)))(
+        image, boxes, labels, 1, seed)[4] for seed in range(50)])
+    assert (jitter[:, :3] - 1).abs().max() <= 0.1 and jitter[:, 3].abs().max() <= 0.01
+    assert (jitter[:, :3] - 1).abs().max() > 0.05
+
+
+@pytest.mark.parametrize("field, value", [("crop_min_scale", -0.1), ("crop_min_scale", 1.5),
+                                          ("color_jitter", -0.1), ("color_jitter", 1.0)])
+def test_bad_augmentation_strengths_are_refused_by_name(field, value):
+    from training.config import TrainConfig
+
+    flag = "--" + field.replace("_", "-")
+    with pytest.raises(ValueError, match=flag):
+        TrainConfig(**{field: value})
