@@ -46,6 +46,9 @@ class TrainConfig:
     input_height: int = _opt(0, "model input height in px (0: the model's default)")
     input_width: int = _opt(0, "model input width in px (0: the model's default)")
     epochs: int = _opt(6, "total epochs (frozen + unfrozen)")
+    epoch_frames: int = _opt(0, "frames drawn per epoch (0: as many as the training set holds); sizes a run to a "
+                                "time budget without dropping sessions (with --balance sampler drawn with "
+                                "replacement, else shuffled passes over the frames)")
     freeze_epochs: int = _opt(1, "epochs with the trunk frozen (head only) before unfreezing everything")
     batch_size: int = _opt(64, "images per step per process")
     lr: float = _opt(1e-3, "peak learning rate of the head (one-cycle max_lr)")
@@ -92,6 +95,8 @@ class TrainConfig:
             raise ValueError(f"--channels-last {self.channels_last!r}: choose auto, on or off")
         if not 0 <= self.freeze_epochs <= self.epochs:
             raise ValueError(f"--freeze-epochs {self.freeze_epochs} must lie in 0..--epochs ({self.epochs})")
+        if self.epoch_frames < 0:
+            raise ValueError(f"--epoch-frames {self.epoch_frames} must be >= 0 (0: the training set's size)")
         if self.batch_size < 1:
             raise ValueError(f"--batch-size {self.batch_size} must be >= 1")
         if self.direction_loss_weight < 0:

@@ -120,7 +120,7 @@ class Trainer:
         self.batch_size = config.batch_size
         weights = train_set.sample_weights() if config.balance == "sampler" else None
         self.sampler = EpochSampler(len(train_set), weights, seed=config.seed, rank=runtime.rank,
-                                    world_size=runtime.world_size)
+                                    world_size=runtime.world_size, draws=config.epoch_frames or None)
         self.steps_per_epoch = self.sampler.per_rank // self.batch_size
         if self.steps_per_epoch < 1:
             raise TrainingError(

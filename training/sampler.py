@@ -23,14 +23,18 @@ class EpochSampler(Sampler[tuple[int, int]]):
 
     num_samples: frames in the dataset.
     weights: optional (N,) draw weights (class balancing); None for a permutation.
+    draws: draws per epoch over all ranks (None: num_samples). With weights they are drawn with
+        replacement; without, they are the first ``draws`` of shuffled passes over the frames.
     seed: run seed; epoch: set with :meth:`set_epoch` before each epoch.
     start: draws of this rank's share already consumed (resume); reset by set_epoch(…, start=0).
     """
 
     def __init__(self, num_samples: int, weights: torch.Tensor | None = None, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, shuffle: bool = True) -> None:
+                 rank: int = 0, world_size: int = 1, shuffle: bool = True, draws: int | None = None) -> None:
         if num_samples <= 0:
             raise ValueError("EpochSampler needs at least one sample")
+        if draws is not None and draws <= 0:
+            raise ValueError(f"EpochSampler draws {draws} must be positive")
         self.num_samples = num_samples
         self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
         self.seed = seed
@@ -39,7 +43,8 @@ class EpochSampler(Sampler[tuple[int, int]]):
         self.shuffle = shuffle
         self.epoch = 0
         self.start = 0
-        self.per_rank = math.ceil(num_samples / world_size)
+        self.draws = num_samples if draws is None else int(draws)
+        self.per_rank = math.ceil(self.draws / world_size)
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         self.epoch = epoch
@@ -51,10 +56,10 @@ class EpochSampler(Sampler[tuple[int, int]]):
         total = self.per_rank * self.world_size
         if self.weights is not None:
             order = torch.multinomial(self.weights, total, replacement=True, generator=gen)
-        elif self.shuffle:
-            order = torch.randperm(self.num_samples, generator=gen)
         else:
-            order = torch.arange(self.num_samples)
+            passes = math.ceil(self.draws / self.num_samples)
+            order = torch.cat([torch.randperm(self.num_samples, generator=gen) if self.shuffle
+                               else torch.arange(self.num_samples) for _ in range(passes)])[: self.draws]
         if len(order) < total:  # pad like DistributedSampler
             order = torch.cat([order, order[: total - len(order)]])
         return order

@@ -47,6 +47,33 @@ def test_weighted_draws_balance_a_skewed_dataset():
     assert torch.all((share - 1 / 3).abs() < 0.06), share
 
 
+def test_epoch_draws_size_an_epoch_independently_of_the_dataset():
+    # fewer draws than frames: a shuffled subset, different each epoch, no repeats
+    sampler = EpochSampler(100, seed=4, draws=30)
+    sampler.set_epoch(0)
+    first = [i for i, _ in sampler]
+    assert len(first) == len(sampler) == 30 and len(set(first)) == 30
+    sampler.set_epoch(1)
+    assert [i for i, _ in sampler] != first
+    # more draws than frames: whole shuffled passes, each frame as often as the others (+-1)
+    sampler = EpochSampler(10, seed=4, draws=25)
+    sampler.set_epoch(0)
+    counts = torch.bincount(torch.tensor([i for i, _ in sampler]), minlength=10)
+    assert counts.sum() == 25 and counts.min() >= 2 and counts.max() <= 3
+    # weighted: draws with replacement, still resumable mid-epoch
+    weighted = EpochSampler(10, weights=torch.ones(10), seed=4, draws=50)
+    weighted.set_epoch(2)
+    whole = list(weighted)
+    weighted.set_epoch(2, start=20)
+    assert len(whole) == 50 and list(weighted) == whole[20:]
+    # the default is one draw per frame, the order unchanged by the option
+    plain, sized = EpochSampler(40, seed=9), EpochSampler(40, seed=9, draws=40)
+    plain.set_epoch(1), sized.set_epoch(1)
+    assert list(plain) == list(sized)
+    with pytest.raises(ValueError, match="draws"):
+        EpochSampler(10, draws=0)
+
+
 def _samples(groups):
     image = np.zeros((8, 8, 3), np.uint8)
     return [sample_from_array(image, "straight", group=g, name=f"{g}/{i}") for g in groups for i in range(5)]
