@@ -1,0 +1,48 @@
+"""``truckpilot demo``: the training budget is planned from a timed probe, and a small demo runs end to end."""
+from __future__ import annotations
+
+import json
+
+from agent.demo import DemoConfig, measure_train_rate, plan_epoch_frames, run_demo
+
+
+def test_the_budget_sizes_the_epoch_within_its_bounds():
+    config = DemoConfig(train_budget_s=300, batch_size=32, epochs=1, max_passes=10)
+    # 30 img/s for 300 s: 9,000 frames, a whole number of batches
+    assert plan_epoch_frames(config, recorded_frames=8000, images_per_s=30.0) == 8992
+    # two epochs share the budget
+    assert plan_epoch_frames(DemoConfig(train_budget_s=300, batch_size=32, epochs=2), 8000, 30.0) == 4480
+    # a fast machine (a GPU) stops at max_passes over the recording
+    assert plan_epoch_frames(config, recorded_frames=8000, images_per_s=5000.0) == 80000
+    # a very slow machine still gets 20 batches
+    assert plan_epoch_frames(config, recorded_frames=8000, images_per_s=0.1) == 20 * 32
+    # no budget: one pass over what was recorded (the training default, 0)
+    assert plan_epoch_frames(DemoConfig(train_budget_s=0), 8000, 30.0) == 0
+
+
+def test_the_probe_times_real_training_steps():
+    rate = measure_train_rate(DemoConfig(input_height=64, input_width=64, batch_size=4, device="cpu"), steps=1)
+    assert 0.0 < rate < 1e5
+
+
+def test_a_small_demo_records_trains_drives_and_reports(tmp_path):
+    config = DemoConfig(out=str(tmp_path / "demo"), train_seeds=(1, 2), val_seeds=(101,), frames_per_session=40,
+                        val_frames_per_session=16, input_height=64, input_width=64, trunk_weights="none",
+                        batch_size=8, train_budget_s=0.2, eval_seeds=(201,), route_m=60.0, gif_steps=6,
+                        device="cpu")
+    report = run_demo(config)
+    out = tmp_path / "demo"
+    text = report.read_text()
+    assert report == out / "report.md" and "Closed-loop scorecard" in text and "![drive](drive.gif)" in text
+    card = json.loads((out / "scorecard.json").read_text())
+    for driver in ("agent", "expert", "baseline"):
+        assert 0.0 <= card[driver]["route_completion"] <= 1.0
+    assert card["expert"]["route_completion"] == 1.0
+    assert (out / "drive.gif").stat().st_size > 0
+    # the run was sized by the budget: 0.2 s at any CPU speed is fewer than 20 batches, so the floor holds
+    run = json.loads((out / "runs" / "joint" / "config.json").read_text())
+    assert run["epoch_frames"] == 20 * 8 and run["direction_loss_weight"] == config.direction_loss_weight
+    metrics = json.loads((out / "runs" / "joint" / "metrics.json").read_text())
+    assert metrics["history"], metrics
+    assert {"train_history.png", "train_confusion_matrix.png", "train_pr_curves.png"} <= \
+        {p.name for p in out.glob("*.png")}
