@@ -20,6 +20,7 @@ import argparse
 import json
 import logging
 import shutil
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field, fields
@@ -124,10 +125,11 @@ def record_sessions(config: DemoConfig, root: Path) -> tuple[list[str], list[str
     return train, val
 
 
-def measure_train_rate(config: DemoConfig, steps: int = 3) -> float:
+def measure_train_rate(config: DemoConfig, steps: int = 5) -> float:
     """Images per second of one joint training step (forward, backward, AdamW) at the demo's input size and
-    batch size, on random input, after one warm-up step. Slightly optimistic: the real step also matches
-    anchors to boxes."""
+    batch size, on random input: batch size / the median of ``steps`` timed steps after two warm-up steps
+    (a mean of 3 right after recording read 22-30 img/s on one machine). Slightly optimistic: the real
+    step also matches anchors to boxes and loads data."""
     import torch
 
     from training.runtime import setup_runtime, teardown_runtime
@@ -153,11 +155,14 @@ def measure_train_rate(config: DemoConfig, steps: int = 3) -> float:
             if runtime.cuda:
                 torch.cuda.synchronize()
 
-        step()
-        t0 = time.perf_counter()
-        for _ in range(steps):
+        for _ in range(2):  # warm-up: allocator, oneDNN primitive caches
             step()
-        return steps * config.batch_size / (time.perf_counter() - t0)
+        times = []
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+        return config.batch_size / statistics.median(times)
     finally:
         teardown_runtime(runtime)
 
