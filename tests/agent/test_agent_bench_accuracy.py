@@ -27,14 +27,19 @@ def checkpoints_and_session(tmp_path_factory):
 
 
 def test_product_path_and_reference_agree_when_their_settings_agree(checkpoints_and_session):
-    """ONNX Runtime vs eager PyTorch with the same thresholds: the same accuracy and mAP."""
+    """ONNX Runtime vs eager PyTorch, compared at the evaluation threshold: the same accuracy and mAP;
+    the product's operating threshold is reported beside them and left as it was."""
     d, s, session = checkpoints_and_session
     product = build_product_perceiver(d, s, engine="onnxruntime")
     assert product.engine == "onnxruntime" and product.shared_trunk
-    product.score_threshold = 0.05  # the reference's evaluation setting
+    operating = product.score_threshold
     report = compare_accuracy(product, d, s, [session])
-    assert report["product"]["frames"] == report["reference"]["frames"] == 12
+    assert product.score_threshold == operating
+    assert report["product"]["frames"] == report["reference"]["frames"] == report["product_operating"]["frames"] == 12
     assert report["delta_points"] == {"direction_accuracy": 0.0, "map_50": 0.0}, report
+    assert "score >= 0.05" in report["product_settings"] and "score >= 0.05" in report["reference_settings"]
+    assert f"score >= {operating}" in report["product_operating_settings"]
+    assert report["product_operating"]["direction_accuracy"] == report["product"]["direction_accuracy"]
 
 
 def test_measure_accuracy_counts_every_frame_and_scores_a_perfect_direction(checkpoints_and_session):
