@@ -58,7 +58,8 @@ class TrainConfig:
     balance: str = _opt(
         "sampler", "class balancing: sampler (WeightedRandomSampler-style draws) | loss (class weights) | none"
     )
-    augment: bool = _opt(True, "flip (mirrors boxes, swaps left/right), colour jitter, box-aware random crop")
+    augment: bool = _opt(True, "flip (mirrors boxes, swaps left/right), colour jitter, box-aware random crop "
+                                "(--crop-min-scale: by default for the detector only)")
     flip: bool = _opt(True, "horizontal flips in the augmentation (mirrors boxes, swaps left/right labels)")
     crop_min_scale: float = _opt(0.0, "random resized crop: smallest share of the frame area a crop keeps; 1.0: no "
                                       "crop; 0: auto = 0.6 for the detector, no crop for direction and joint (a crop "
