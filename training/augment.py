@@ -4,7 +4,9 @@ Pipeline (torchvision.transforms.v2 with tv_tensors.BoundingBoxes):
 
 1. horizontal flip (p=0.5): mirrors the image and the boxes, and swaps the
    "left" and "right" direction labels (a mirrored left bend is a right bend);
-2. random resized crop back to the model input size: boxes follow the crop;
+2. random resized crop back to the model input size (skipped when ``crop_scale`` is (1, 1), the
+   default of direction and joint runs: a crop shifts the road sideways and the direction label
+   does not follow): boxes follow the crop;
    boxes of which less than ``min_visibility`` of the area stays inside are
    dropped, then ``SanitizeBoundingBoxes`` drops degenerate ones;
 3. colour jitter (brightness, contrast, saturation, hue): the per-sample
