@@ -122,10 +122,6 @@ def measure_accuracy(perceiver, sessions: list[str]) -> dict:
     return out
 
 
-#: the score threshold of ``truckpilot evaluate`` (mAP needs the low-confidence end of the PR curve)
-EVAL_SCORE_THRESHOLD = 0.05
-
-
 def compare_accuracy(product, direction: str | None, detector: str | None, sessions: list[str]) -> dict:
     """The product path against the unoptimised model on the same sessions (see the module doc).
 
@@ -135,6 +131,7 @@ def compare_accuracy(product, direction: str | None, detector: str | None, sessi
     ``min_score`` anyway). mAP over a PR curve cut at 0.3 is lower for a model whose scores are low, which
     says nothing about the optimisations."""
     from perception.perceiver import Perceiver
+    from training.config import EVAL_SCORE_THRESHOLD
 
     reference = Perceiver.from_checkpoints(direction, detector, device="cpu", engine="torch",
                                            score_threshold=EVAL_SCORE_THRESHOLD, top_k=100)

@@ -29,6 +29,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from perception.types import DIRECTIONS
+from training.config import DETECTOR_CROP_MIN_SCALE
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class AugmentConfig:
     """
 
     flip_p: float = 0.5
-    crop_scale: tuple[float, float] = (0.6, 1.0)
+    crop_scale: tuple[float, float] = (DETECTOR_CROP_MIN_SCALE, 1.0)
     crop_ratio: tuple[float, float] = (0.85, 1.18)
     min_visibility: float = 0.35
     brightness: float = 0.3

@@ -19,6 +19,8 @@ BALANCE_MODES = ("sampler", "loss", "none")
 
 #: the detector's default random-crop scale floor (scale augmentation; its boxes follow the crop)
 DETECTOR_CROP_MIN_SCALE = 0.6
+#: detector evaluation keeps detections scoring at least this (mAP needs the low-confidence end of the PR curve)
+EVAL_SCORE_THRESHOLD = 0.05
 
 
 def _opt(default, help: str, **extra):
@@ -80,7 +82,7 @@ class TrainConfig:
     find_lr: bool = _opt(False, "run the LR range test, write lr_find.png + lr_find.json, then exit")
     find_lr_steps: int = _opt(100, "mini-batches the LR range test may take (it stops early when the loss blows up)")
     benchmark_steps: int = _opt(0, "time N training steps (after warm-up), print img/s and data-wait share, exit")
-    score_threshold: float = _opt(0.05, "detector: minimum score kept for evaluation")
+    score_threshold: float = _opt(EVAL_SCORE_THRESHOLD, "detector: minimum score kept for evaluation")
     direction_loss_weight: float = _opt(1.0, "joint: loss = this * direction cross-entropy + detector loss")
     log_every_steps: int = _opt(10, "progress bar / non-finite check interval in steps")
     debug_inject_nan_at_step: int = _opt(-1, argparse.SUPPRESS)

@@ -16,11 +16,13 @@ from pathlib import Path
 
 import torch
 
+from training.config import EVAL_SCORE_THRESHOLD
+
 log = logging.getLogger("training.evaluate")
 
 
 def evaluate_checkpoint(checkpoint: Path, sessions: list[str], out_dir: Path, device: str = "auto",
-                        batch_size: int = 64, score_threshold: float = 0.05) -> dict:
+                        batch_size: int = 64, score_threshold: float = EVAL_SCORE_THRESHOLD) -> dict:
     """Load the checkpoint, read the sessions at its input size, evaluate, write the report to out_dir."""
     from perception.checkpoint import load_model
     from training.runtime import pick_device
@@ -65,7 +67,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=None, help="report directory (default: next to the checkpoint)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
-    parser.add_argument("--score-threshold", type=float, default=0.05, help="detector: minimum score kept")
+    parser.add_argument("--score-threshold", type=float, default=EVAL_SCORE_THRESHOLD,
+                        help="detector: minimum score kept")
     args = parser.parse_args(argv)
     out = args.out or args.checkpoint.parent / f"eval_{args.checkpoint.stem}"
     from perception.checkpoint import CheckpointError

@@ -33,6 +33,7 @@ from torch.utils.data import Dataset
 
 from perception.config import DetectorConfig, DirectionConfig
 from training.augment import IDENTITY_JITTER, AugmentConfig, Augmenter
+from training.config import EVAL_SCORE_THRESHOLD
 from training.datasets import _FrameDataset, _scaled_boxes
 from training.samples import FrameSample
 from training.tasks import DetectorTask, DirectionTask, Task
@@ -303,7 +304,7 @@ class JointTask(Task):
         return self.detector_task.evaluate_options(config)
 
     def evaluate(self, model: JointNet, dataset: JointDataset, device, out_dir=None, batch_size=64, amp_dtype=None,
-                 channels_last=False, score_threshold: float = 0.05) -> dict:
+                 channels_last=False, score_threshold: float = EVAL_SCORE_THRESHOLD) -> dict:
         """{"joint_score", "direction_accuracy", "detector_map_50", "detector_map", "direction": the
         DirectionTask report, "detector": the DetectorTask report}; out_dir gets both tasks' PNGs
         (confusion_matrix, top_losses, pr_curves, errors_gallery). The trunk runs once per task here."""

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from perception.config import DetectorConfig, DirectionConfig, TrunkConfig
 from training.augment import AugmentConfig, Augmenter, color_jitter_batch
+from training.config import EVAL_SCORE_THRESHOLD
 from training.datasets import DetectionDataset, DirectionDataset, detection_collate, direction_collate
 from training.metrics import classification_metrics, detection_metrics, match_detections
 from training.reports import plot_confusion_matrix, plot_detection_gallery, plot_pr_curves, plot_top_losses
@@ -194,7 +195,7 @@ class DetectorTask(Task):
 
     @torch.no_grad()
     def evaluate(self, model, dataset: DetectionDataset, device, out_dir=None, batch_size=64, amp_dtype=None,
-                 channels_last=False, score_threshold: float = 0.05, gallery_size: int = 12,
+                 channels_last=False, score_threshold: float = EVAL_SCORE_THRESHOLD, gallery_size: int = 12,
                  gallery_score: float = 0.3) -> dict:
         """mAP@0.5 and mAP@[.5:.95] overall and per class; PR curves and error gallery when out_dir is given."""
         was_training = model.training
