@@ -98,8 +98,10 @@ def test_crop_ratio_is_relative_to_the_frame_so_a_4_by_3_frame_is_not_stretched(
     # square and stretched back to 4:3, widening every road angle the direction model learns from).
     h, w = 48, 64
     image = torch.arange(3 * h * w, dtype=torch.int64).remainder(251).to(torch.uint8).reshape(3, h, w)
-    config = AugmentConfig(flip_p=0.0, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), brightness=0, contrast=0,
+    # scale (0.9999, 1): the crop step runs (at (1, 1) it is skipped) and keeps the whole frame
+    config = AugmentConfig(flip_p=0.0, crop_scale=(0.9999, 1.0), crop_ratio=(1.0, 1.0), brightness=0, contrast=0,
                            saturation=0, hue=0)
+    assert config.crops
     none = (torch.zeros((0, 4)), torch.zeros((0,), dtype=torch.int64), 1)
     out, *_ = Augmenter((h, w), config)(image, *none, seed=5)
     assert torch.equal(out, image)
