@@ -150,6 +150,12 @@ def _check_format(path: Path) -> None:
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(16)
+    header_len = struct.unpack("<Q", head[:8])[0] if len(head) >= 8 else None
+    looks_safetensors = (header_len is not None and header_len <= _MAX_HEADER_BYTES and 8 + header_len <= size
+                         and head[8:9] == b"{")
+    if looks_safetensors:
+        return
+    # only now: a safetensors header length can itself start with byte 0x80 (e.g. 29,824 bytes)
     if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
         raise CheckpointError(
             f"{path}: this is a pickle/zip PyTorch file (torch.save); TruckPilot only loads .safetensors "
@@ -157,13 +163,11 @@ def _check_format(path: Path) -> None:
         )
     if size < 10:
         raise CheckpointError(f"{path}: file is {size} bytes, too short to be a safetensors checkpoint (truncated?)")
-    (header_len,) = struct.unpack("<Q", head[:8])
     if header_len > _MAX_HEADER_BYTES or 8 + header_len > size:
         raise CheckpointError(
             f"{path}: not a safetensors file or truncated (header says {header_len} bytes, file has {size})"
         )
-    if head[8:9] != b"{":
-        raise CheckpointError(f"{path}: not a safetensors file (header is not JSON)")
+    raise CheckpointError(f"{path}: not a safetensors file (header is not JSON)")
 
 
 def read_card(path: str | os.PathLike) -> ModelCard:

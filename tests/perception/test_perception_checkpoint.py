@@ -72,6 +72,21 @@ def test_card_fields_describe_the_model():
     assert ModelCard.from_dict(json.loads(card.to_json())) == card
 
 
+def test_a_header_length_starting_with_byte_0x80_is_not_taken_for_a_pickle(tmp_path):
+    # a safetensors file starts with its header length (little-endian u64): a length of 0x..80 bytes
+    # begins with 0x80, the pickle protocol's first byte; a real detector checkpoint had one
+    model = _direction()
+    for pad in range(256):
+        card = ModelCard.for_model(model, provenance={"data": "x" * pad})
+        path = save_model(tmp_path / "d.safetensors", model, card)
+        if path.read_bytes()[:1] == b"\x80":
+            break
+    else:
+        pytest.fail("no padding gave a header length with low byte 0x80")
+    loaded, loaded_card = load_model(path)
+    assert loaded_card == card and read_card(path) == card
+
+
 @pytest.mark.parametrize("suffix, use_torch_save", [(".pth", False), (".pt", True), (".safetensors", False)])
 def test_pickle_payload_is_refused_without_running_it(tmp_path, suffix, use_torch_save):
     # the payload is live: unpickling it really creates its sentinel
