@@ -47,6 +47,14 @@ class TrainConfig:
     trunk_weights: str = _opt("imagenet", "trunk initialisation when --init is empty: imagenet | none | PATH")
     input_height: int = _opt(0, "model input height in px (0: the model's default)")
     input_width: int = _opt(0, "model input width in px (0: the model's default)")
+    anchor_strides: tuple[int, ...] = _opt(
+        (), "detector/joint, fresh models: feature strides of the anchor levels, e.g. 8 16 32 64 128 (empty: the "
+        "default 16 32 64 128; 8 adds a level on ResNet layer2 for small, distant objects)", nargs="*")
+    anchor_sizes: tuple[float, ...] = _opt(
+        (), "detector/joint, fresh models: base anchor side of each level as a fraction of the input's shorter "
+        "side, one per --anchor-strides (empty: the default sizes)", nargs="*")
+    anchor_ratios: tuple[float, ...] = _opt(
+        (), "detector/joint, fresh models: anchor width/height ratios (empty: the default 1 2 0.5)", nargs="*")
     epochs: int = _opt(6, "total epochs (frozen + unfrozen)")
     epoch_frames: int = _opt(0, "frames drawn per epoch (0: as many as the training set holds); sizes a run to a "
                                 "time budget without dropping sessions (with --balance sampler drawn with "
@@ -109,6 +117,18 @@ class TrainConfig:
                              "0 picks it per task")
         if not 0.0 <= self.color_jitter < 1.0:
             raise ValueError(f"--color-jitter {self.color_jitter} must lie in [0, 1); 0 turns it off")
+        if (self.anchor_strides or self.anchor_sizes or self.anchor_ratios) and self.task == "direction":
+            raise ValueError("--anchor-strides/--anchor-sizes/--anchor-ratios are detector options; "
+                             "drop them for a direction run")
+        if (self.anchor_strides or self.anchor_sizes or self.anchor_ratios) and self.init:
+            raise ValueError("--anchor-* options shape a fresh detector; with --init the checkpoint's anchors "
+                             "are used: drop them or drop --init")
+        if bool(self.anchor_strides) != bool(self.anchor_sizes):
+            raise ValueError("give --anchor-strides and --anchor-sizes together (one size per stride), or neither")
+        if self.anchor_strides or self.anchor_ratios:
+            from perception.config import AnchorConfig
+
+            self.anchor_config(AnchorConfig())  # AnchorConfig's own checks, at parse time
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"--val-fraction {self.val_fraction} must lie strictly between 0 and 1")
 
@@ -127,6 +147,18 @@ class TrainConfig:
         if self.input_height or self.input_width:
             raise ValueError("give both --input-height and --input-width, or neither")
         return None
+
+    def anchor_config(self, default):
+        """perception AnchorConfig: ``default`` with the --anchor-* options that were given applied
+        (AnchorConfig checks them and names what is wrong)."""
+        from dataclasses import replace
+
+        changes = {}
+        if self.anchor_strides:
+            changes.update(feature_strides=tuple(self.anchor_strides), sizes=tuple(self.anchor_sizes))
+        if self.anchor_ratios:
+            changes["aspect_ratios"] = tuple(self.anchor_ratios)
+        return replace(default, **changes) if changes else default
 
     def to_dict(self) -> dict:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in dataclasses.fields(self)}
@@ -158,7 +190,8 @@ def build_parser(cls=TrainConfig, prog: str = "truckpilot train") -> argparse.Ar
         if hint is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_)
         elif typing.get_origin(hint) is tuple:
-            parser.add_argument(flag, nargs=f.metadata.get("nargs", "+"), default=list(default), help=help_)
+            parser.add_argument(flag, nargs=f.metadata.get("nargs", "+"), type=typing.get_args(hint)[0],
+                                default=list(default), help=help_)
         else:
             parser.add_argument(flag, type=hint, default=default, help=help_)
     return parser

@@ -56,8 +56,12 @@ def headline(report: dict) -> dict:
         return {"frames": m["frames"], "accuracy": m["accuracy"],
                 "recall": {k: v["recall"] for k, v in m["per_class"].items()},
                 "precision": {k: v["precision"] for k, v in m["per_class"].items()}}
-    return {"images": m["images"], "map_50": m["map_50"], "map": m["map"],
-            "ap_50": {k: v["ap_50"] for k, v in m["per_class"].items()}}
+    out = {"images": m["images"], "map_50": m["map_50"], "map": m["map"],
+           "ap_50": {k: v["ap_50"] for k, v in m["per_class"].items()}}
+    for band, b in m.get("by_height", {}).items():
+        out[f"{band}_ap_50"] = {"height_px": b["height_px"], "map_50": b["map_50"],
+                                **{k: v["ap_50"] for k, v in b["per_class"].items()}}
+    return out
 
 
 def main(argv: list[str]) -> int:

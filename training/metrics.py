@@ -7,6 +7,12 @@ Detection: torchmetrics ``MeanAveragePrecision`` (pycocotools backend), COCO
 style: mAP@[.5:.95] and mAP@0.5, overall and per class, plus the precision
 table behind PR curves, and a greedy IoU >= 0.5 matching per image that finds
 the misses and false alarms shown in the gallery.
+
+Size bands: mAP@0.5 per class again for boxes of one height band
+(``HEIGHT_BANDS``, KITTI-style difficulty by pixel height, as fractions of the
+image height). Boxes outside the band become COCO "crowd" (ignore) regions:
+missing them costs nothing and a detection that lands on one is neither a hit
+nor a false alarm; a detection on nothing is a false alarm in every band.
 """
 from __future__ import annotations
 
@@ -45,6 +51,17 @@ def classification_metrics(probs: torch.Tensor, targets: torch.Tensor, classes: 
         "confusion_matrix": confusion.tolist(),
         "classes": list(classes),
     }
+
+
+#: Height bands of the size breakdown: name -> [low, high) box height as a fraction of the image
+#: height. At the simulator's 240-px frames: small < 8 px, medium 8-16 px, large >= 16 px; the
+#: sim labels boxes from 4 px up (far objects), which at the 144-px model input are 2.4 px tall.
+HEIGHT_BANDS: dict[str, tuple[float, float]] = {
+    "small": (0.0, 1.0 / 30.0),
+    "medium": (1.0 / 30.0, 1.0 / 15.0),
+    "large": (1.0 / 15.0, float("inf")),
+    "medium+large": (1.0 / 30.0, float("inf")),
+}
 
 
 @dataclass(frozen=True)
@@ -86,11 +103,76 @@ def match_detections(pred: dict, target: dict, iou_threshold: float = 0.5,
     return DetectionMatch(misses=misses, false_alarms=tuple(false_alarms))
 
 
-def detection_metrics(preds: list[dict], targets: list[dict], classes: tuple[str, ...]) -> tuple[dict, dict]:
+def _per_class(result: dict, classes: tuple[str, ...]) -> dict[str, float]:
+    """torchmetrics' map_per_class as {class name: value}, -1 for classes it did not report."""
+    values = result["map_per_class"].flatten().tolist()
+    ids = result["classes"].flatten().tolist()
+    out = {name: -1.0 for name in classes}
+    for cls_id, value in zip(ids, values):
+        if 1 <= cls_id <= len(classes):
+            out[classes[cls_id - 1]] = float(value)
+    return out
+
+
+def _ground_truth_counts(targets: list[dict], classes: tuple[str, ...]) -> dict[str, int]:
+    """Boxes per class, leaving out those marked ``iscrowd`` (ignore regions)."""
+    counts = {name: 0 for name in classes}
+    for t in targets:
+        crowd = t.get("iscrowd", torch.zeros_like(t["labels"]))
+        for label, ignored in zip(t["labels"].tolist(), crowd.tolist()):
+            if 1 <= label <= len(classes) and not ignored:
+                counts[classes[label - 1]] += 1
+    return counts
+
+
+def height_band_metrics(preds: list[dict], targets: list[dict], classes: tuple[str, ...], image_height: float,
+                        bands: dict[str, tuple[float, float]] | None = None) -> dict:
+    """mAP@0.5 overall and per class for each height band of the ground truth.
+
+    preds / targets as in :func:`detection_metrics`, boxes in px of images ``image_height`` px tall.
+    bands: name -> [low, high) box height / image_height (default ``HEIGHT_BANDS``).
+    Returns {band: {"height_fraction": [low, high], "height_px": [low, high] in these images' px,
+    "map_50", "min_class_ap_50", "per_class": {name: {"ap_50", "ground_truth"}}}}; a class with no
+    box in the band has ap_50 -1 and is left out of map_50 and min_class_ap_50.
+    """
+    from torchmetrics.detection import MeanAveragePrecision
+
+    if image_height <= 0:
+        raise ValueError(f"height_band_metrics: image_height must be > 0 px, got {image_height}")
+    preds = [{k: v.detach().cpu() for k, v in p.items()} for p in preds]
+    out = {}
+    for name, (low, high) in (bands or HEIGHT_BANDS).items():
+        banded = []
+        for t in targets:
+            boxes = t["boxes"].detach().cpu().reshape(-1, 4).float()
+            fraction = (boxes[:, 3] - boxes[:, 1]) / image_height
+            inside = (fraction >= low) & (fraction < high)
+            banded.append({"boxes": boxes, "labels": t["labels"].detach().cpu(), "iscrowd": (~inside).long()})
+        metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", iou_thresholds=[0.5], class_metrics=True,
+                                      backend="pycocotools", sync_on_compute=False)
+        metric.update(preds, banded)
+        ap50 = _per_class(metric.compute(), classes)
+        counts = _ground_truth_counts(banded, classes)
+        present = [ap50[c] for c in classes if counts[c] > 0]
+        out[name] = {
+            "height_fraction": [low, high if high != float("inf") else None],
+            "height_px": [low * image_height, high * image_height if high != float("inf") else None],
+            "map_50": float(sum(present) / len(present)) if present else -1.0,
+            "min_class_ap_50": float(min(present)) if present else -1.0,
+            "per_class": {c: {"ap_50": ap50[c] if counts[c] > 0 else -1.0, "ground_truth": counts[c]}
+                          for c in classes},
+        }
+    return out
+
+
+def detection_metrics(preds: list[dict], targets: list[dict], classes: tuple[str, ...],
+                      image_height: float | None = None) -> tuple[dict, dict]:
     """COCO-style mAP with torchmetrics.
 
     preds: per image {"boxes" (P,4) xyxy px, "scores" (P,), "labels" (P,) int64 in 1..C};
     targets: per image {"boxes" (G,4) xyxy px, "labels" (G,)}.
+    image_height: the images' height in px; when given, metrics["by_height"] holds
+    :func:`height_band_metrics` (mAP@0.5 per box-height band).
     Returns (metrics JSON-able dict, curves dict with "recall" (101,) and
     "precision" {class name: (101,) precision at IoU 0.5, -1 where undefined}).
     Per-class values are -1 for classes with no ground truth in the data.
@@ -110,22 +192,9 @@ def detection_metrics(preds: list[dict], targets: list[dict], classes: tuple[str
     full = coco.compute()
     half = at_50.compute()
 
-    def per_class(result: dict) -> dict[str, float]:
-        values = result["map_per_class"].flatten().tolist()
-        ids = result["classes"].flatten().tolist()
-        out = {name: -1.0 for name in classes}
-        for cls_id, value in zip(ids, values):
-            if 1 <= cls_id <= len(classes):
-                out[classes[cls_id - 1]] = float(value)
-        return out
-
-    gt_counts = {name: 0 for name in classes}
-    for t in targets:
-        for label in t["labels"].tolist():
-            if 1 <= label <= len(classes):
-                gt_counts[classes[label - 1]] += 1
-    ap50 = per_class(half)
-    ap = per_class(full)
+    gt_counts = _ground_truth_counts(targets, classes)
+    ap50 = _per_class(half, classes)
+    ap = _per_class(full, classes)
     for name, count in gt_counts.items():  # a class without ground truth has no AP
         if count == 0:
             ap50[name] = ap[name] = -1.0
@@ -141,6 +210,8 @@ def detection_metrics(preds: list[dict], targets: list[dict], classes: tuple[str
     }
     present = [v for name, v in ap50.items() if gt_counts[name] > 0]
     metrics["min_class_ap_50"] = float(min(present)) if present else 0.0
+    if image_height is not None:
+        metrics["by_height"] = height_band_metrics(preds, targets, classes, image_height)
 
     curves = {"recall": torch.linspace(0, 1, 101).tolist(), "precision": {}}
     precision = full.get("precision")

@@ -197,7 +197,8 @@ class DetectorTask(Task):
     def evaluate(self, model, dataset: DetectionDataset, device, out_dir=None, batch_size=64, amp_dtype=None,
                  channels_last=False, score_threshold: float = EVAL_SCORE_THRESHOLD, gallery_size: int = 12,
                  gallery_score: float = 0.3) -> dict:
-        """mAP@0.5 and mAP@[.5:.95] overall and per class; PR curves and error gallery when out_dir is given."""
+        """mAP@0.5 and mAP@[.5:.95] overall and per class, mAP@0.5 per box-height band ("by_height");
+        PR curves and error gallery when out_dir is given."""
         was_training = model.training
         model.eval()
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=self.collate,
@@ -213,7 +214,7 @@ class DetectorTask(Task):
             targets.extend(batch_targets)
         model.train(was_training)
         classes = tuple(self.model_config.classes)
-        metrics, curves = detection_metrics(preds, targets, classes)
+        metrics, curves = detection_metrics(preds, targets, classes, image_height=self.input_size[0])
         if out_dir is not None:
             out_dir = Path(out_dir)
             plot_pr_curves(curves, out_dir / "pr_curves.png",
@@ -267,18 +268,19 @@ def make_task(kind: str, model_config, direction_loss_weight: float = 1.0) -> Ta
 
 
 def default_model_config(kind: str, trunk_weights: str, input_size: tuple[int, int] | None,
-                         classes: Sequence[str] | None = None):
-    """The config for a fresh model of this kind (joint: a training.joint.JointConfig of both)."""
+                         classes: Sequence[str] | None = None, anchors=None):
+    """The config for a fresh model of this kind (joint: a training.joint.JointConfig of both).
+    anchors: the detector's perception AnchorConfig (None: the layout's default)."""
     trunk = TrunkConfig(weights=trunk_weights)
     if kind == "joint":
         from training.joint import JointConfig
 
         return JointConfig(default_model_config("direction", trunk_weights, input_size),
-                           default_model_config("detector", trunk_weights, input_size, classes))
+                           default_model_config("detector", trunk_weights, input_size, classes, anchors))
     if kind == "direction":
         config = DirectionConfig(trunk=trunk)
     else:
-        config = DetectorConfig(trunk=trunk, **({"classes": tuple(classes)} if classes else {}))
+        config = DetectorConfig(trunk=trunk, anchors=anchors, **({"classes": tuple(classes)} if classes else {}))
     if input_size is not None:
         config = replace(config, input_size=tuple(input_size))
     return config

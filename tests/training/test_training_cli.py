@@ -68,6 +68,34 @@ def test_train_detector_reports_map_per_class(scene_sessions, tmp_path):
         assert -1.0 <= entry["ap_50"] <= 1.0 and "ap" in entry
     assert 0.0 <= val["map_50"] <= 1.0 and 0.0 <= val["map"] <= val["map_50"] + 1e-9
     assert (run / "pr_curves.png").exists() and (run / "errors_gallery.png").exists()
+    assert set(val["by_height"]) == {"small", "medium", "large", "medium+large"}
+    # 64-px input: "medium" is boxes 64/30 to 64/15 px tall
+    assert val["by_height"]["medium"]["height_px"] == pytest.approx([64 / 30, 64 / 15])
+
+
+def test_anchor_options_shape_a_fresh_detector(scene_sessions, tmp_path, capsys):
+    from perception.checkpoint import read_card
+
+    run = tmp_path / "det8"
+    assert _train("detector", scene_sessions, run, "--epochs", "1", "--freeze-epochs", "0", "--max-steps", "2",
+                  "--anchor-strides", "8", "16", "32", "--anchor-sizes", "0.1", "0.25", "0.5",
+                  "--anchor-ratios", "1", "0.33") == 0
+    anchors = read_card(run / "last.safetensors").model_config().anchors
+    assert anchors.feature_strides == (8, 16, 32) and anchors.sizes == (0.1, 0.25, 0.5)
+    assert anchors.aspect_ratios == (1.0, 0.33) and anchors.scales == (0.7, 1.0, 1.4)
+    for bad, message in ((["--anchor-strides", "8", "16"], "together"),
+                         (["--anchor-strides", "8", "12", "--anchor-sizes", "0.1", "0.2"], "powers of two"),
+                         (["--anchor-ratios", "x"], "invalid float")):
+        with pytest.raises(SystemExit):
+            _train("detector", scene_sessions, tmp_path / "bad", *bad)
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _train("direction", scene_sessions, tmp_path / "bad", "--anchor-ratios", "1", "0.5")
+    assert "detector options" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _train("detector", scene_sessions, tmp_path / "bad", "--init", str(run / "last.safetensors"),
+               "--anchor-ratios", "1", "0.5")
+    assert "checkpoint's anchors" in capsys.readouterr().err
 
 
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_state(scene_sessions, tmp_path, capsys):

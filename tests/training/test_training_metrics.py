@@ -55,3 +55,33 @@ def test_missed_and_shifted_detections_lower_map_and_are_found():
     assert m0.misses == (1,) and m0.false_alarms == (1,)
     m1 = match_detections(preds[1], targets[1], 0.5, 0.3)
     assert m1.misses == (0,) and m1.false_alarms == (0,)
+
+
+def test_height_bands_score_each_size_alone_and_ignore_the_other_sizes():
+    # 120-px-tall images: "small" < 4 px, "medium" 4-8 px, "large" >= 8 px tall
+    targets = [
+        {"boxes": torch.tensor([[10.0, 10, 40, 60], [70, 50, 72, 53]]), "labels": torch.tensor([1, 1])},
+        {"boxes": torch.tensor([[20.0, 20, 24, 26], [50, 30, 80, 70]]), "labels": torch.tensor([3, 3])},
+    ]
+    preds = [  # both large boxes found; the tiny car found too, with the top score; the 6-px person missed
+        {"boxes": torch.tensor([[70.0, 50, 72, 53], [10, 10, 40, 60]]), "scores": torch.tensor([0.95, 0.9]),
+         "labels": torch.tensor([1, 1])},
+        {"boxes": torch.tensor([[50.0, 30, 80, 70], [90, 90, 99, 99]]), "scores": torch.tensor([0.8, 0.85]),
+         "labels": torch.tensor([3, 3])},  # plus a false person that outscores the true one
+    ]
+    metrics, _ = detection_metrics(preds, targets, CLASSES, image_height=120)
+    bands = metrics["by_height"]
+    large, small, medium = bands["large"], bands["small"], bands["medium"]
+    assert large["height_px"] == [8.0, None] and small["height_px"] == [0.0, 4.0]
+    # the tiny car is ignored in "large": the detection on it is neither a hit nor a false alarm
+    assert large["per_class"]["car"] == {"ap_50": 1.0, "ground_truth": 1}
+    # the false person outscores the true one: precision 1/2 at recall 1 (COCO's 101-point AP)
+    assert abs(large["per_class"]["person"]["ap_50"] - 0.5) < 0.01
+    assert large["per_class"]["truck"]["ap_50"] == -1.0 and large["per_class"]["truck"]["ground_truth"] == 0
+    assert abs(large["map_50"] - 0.75) < 0.01 and abs(large["min_class_ap_50"] - 0.5) < 0.01
+    assert small["per_class"]["car"] == {"ap_50": 1.0, "ground_truth": 1} and small["per_class"]["person"]["ap_50"] == -1.0
+    assert medium["per_class"]["person"] == {"ap_50": 0.0, "ground_truth": 1}
+    assert medium["per_class"]["car"]["ground_truth"] == 0
+    assert bands["medium+large"]["per_class"]["person"]["ground_truth"] == 2
+    # without image_height there is no breakdown
+    assert "by_height" not in detection_metrics(preds, targets, CLASSES)[0]
