@@ -67,7 +67,8 @@ def run_child(period_s: float, use_guard: bool, hosted: bool = False) -> int:
             reported = True
 
 
-def _process_gone(pid: int, timeout: float) -> bool:
+def process_gone(pid: int, timeout: float = 5.0) -> bool:
+    """True once ``pid`` no longer runs (gone, or a zombie awaiting its reaper) within ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -115,7 +116,7 @@ def kill_trial(reader, period_s: float = 0.05, use_guard: bool = True, sig: int 
         os.kill(child.pid, sig)
         latency = _wait_key_up(reader, "Left", start, timeout_s)
         child.wait(timeout=5)
-        guard_exited = _process_gone(guard_pid, 5.0) if guard_pid else True
+        guard_exited = process_gone(guard_pid, 5.0) if guard_pid else True
         return TrialResult("Left" in reader.down(["Left"]), latency, guard_exited)
     finally:
         if child.poll() is None:
@@ -136,7 +137,7 @@ def stall_trial(reader, period_s: float = 0.05, timeout_s: float = 2.0, hosted: 
         down_after_resume = "Left" in reader.down(["Left"])
         child.terminate()
         child.wait(timeout=5)
-        return TrialResult(down_after_resume, latency, _process_gone(guard_pid, 5.0), note=note)
+        return TrialResult(down_after_resume, latency, process_gone(guard_pid, 5.0), note=note)
     finally:
         if child.poll() is None:
             os.kill(child.pid, signal.SIGCONT)

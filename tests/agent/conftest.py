@@ -74,15 +74,3 @@ def window_app(xvfb_display):
         app.close()
 
 
-def process_gone(pid: int, timeout: float = 5.0) -> bool:
-    """True once ``pid`` no longer runs (gone, or a zombie awaiting its reaper)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, ProcessLookupError, IndexError):
-            return True
-        if state in ("Z", "X"):
-            return True
-        time.sleep(0.02)
-    return False

@@ -10,11 +10,10 @@ import pytest
 
 from agent.capture import CaptureHealth
 from agent.guard import GuardConfig, SafetyGuard, frame_is_fresh
-from agent.guard_bench import kill_trial, stall_trial, summarize
+from agent.guard_bench import kill_trial, process_gone, stall_trial, summarize
 from agent.keys import KeyMap, SimKeys
 from agent.keys.x11 import X11KeymapReader, X11Keys, read_held_keys
 from agent.types import KeysHeld
-from conftest import process_gone
 
 pytestmark = pytest.mark.x11
 
