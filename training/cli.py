@@ -59,12 +59,8 @@ def resolve_model_config(config: TrainConfig, train_samples):
             raise ValueError(f"--input-height/--input-width {config.input_size} differ from --init's "
                              f"{tuple(model_config.input_size)}; drop them to fine-tune at the checkpoint's size")
         return model_config
-    anchors = None
-    if config.task in ("detector", "joint"):
-        from perception.config import AnchorConfig
-
-        anchors = config.anchor_config(AnchorConfig())
-    return default_model_config(config.task, config.trunk_weights, config.input_size, classes, anchors)
+    return default_model_config(config.task, config.trunk_weights, config.input_size, classes,
+                                config.detector_options())
 
 
 def _joint_init_config(config: TrainConfig, classes):

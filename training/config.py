@@ -55,6 +55,9 @@ class TrainConfig:
         "side, one per --anchor-strides (empty: the default sizes)", nargs="*")
     anchor_ratios: tuple[float, ...] = _opt(
         (), "detector/joint, fresh models: anchor width/height ratios (empty: the default 1 2 0.5)", nargs="*")
+    match_iou: float = _opt(
+        0.0, "detector/joint, fresh models: IoU at which an anchor becomes a positive for a box (0: the default "
+        "0.5; lower gives small boxes more positive anchors)")
     epochs: int = _opt(6, "total epochs (frozen + unfrozen)")
     epoch_frames: int = _opt(0, "frames drawn per epoch (0: as many as the training set holds); sizes a run to a "
                                 "time budget without dropping sessions (with --balance sampler drawn with "
@@ -117,12 +120,15 @@ class TrainConfig:
                              "0 picks it per task")
         if not 0.0 <= self.color_jitter < 1.0:
             raise ValueError(f"--color-jitter {self.color_jitter} must lie in [0, 1); 0 turns it off")
-        if (self.anchor_strides or self.anchor_sizes or self.anchor_ratios) and self.task == "direction":
-            raise ValueError("--anchor-strides/--anchor-sizes/--anchor-ratios are detector options; "
+        if not 0.0 <= self.match_iou <= 1.0:
+            raise ValueError(f"--match-iou {self.match_iou} must lie in (0, 1], or be 0 for the default")
+        fresh_detector_options = self.anchor_strides or self.anchor_sizes or self.anchor_ratios or self.match_iou
+        if fresh_detector_options and self.task == "direction":
+            raise ValueError("--anchor-strides/--anchor-sizes/--anchor-ratios/--match-iou are detector options; "
                              "drop them for a direction run")
-        if (self.anchor_strides or self.anchor_sizes or self.anchor_ratios) and self.init:
-            raise ValueError("--anchor-* options shape a fresh detector; with --init the checkpoint's anchors "
-                             "are used: drop them or drop --init")
+        if fresh_detector_options and self.init:
+            raise ValueError("--anchor-* and --match-iou shape a fresh detector; with --init the checkpoint's "
+                             "anchors and matching are used: drop them or drop --init")
         if bool(self.anchor_strides) != bool(self.anchor_sizes):
             raise ValueError("give --anchor-strides and --anchor-sizes together (one size per stride), or neither")
         if self.anchor_strides or self.anchor_ratios:
@@ -159,6 +165,18 @@ class TrainConfig:
         if self.anchor_ratios:
             changes["aspect_ratios"] = tuple(self.anchor_ratios)
         return replace(default, **changes) if changes else default
+
+    def detector_options(self) -> dict:
+        """Keyword arguments of a fresh perception DetectorConfig from --anchor-* and --match-iou
+        (only those given; an empty dict keeps every default)."""
+        from perception.config import AnchorConfig
+
+        options = {}
+        if self.anchor_strides or self.anchor_ratios:
+            options["anchors"] = self.anchor_config(AnchorConfig())
+        if self.match_iou:
+            options["match_iou"] = self.match_iou
+        return options
 
     def to_dict(self) -> dict:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in dataclasses.fields(self)}

@@ -268,19 +268,20 @@ def make_task(kind: str, model_config, direction_loss_weight: float = 1.0) -> Ta
 
 
 def default_model_config(kind: str, trunk_weights: str, input_size: tuple[int, int] | None,
-                         classes: Sequence[str] | None = None, anchors=None):
+                         classes: Sequence[str] | None = None, detector_options: dict | None = None):
     """The config for a fresh model of this kind (joint: a training.joint.JointConfig of both).
-    anchors: the detector's perception AnchorConfig (None: the layout's default)."""
+    detector_options: more DetectorConfig keyword arguments (e.g. anchors, match_iou) for the detector."""
     trunk = TrunkConfig(weights=trunk_weights)
     if kind == "joint":
         from training.joint import JointConfig
 
         return JointConfig(default_model_config("direction", trunk_weights, input_size),
-                           default_model_config("detector", trunk_weights, input_size, classes, anchors))
+                           default_model_config("detector", trunk_weights, input_size, classes, detector_options))
     if kind == "direction":
         config = DirectionConfig(trunk=trunk)
     else:
-        config = DetectorConfig(trunk=trunk, anchors=anchors, **({"classes": tuple(classes)} if classes else {}))
+        config = DetectorConfig(trunk=trunk, **({"classes": tuple(classes)} if classes else {}),
+                                **(detector_options or {}))
     if input_size is not None:
         config = replace(config, input_size=tuple(input_size))
     return config

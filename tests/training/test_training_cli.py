@@ -73,14 +73,16 @@ def test_train_detector_reports_map_per_class(scene_sessions, tmp_path):
     assert val["by_height"]["medium"]["height_px"] == pytest.approx([64 / 30, 64 / 15])
 
 
-def test_anchor_options_shape_a_fresh_detector(scene_sessions, tmp_path, capsys):
+def test_anchor_and_matching_options_shape_a_fresh_detector(scene_sessions, tmp_path, capsys):
     from perception.checkpoint import read_card
 
     run = tmp_path / "det8"
     assert _train("detector", scene_sessions, run, "--epochs", "1", "--freeze-epochs", "0", "--max-steps", "2",
                   "--anchor-strides", "8", "16", "32", "--anchor-sizes", "0.1", "0.25", "0.5",
-                  "--anchor-ratios", "1", "0.33") == 0
-    anchors = read_card(run / "last.safetensors").model_config().anchors
+                  "--anchor-ratios", "1", "0.33", "--match-iou", "0.3") == 0
+    model_config = read_card(run / "last.safetensors").model_config()
+    anchors = model_config.anchors
+    assert model_config.match_iou == 0.3
     assert anchors.feature_strides == (8, 16, 32) and anchors.sizes == (0.1, 0.25, 0.5)
     assert anchors.aspect_ratios == (1.0, 0.33) and anchors.scales == (0.7, 1.0, 1.4)
     for bad, message in ((["--anchor-strides", "8", "16"], "together"),
