@@ -124,8 +124,8 @@ class AnchorConfig:
     aspect_ratios: width / height; the area is kept: w = s*sqrt(r), h = s/sqrt(r).
     """
 
-    feature_strides: tuple[int, ...] = (16, 32, 64, 128)
-    sizes: tuple[float, ...] = (0.08, 0.2, 0.4, 0.7)
+    feature_strides: tuple[int, ...] = (8, 16, 32, 64, 128)
+    sizes: tuple[float, ...] = (0.04, 0.08, 0.2, 0.4, 0.7)
     scales: tuple[float, ...] = (0.7, 1.0, 1.4)
     aspect_ratios: tuple[float, ...] = (1.0, 2.0, 0.5)
 
@@ -165,6 +165,10 @@ ARTICLE_ANCHORS = AnchorConfig(
 )
 
 
+#: IoU at which an anchor becomes a positive, per layout (DetectorConfig.match_iou=None)
+DEFAULT_MATCH_IOU: dict[str, float] = {"default": 0.3, "article": 0.5}
+
+
 def default_anchor_config(layout: str) -> AnchorConfig:
     """The anchors that go with a detector layout ("default" or "article")."""
     if layout == "article":
@@ -180,14 +184,16 @@ class DetectorConfig:
 
     classes: object class names; the network has len(classes) + 1 outputs per
         anchor, index 0 = background, index i = classes[i - 1].
-    layout: "default" (heads on ResNet layer3 (stride 16), layer4 (32) and extra
-        blocks (64, 128, ...), as AnchorConfig.feature_strides says: finds distant
-        vehicles) or "article" (the source article's head: a stride-1 block on
-        layer4, then 4x4, 2x2, 1x1 grids at 224x224; 189 anchors).
+    layout: "default" (heads on ResNet layer2 (stride 8), layer3 (16), layer4 (32) and
+        extra blocks (64, 128, ...), as AnchorConfig.feature_strides says: the stride-8
+        and stride-16 maps find distant objects) or "article" (the source article's head:
+        a stride-1 block on layer4, then 4x4, 2x2, 1x1 grids at 224x224; 189 anchors).
     anchors: None = the layout's default anchors.
     loss: "focal" (softmax focal loss over all anchors) or "hnm" (cross-entropy with
         3:1 hard-negative mining); both add smooth-L1 on positive anchors' box deltas.
-    match_iou: IoU at which an anchor becomes a positive for a ground truth.
+    match_iou: IoU at which an anchor becomes a positive for a ground truth; None = the
+        layout's default: 0.3 for "default" (most simulator boxes are a few px tall and no
+        anchor reaches IoU 0.5 with them: training.anchor_coverage), 0.5 for "article".
     variances: SSD box-encoding variances (centre, size).
     extra_channels: width of the extra blocks and of the article's head.
     head_dropout: dropout in the extra blocks (the article uses 0.4).
@@ -201,7 +207,7 @@ class DetectorConfig:
     layout: str = "default"
     anchors: AnchorConfig | None = None
     loss: str = "focal"
-    match_iou: float = 0.5
+    match_iou: float | None = None
     variances: tuple[float, float] = (0.1, 0.2)
     negative_ratio: float = 3.0
     focal_gamma: float = 2.0
@@ -222,6 +228,8 @@ class DetectorConfig:
             raise ValueError(f"DetectorConfig.layout={self.layout!r}; choose one of {DETECTOR_LAYOUTS}")
         if self.anchors is None:
             object.__setattr__(self, "anchors", default_anchor_config(self.layout))
+        if self.match_iou is None:
+            object.__setattr__(self, "match_iou", DEFAULT_MATCH_IOU[self.layout])
         elif isinstance(self.anchors, dict):
             object.__setattr__(self, "anchors", AnchorConfig.from_dict(self.anchors))
         if self.layout == "article" and min(self.anchors.feature_strides) < 64:

@@ -90,7 +90,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--anchor-strides", nargs="*", type=int, default=[], help="as truckpilot train")
     parser.add_argument("--anchor-sizes", nargs="*", type=float, default=[], help="as truckpilot train")
     parser.add_argument("--anchor-ratios", nargs="*", type=float, default=[], help="as truckpilot train")
-    parser.add_argument("--match-iou", type=float, default=0.0, help="as truckpilot train (0: the default 0.5)")
+    parser.add_argument("--match-iou", type=float, default=0.0, help="as truckpilot train (0: the default 0.3)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     try:

@@ -48,8 +48,8 @@ class TrainConfig:
     input_height: int = _opt(0, "model input height in px (0: the model's default)")
     input_width: int = _opt(0, "model input width in px (0: the model's default)")
     anchor_strides: tuple[int, ...] = _opt(
-        (), "detector/joint, fresh models: feature strides of the anchor levels, e.g. 8 16 32 64 128 (empty: the "
-        "default 16 32 64 128; 8 adds a level on ResNet layer2 for small, distant objects)", nargs="*")
+        (), "detector/joint, fresh models: feature strides of the anchor levels (empty: the default 8 16 32 64 "
+        "128; 8 is a level on ResNet layer2 for small, distant objects)", nargs="*")
     anchor_sizes: tuple[float, ...] = _opt(
         (), "detector/joint, fresh models: base anchor side of each level as a fraction of the input's shorter "
         "side, one per --anchor-strides (empty: the default sizes)", nargs="*")
@@ -57,7 +57,7 @@ class TrainConfig:
         (), "detector/joint, fresh models: anchor width/height ratios (empty: the default 1 2 0.5)", nargs="*")
     match_iou: float = _opt(
         0.0, "detector/joint, fresh models: IoU at which an anchor becomes a positive for a box (0: the default "
-        "0.5; lower gives small boxes more positive anchors)")
+        "0.3; lower gives small boxes more positive anchors)")
     epochs: int = _opt(6, "total epochs (frozen + unfrozen)")
     epoch_frames: int = _opt(0, "frames drawn per epoch (0: as many as the training set holds); sizes a run to a "
                                 "time budget without dropping sessions (with --balance sampler drawn with "

@@ -68,7 +68,7 @@ def test_round_trip_direction_and_detector(tmp_path):
 def test_card_fields_describe_the_model():
     card = ModelCard.for_model(_detector())
     assert card.kind == "detector" and card.classes == ("car", "truck", "person", "sign")
-    assert card.input_size == SMALL and card.anchors["feature_strides"] == [16, 32, 64, 128]
+    assert card.input_size == SMALL and card.anchors["feature_strides"] == [8, 16, 32, 64, 128]
     assert ModelCard.from_dict(json.loads(card.to_json())) == card
 
 

@@ -30,7 +30,8 @@ def test_to_dict_from_dict_round_trip_through_json(config):
 
 def test_layout_picks_its_anchors():
     assert DetectorConfig(layout="article").anchors == ARTICLE_ANCHORS
-    assert DetectorConfig().anchors.feature_strides[0] == 16
+    assert DetectorConfig().anchors.feature_strides[0] == 8
+    assert DetectorConfig().match_iou == 0.3 and DetectorConfig(layout="article").match_iou == 0.5
     assert ARTICLE_ANCHORS.anchors_per_cell == 9
 
 

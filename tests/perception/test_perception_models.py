@@ -59,17 +59,19 @@ def test_article_layout_has_189_anchors_on_4_2_1_grids():
     assert torch.allclose(centre, torch.tensor([28.0, 28.0]))
 
 
-def test_default_layout_has_a_stride_16_map():
+def test_default_layout_has_stride_8_and_16_maps():
     cfg = DetectorConfig(input_size=(168, 224), trunk=NONE)
+    assert cfg.match_iou == 0.3 and DetectorConfig(layout="article", trunk=NONE).match_iou == 0.5
+    assert DetectorConfig(match_iou=0.5, trunk=NONE).match_iou == 0.5  # an old card's value stays
     model = SSDNet(cfg).eval()
     k = cfg.anchors.anchors_per_cell
-    grids = [(11, 14), (6, 7), (3, 4), (2, 2)]  # strides 16, 32, 64, 128
+    grids = [(21, 28), (11, 14), (6, 7), (3, 4), (2, 2)]  # strides 8, 16, 32, 64, 128
     assert model.num_anchors == sum(h * w for h, w in grids) * k
     with torch.no_grad():
         cls_logits, box_deltas = model(torch.randn(2, 3, 168, 224))
     assert cls_logits.shape == (2, model.num_anchors, 5) and box_deltas.shape == (2, model.num_anchors, 4)
     smallest = (model.anchors[:, 2] - model.anchors[:, 0]).min().item()
-    assert smallest < 12.0  # small anchors for distant vehicles
+    assert smallest < 6.0  # small anchors for distant vehicles
     # untrained (BatchNorm on batch statistics, as in training): background is the likely class
     model.train()
     with torch.no_grad():
