@@ -228,10 +228,10 @@ class DetectorConfig:
             raise ValueError(f"DetectorConfig.layout={self.layout!r}; choose one of {DETECTOR_LAYOUTS}")
         if self.anchors is None:
             object.__setattr__(self, "anchors", default_anchor_config(self.layout))
-        if self.match_iou is None:
-            object.__setattr__(self, "match_iou", DEFAULT_MATCH_IOU[self.layout])
         elif isinstance(self.anchors, dict):
             object.__setattr__(self, "anchors", AnchorConfig.from_dict(self.anchors))
+        if self.match_iou is None:
+            object.__setattr__(self, "match_iou", DEFAULT_MATCH_IOU[self.layout])
         if self.layout == "article" and min(self.anchors.feature_strides) < 64:
             raise ValueError("the 'article' layout has feature maps at strides >= 64 only; fix anchors.feature_strides")
         if self.loss not in DETECTOR_LOSSES:

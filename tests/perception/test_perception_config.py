@@ -32,6 +32,10 @@ def test_layout_picks_its_anchors():
     assert DetectorConfig(layout="article").anchors == ARTICLE_ANCHORS
     assert DetectorConfig().anchors.feature_strides[0] == 8
     assert DetectorConfig().match_iou == 0.3 and DetectorConfig(layout="article").match_iou == 0.5
+    # anchors given as a dict (JSON) become an AnchorConfig, with or without match_iou
+    small = AnchorConfig(feature_strides=(16, 32), sizes=(0.1, 0.3))
+    for extra in ({}, {"match_iou": 0.4}):
+        assert DetectorConfig(anchors=small.to_dict(), **extra).anchors == small
     assert ARTICLE_ANCHORS.anchors_per_cell == 9
 
 
