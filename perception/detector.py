@@ -61,6 +61,16 @@ class OutConv(nn.Module):
         return self._flatten(self.cls(x), self.num_outputs), self._flatten(self.box(x), 4)
 
 
+def detector_anchors(config: DetectorConfig) -> Tensor:
+    """The anchors of an SSDNet built from ``config``: (A, 4) xyxy in model-input pixels, level by
+    level (config.anchors.feature_strides), in the order of the heads' outputs."""
+    anchors_cfg = config.anchors
+    grid_sizes = [feature_map_size(config.input_size, s) for s in anchors_cfg.feature_strides]
+    short_side = min(config.input_size)
+    return make_anchors(config.input_size, grid_sizes, [f * short_side for f in anchors_cfg.sizes],
+                        anchors_cfg.scales, anchors_cfg.aspect_ratios)
+
+
 class SSDNet(nn.Module):
     """SSD on a ResNet34 trunk; see the module docstring for the layouts.
 
@@ -105,13 +115,7 @@ class SSDNet(nn.Module):
         for s in strides:
             heads.append(OutConv(channels.get(s, width), k, num_outputs, background_bias))
         self.heads = nn.ModuleList(heads)
-        grid_sizes = [feature_map_size(cfg.input_size, s) for s in strides]
-        short_side = min(cfg.input_size)
-        anchors = make_anchors(
-            cfg.input_size, grid_sizes, [f * short_side for f in anchors_cfg.sizes],
-            anchors_cfg.scales, anchors_cfg.aspect_ratios,
-        )
-        self.register_buffer("anchors", anchors, persistent=False)
+        self.register_buffer("anchors", detector_anchors(cfg), persistent=False)
         self._trunk_frozen = False
 
     @property

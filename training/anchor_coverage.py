@@ -17,15 +17,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from torchvision.ops import box_iou
 
-from perception.config import DetectorConfig, TrunkConfig
+from perception.config import DetectorConfig
+from perception.detector import detector_anchors
 from training.config import TrainConfig
-from training.samples import FrameSample
+from training.datasets import _scaled_boxes
+from training.samples import FrameSample, samples_from_sessions
+from training.tasks import default_model_config
 
 
 @dataclass(frozen=True)
@@ -41,25 +44,18 @@ class CoverageRow:
 
 def scaled_boxes(samples: Sequence[FrameSample], input_size: tuple[int, int]) -> tuple[torch.Tensor, list[str]]:
     """Every labelled box of the samples in model-input px: ((N, 4) float32 xyxy, N class names)."""
-    boxes, labels = [], []
-    height, width = input_size
-    for sample in samples:
-        if not sample.boxes_labelled or not sample.boxes:
-            continue
-        frame_h, frame_w = sample.size
-        scale = torch.tensor([width / frame_w, height / frame_h] * 2, dtype=torch.float32)
-        boxes.append(torch.tensor(sample.boxes, dtype=torch.float32).reshape(-1, 4) * scale)
-        labels.extend(sample.labels)
-    return (torch.cat(boxes) if boxes else torch.zeros((0, 4))), labels
+    labelled = [s for s in samples if s.boxes_labelled and s.boxes]
+    if not labelled:
+        return torch.zeros((0, 4)), []
+    return (torch.cat([_scaled_boxes(s, input_size) for s in labelled]),
+            [label for s in labelled for label in s.labels])
 
 
 def anchor_coverage(boxes: torch.Tensor, labels: Sequence[str], config: DetectorConfig,
                     chunk: int = 4096) -> dict[str, CoverageRow]:
     """{"all": row, class name: row} for boxes (N, 4) xyxy model-input px against the anchors of
     an SSDNet built from ``config`` (its match_iou is the threshold)."""
-    from perception.detector import SSDNet
-
-    anchors = SSDNet(replace(config, trunk=TrunkConfig(weights="none")), init_trunk_weights=False).anchors
+    anchors = detector_anchors(config)
     best, positives = [], []
     for start in range(0, boxes.shape[0], chunk):
         iou = box_iou(boxes[start:start + chunk], anchors)
@@ -98,11 +94,8 @@ def main(argv: list[str]) -> int:
                             input_width=args.input_width, anchor_strides=tuple(args.anchor_strides),
                             anchor_sizes=tuple(args.anchor_sizes), anchor_ratios=tuple(args.anchor_ratios),
                             match_iou=args.match_iou)
-        config = DetectorConfig(**train.detector_options())
-        if train.input_size:
-            config = replace(config, input_size=train.input_size)
-        from training.samples import samples_from_sessions
-
+        config = default_model_config("detector", "none", train.input_size,
+                                      detector_options=train.detector_options())
         samples = samples_from_sessions(args.data)
     except (ValueError, FileNotFoundError) as exc:
         print(f"anchor_coverage: error: {exc}", file=sys.stderr)

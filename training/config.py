@@ -131,10 +131,7 @@ class TrainConfig:
                              "anchors and matching are used: drop them or drop --init")
         if bool(self.anchor_strides) != bool(self.anchor_sizes):
             raise ValueError("give --anchor-strides and --anchor-sizes together (one size per stride), or neither")
-        if self.anchor_strides or self.anchor_ratios:
-            from perception.config import AnchorConfig
-
-            self.anchor_config(AnchorConfig())  # AnchorConfig's own checks, at parse time
+        self.detector_options()  # AnchorConfig's own checks, at parse time
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"--val-fraction {self.val_fraction} must lie strictly between 0 and 1")
 
@@ -154,26 +151,22 @@ class TrainConfig:
             raise ValueError("give both --input-height and --input-width, or neither")
         return None
 
-    def anchor_config(self, default):
-        """perception AnchorConfig: ``default`` with the --anchor-* options that were given applied
-        (AnchorConfig checks them and names what is wrong)."""
-        from dataclasses import replace
-
-        changes = {}
-        if self.anchor_strides:
-            changes.update(feature_strides=tuple(self.anchor_strides), sizes=tuple(self.anchor_sizes))
-        if self.anchor_ratios:
-            changes["aspect_ratios"] = tuple(self.anchor_ratios)
-        return replace(default, **changes) if changes else default
-
     def detector_options(self) -> dict:
         """Keyword arguments of a fresh perception DetectorConfig from --anchor-* and --match-iou
-        (only those given; an empty dict keeps every default)."""
-        from perception.config import AnchorConfig
-
+        (only those given; an empty dict keeps every default). AnchorConfig checks the anchors
+        and names what is wrong."""
         options = {}
         if self.anchor_strides or self.anchor_ratios:
-            options["anchors"] = self.anchor_config(AnchorConfig())
+            from dataclasses import replace
+
+            from perception.config import AnchorConfig
+
+            changes = {}
+            if self.anchor_strides:
+                changes.update(feature_strides=tuple(self.anchor_strides), sizes=tuple(self.anchor_sizes))
+            if self.anchor_ratios:
+                changes["aspect_ratios"] = tuple(self.anchor_ratios)
+            options["anchors"] = replace(AnchorConfig(), **changes)
         if self.match_iou:
             options["match_iou"] = self.match_iou
         return options
