@@ -140,14 +140,14 @@ def height_band_metrics(preds: list[dict], targets: list[dict], classes: tuple[s
     if image_height <= 0:
         raise ValueError(f"height_band_metrics: image_height must be > 0 px, got {image_height}")
     preds = [{k: v.detach().cpu() for k, v in p.items()} for p in preds]
+    truth = []  # (boxes, labels, height fraction) per image, for every band
+    for t in targets:
+        boxes = t["boxes"].detach().cpu().reshape(-1, 4).float()
+        truth.append((boxes, t["labels"].detach().cpu(), (boxes[:, 3] - boxes[:, 1]) / image_height))
     out = {}
     for name, (low, high) in (bands or HEIGHT_BANDS).items():
-        banded = []
-        for t in targets:
-            boxes = t["boxes"].detach().cpu().reshape(-1, 4).float()
-            fraction = (boxes[:, 3] - boxes[:, 1]) / image_height
-            inside = (fraction >= low) & (fraction < high)
-            banded.append({"boxes": boxes, "labels": t["labels"].detach().cpu(), "iscrowd": (~inside).long()})
+        banded = [{"boxes": boxes, "labels": labels, "iscrowd": ((fraction < low) | (fraction >= high)).long()}
+                  for boxes, labels, fraction in truth]
         metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", iou_thresholds=[0.5], class_metrics=True,
                                       backend="pycocotools", sync_on_compute=False)
         metric.update(preds, banded)
