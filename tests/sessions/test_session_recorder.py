@@ -91,10 +91,9 @@ def test_record_disk_full_stops_with_message_and_keeps_frames(tmp_path):
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
-def test_headless_recording_speed(tmp_path):
-    """The figure for the report comes from measure_record_fps(frames=2000); here a short run with a loose floor
-    (the CI machine is shared)."""
+def test_the_recording_benchmark_records_and_reports_its_figures(tmp_path):
+    """The speed itself is a benchmark figure (``truckpilot bench``: record_fps), never a timed assertion
+    here: this checks that the measurement records what it says and reports sane figures."""
     figures = measure_record_fps(frames=300, out_dir=tmp_path)
-    print(figures)
-    assert figures["frames"] == 300 and figures["fps"] > 50
-    assert np.isfinite(figures["bytes_per_frame"])
+    assert figures["frames"] == 300 and figures["size"] == "320x240" and figures["fps"] > 0
+    assert np.isfinite(figures["bytes_per_frame"]) and figures["bytes_per_frame"] > 0
