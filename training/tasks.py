@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -84,6 +84,24 @@ class Task:
         """Extra keyword arguments of :meth:`evaluate` taken from the TrainConfig (none by default)."""
         return {}
 
+    def inference_batches(self, model, dataset, device, batch_size: int, amp_dtype=None, channels_last: bool = False
+                          ) -> Iterator[tuple[object, object]]:
+        """(model outputs, the batch's targets as collated) for ``dataset`` in order, batch by batch:
+        the model in eval mode (restored afterwards) under autocast when ``amp_dtype`` is given.
+        Call under ``torch.no_grad()``. Images are normalised by the model config's mean/std."""
+        was_training = model.training
+        model.eval()
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=self.collate,
+                            generator=torch.Generator().manual_seed(0))
+        try:
+            for images, targets, _ in tqdm(loader, desc="evaluate", unit="batch", leave=False, mininterval=1.0):
+                x = normalise(images.to(device), self.model_config.mean, self.model_config.std, channels_last)
+                with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                    outputs = model(x)
+                yield outputs, targets
+        finally:
+            model.train(was_training)
+
     def checkpoint_paths(self, stem: Path) -> dict[str, Path]:
         """{checkpoint kind: path} that :meth:`save_checkpoints` writes for ``stem`` (e.g. RUN/best):
         one ordinary perception checkpoint, STEM.safetensors."""
@@ -132,18 +150,10 @@ class DirectionTask(Task):
     def evaluate(self, model, dataset: DirectionDataset, device, out_dir=None, batch_size=64, amp_dtype=None,
                  channels_last=False, gallery_size: int = 16) -> dict:
         """Accuracy, per-class precision/recall, confusion matrix; PNGs when out_dir is given."""
-        was_training = model.training
-        model.eval()
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=self.collate,
-                            generator=torch.Generator().manual_seed(0))
         all_probs, all_targets = [], []
-        for images, targets, _ in tqdm(loader, desc="evaluate", unit="batch", leave=False, mininterval=1.0):
-            x = normalise(images.to(device), self.model_config.mean, self.model_config.std, channels_last)
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                logits = model(x)
+        for logits, targets in self.inference_batches(model, dataset, device, batch_size, amp_dtype, channels_last):
             all_probs.append(F.softmax(logits.float(), dim=1).cpu())
             all_targets.append(targets)
-        model.train(was_training)
         probs = torch.cat(all_probs)
         targets = torch.cat(all_targets)
         classes = tuple(self.model_config.classes)
@@ -199,20 +209,13 @@ class DetectorTask(Task):
                  gallery_score: float = 0.3) -> dict:
         """mAP@0.5 and mAP@[.5:.95] overall and per class, mAP@0.5 per box-height band ("by_height");
         PR curves and error gallery when out_dir is given."""
-        was_training = model.training
-        model.eval()
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=self.collate,
-                            generator=torch.Generator().manual_seed(0))
         preds, targets = [], []
-        for images, batch_targets, _ in tqdm(loader, desc="evaluate", unit="batch", leave=False, mininterval=1.0):
-            x = normalise(images.to(device), self.model_config.mean, self.model_config.std, channels_last)
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                cls_logits, box_deltas = model(x)
+        for (cls_logits, box_deltas), batch_targets in self.inference_batches(model, dataset, device, batch_size,
+                                                                              amp_dtype, channels_last):
             detections = model.detect(cls_logits.float(), box_deltas.float(), score_threshold=score_threshold,
                                       iou_threshold=0.45, top_k=100)
             preds.extend({k: v.cpu() for k, v in d.items()} for d in detections)
             targets.extend(batch_targets)
-        model.train(was_training)
         classes = tuple(self.model_config.classes)
         metrics, curves = detection_metrics(preds, targets, classes, image_height=self.input_size[0])
         if out_dir is not None:
