@@ -97,6 +97,36 @@ class _FrameDataset(Dataset):
         return torch.from_numpy(_decode_resized(self._samples[index], self.input_size))
 
 
+def direction_targets(samples: Sequence[FrameSample], directions: Sequence[str]) -> torch.Tensor:
+    """(N,) int64 index into ``directions`` of each sample's direction label (all must have one).
+    Raises ValueError naming labels that are not among ``directions``."""
+    directions = tuple(directions)
+    unknown = sorted({s.direction for s in samples} - set(directions))
+    if unknown:
+        raise ValueError(f"direction labels {unknown} are not among the model's {directions}")
+    return torch.tensor([directions.index(s.direction) for s in samples], dtype=torch.int64)
+
+
+def box_targets(samples: Sequence[FrameSample], input_size: tuple[int, int], classes: Sequence[str],
+                who: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Per sample: boxes (N,4) float32 xyxy in model-input px for ``input_size`` (h, w), and
+    labels (N,) int64 in 1..C (0 is background). Boxes of classes not in ``classes`` are dropped,
+    with one warning naming them (``who``: "detector" / "joint", for the message)."""
+    classes = tuple(classes)
+    boxes: list[torch.Tensor] = []
+    labels: list[torch.Tensor] = []
+    unknown: set[str] = set()
+    for s in samples:
+        keep = [i for i, name in enumerate(s.labels) if name in classes]
+        unknown.update(name for name in s.labels if name not in classes)
+        boxes.append(_scaled_boxes(s, input_size)[keep])
+        labels.append(torch.tensor([classes.index(s.labels[i]) + 1 for i in keep], dtype=torch.int64))
+    if unknown:
+        log.warning("%s: boxes of classes %s are not among the model's %s and are ignored", who, sorted(unknown),
+                    classes)
+    return boxes, labels
+
+
 class DirectionDataset(_FrameDataset):
     """(image (3,H,W) uint8, direction index int64) per frame with a direction label."""
 
@@ -107,10 +137,7 @@ class DirectionDataset(_FrameDataset):
         if len(labelled) < len(samples):
             log.info("direction: %d of %d frames have no direction label and are skipped",
                      len(samples) - len(labelled), len(samples))
-        unknown = sorted({s.direction for s in labelled} - set(self.directions))
-        if unknown:
-            raise ValueError(f"direction labels {unknown} are not among the model's {self.directions}")
-        self.targets = torch.tensor([self.directions.index(s.direction) for s in labelled], dtype=torch.int64)
+        self.targets = direction_targets(labelled, self.directions)
         super().__init__(labelled, input_size, augmenter, cache, base_seed)
 
     def __getitem__(self, key):
@@ -143,17 +170,7 @@ class DetectionDataset(_FrameDataset):
             log.info("detector: %d of %d frames have no box labels and are skipped", len(samples) - len(labelled),
                      len(samples))
         samples = labelled
-        self.boxes: list[torch.Tensor] = []
-        self.labels: list[torch.Tensor] = []
-        unknown: set[str] = set()
-        for s in samples:
-            keep = [i for i, name in enumerate(s.labels) if name in self.classes]
-            unknown.update(name for name in s.labels if name not in self.classes)
-            self.boxes.append(_scaled_boxes(s, size)[keep])
-            self.labels.append(torch.tensor([self.classes.index(s.labels[i]) + 1 for i in keep], dtype=torch.int64))
-        if unknown:
-            log.warning("detector: boxes of classes %s are not among the model's %s and are ignored",
-                        sorted(unknown), self.classes)
+        self.boxes, self.labels = box_targets(samples, size, self.classes, "detector")
         super().__init__(samples, size, augmenter, cache, base_seed)
 
     def __getitem__(self, key):

@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 from perception.config import DetectorConfig, DirectionConfig
 from training.augment import IDENTITY_JITTER, AugmentConfig, Augmenter
 from training.config import EVAL_SCORE_THRESHOLD
-from training.datasets import _FrameDataset, _scaled_boxes
+from training.datasets import _FrameDataset, box_targets, direction_targets
 from training.samples import FrameSample
 from training.tasks import DetectorTask, DirectionTask, Task
 
@@ -169,21 +169,8 @@ class JointDataset(_FrameDataset):
         if len(both) < len(samples):
             log.info("joint: %d of %d frames lack a direction label or box labels and are skipped",
                      len(samples) - len(both), len(samples))
-        unknown_dirs = sorted({s.direction for s in both} - set(self.directions))
-        if unknown_dirs:
-            raise ValueError(f"direction labels {unknown_dirs} are not among the model's {self.directions}")
-        self.targets = torch.tensor([self.directions.index(s.direction) for s in both], dtype=torch.int64)
-        self.boxes: list[Tensor] = []
-        self.labels: list[Tensor] = []
-        unknown: set[str] = set()
-        for s in both:
-            keep = [i for i, name in enumerate(s.labels) if name in self.classes]
-            unknown.update(name for name in s.labels if name not in self.classes)
-            self.boxes.append(_scaled_boxes(s, size)[keep])
-            self.labels.append(torch.tensor([self.classes.index(s.labels[i]) + 1 for i in keep], dtype=torch.int64))
-        if unknown:
-            log.warning("joint: boxes of classes %s are not among the model's %s and are ignored", sorted(unknown),
-                        self.classes)
+        self.targets = direction_targets(both, self.directions)
+        self.boxes, self.labels = box_targets(both, size, self.classes, "joint")
         if not both and samples:
             raise ValueError("no frames with both a direction label and box labels: joint training needs sessions "
                              "recorded with both (e.g. `truckpilot record --sim`); train direction and detector "
