@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
-from agent.types import KeysHeld
+from agent.types import HudStats, KeysHeld
 from perception.types import DIRECTIONS, Perception
 
 log = logging.getLogger(__name__)
@@ -26,21 +25,6 @@ CLASS_COLOURS: dict[str, tuple[int, int, int]] = {
 }
 #: stages shown in the latency panel, in order, when present in the stats
 HUD_STAGES: tuple[str, ...] = ("capture", "perceive", "control", "keys", "frame_to_key")
-
-
-@dataclass
-class HudStats:
-    """What the HUD prints besides the perception: loop FPS, latest ms per stage, state line.
-
-    (``agent.loop.LiveStats`` has these fields and can be passed directly.)
-    """
-
-    fps: float = 0.0
-    stage_ms: dict[str, float] = field(default_factory=dict)
-    engaged: bool = True
-    status: str = ""
-    speed_mps: float | None = None
-    step: int = 0
 
 
 def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, colour=(255, 255, 255),
@@ -64,7 +48,7 @@ def draw_hud(frame: np.ndarray, perception: Perception | None, keys: KeysHeld | 
     """Draw the HUD onto a copy of ``frame``.
 
     frame: HxWx3 uint8 RGB; perception: its Perception (boxes xyxy in frame pixels) or None;
-    keys: the driving keys held or None; stats: HudStats / agent.loop.LiveStats or None.
+    keys: the driving keys held or None; stats: agent.types.HudStats or None.
     min_width: frames narrower than this are first enlarged by an integer factor (nearest
     neighbour) so the text stays legible; boxes are scaled with them.
     Returns a new (k*H)x(k*W)x3 uint8 RGB image, k = max(1, ceil(min_width / W)); ``frame`` is untouched.

@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable, Protocol
 
 import numpy as np
 
-from agent.types import Action, Frame, KeysHeld
+from agent.types import Action, Frame, HudStats, KeysHeld
 
 log = logging.getLogger(__name__)
 
@@ -190,18 +190,6 @@ class StageTimer:
         return {name: StageStats.of(values) for name, values in self.samples.items()}
 
 
-@dataclass
-class LiveStats:
-    """What the HUD shows each tick: loop FPS (smoothed), the latest ms per stage, state."""
-
-    fps: float = 0.0
-    stage_ms: dict[str, float] = field(default_factory=dict)
-    engaged: bool = True
-    status: str = ""
-    speed_mps: float | None = None
-    step: int = 0
-
-
 # ----------------------------------------------------------------------------- the loop
 
 
@@ -249,7 +237,7 @@ def run_loop(
         raise ValueError(f"max_seconds must be > 0, got {max_seconds}")
     timer = StageTimer()
     pacer = RateLimiter(fps) if fps else None
-    live = LiveStats()
+    live = HudStats()
     events: list[str] = []
     steps = engaged_steps = takeover_steps = repeated_steps = 0
     last_keys: KeysHeld | None = None

@@ -6,7 +6,7 @@ negative = left.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -55,3 +55,17 @@ class KeysHeld:
     def from_array(cls, keys) -> "KeysHeld":
         left, right, throttle, brake = (bool(k) for k in keys)
         return cls(left, right, throttle, brake)
+
+
+@dataclass
+class HudStats:
+    """What the live loop knows each tick besides the perception, and the HUD prints:
+    loop FPS (frames/s, smoothed), the latest milliseconds per stage ({stage: ms}), whether
+    the agent is engaged, a state line, the truck's speed (m/s, None = unknown) and the step."""
+
+    fps: float = 0.0
+    stage_ms: dict[str, float] = field(default_factory=dict)
+    engaged: bool = True
+    status: str = ""
+    speed_mps: float | None = None
+    step: int = 0

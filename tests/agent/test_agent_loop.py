@@ -79,7 +79,8 @@ def test_sim_drive_is_deterministic_at_any_loop_speed(random_tiny_perceiver):
 def test_loop_stop_reasons():
     source, out, _ = sim_parts()
     stats = run_loop(source, scripted("straight"), Controller(), out, max_seconds=0.3, fps=50)
-    assert stats.stopped_by == "seconds" and 5 <= stats.steps <= 16 and stats.wall_s >= 0.3
+    # at most 0.3 s x 50 fps + 1 steps (the pacer never runs faster); at least one however loaded the machine
+    assert stats.stopped_by == "seconds" and 1 <= stats.steps <= 16 and stats.wall_s >= 0.3
     source.close()
 
     source, out, _ = sim_parts()
@@ -208,15 +209,20 @@ def test_stale_capture_disengages_and_reengagement_backs_off(window_app):
     ticks = []
     stats = drive_window(scripted("left"), window_title=app.title, fps=30, keys="x11", seconds=5.5,
                          on_tick=lambda i, obs, p, a, r: ticks.append((time.monotonic(), r.engaged, r.held, r.event)))
-    events = [(t, e) for t, _, _, e in ticks if e]
-    names = [e for _, e in events]
+    events = [(i, t, e) for i, (t, _, _, e) in enumerate(ticks) if e]
+    names = [e for _, _, e in events]
     assert names[0] == "engaged" and names[1].startswith("disengaged: capture stale: frozen"), names
     assert names[2] == "engaged" and names[3].startswith("disengaged: capture stale: frozen"), names
-    t = [when for when, _ in events]
-    assert 0.8 <= t[1] - t[0] <= 1.6  # ~1 s of identical frames while holding keys
-    assert 0.9 <= t[2] - t[1] <= 1.6  # first retry after 1 s
+    tick = [i for i, _, _ in events]
+    t = [when for _, when, _ in events]
+    # stale after fps (30) identical frames while holding keys: ~1 s at full speed, counted in ticks
+    # so that a loaded machine running the loop slower than 30 fps does not change the answer
+    assert 28 <= tick[1] - tick[0] <= 33, tick
+    # the retry waits are timers: never shorter than 1 s, then 2 s; the upper bound only
+    # catches a retry that never comes (the shared machine may be slow)
+    assert 0.9 <= t[2] - t[1] <= 3.0, t
     if len(t) > 4:
-        assert t[4] - t[3] >= 1.8  # second retry after 2 s
+        assert t[4] - t[3] >= 1.8, t
     assert all(held == KeysHeld() for _, engaged, held, _ in ticks if not engaged)
     assert stats.repeated_steps > 0.9 * stats.steps  # nothing new to look at
     assert read_held_keys() == KeysHeld()
