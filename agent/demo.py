@@ -23,6 +23,7 @@ import shutil
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -125,11 +126,12 @@ def record_sessions(config: DemoConfig, root: Path) -> tuple[list[str], list[str
     return train, val
 
 
-def measure_train_rate(config: DemoConfig, steps: int = 5) -> float:
+def measure_train_rate(config: DemoConfig, steps: int = 5, clock: Callable[[], float] = time.perf_counter) -> float:
     """Images per second of one joint training step (forward, backward, AdamW) at the demo's input size and
     batch size, on random input: batch size / the median of ``steps`` timed steps after two warm-up steps
     (a mean of 3 right after recording read 22-30 img/s on one machine). Slightly optimistic: the real
-    step also matches anchors to boxes and loads data."""
+    step also matches anchors to boxes and loads data. ``clock``: seconds, read before and after each
+    timed step."""
     import torch
 
     from training.runtime import setup_runtime, teardown_runtime
@@ -159,9 +161,9 @@ def measure_train_rate(config: DemoConfig, steps: int = 5) -> float:
             step()
         times = []
         for _ in range(steps):
-            t0 = time.perf_counter()
+            t0 = clock()
             step()
-            times.append(time.perf_counter() - t0)
+            times.append(clock() - t0)
         return config.batch_size / statistics.median(times)
     finally:
         teardown_runtime(runtime)
