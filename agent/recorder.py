@@ -306,9 +306,6 @@ def record_sim(
                     view.show(obs, writer.frames_appended)
                     pacer.wait()
                 bar.update(writer.frames_written, 0, writer.bytes_written)
-        if view is not None:
-            view.close()
-            view = None
         return _finish(writer, bar, t0, outcome.stopped_by, 0, outcome.message)
     finally:
         if view is not None:
