@@ -157,8 +157,6 @@ class TrainConfig:
         and names what is wrong."""
         options = {}
         if self.anchor_strides or self.anchor_ratios:
-            from dataclasses import replace
-
             from perception.config import AnchorConfig
 
             changes = {}
@@ -166,7 +164,7 @@ class TrainConfig:
                 changes.update(feature_strides=tuple(self.anchor_strides), sizes=tuple(self.anchor_sizes))
             if self.anchor_ratios:
                 changes["aspect_ratios"] = tuple(self.anchor_ratios)
-            options["anchors"] = replace(AnchorConfig(), **changes)
+            options["anchors"] = dataclasses.replace(AnchorConfig(), **changes)
         if self.match_iou:
             options["match_iou"] = self.match_iou
         return options

@@ -41,12 +41,12 @@ def test_cli_reports_every_class_of_recorded_sessions(scene_sessions, capsys):
     assert main([*argv, "--match-iou", "0.2"]) == 0
     low = json.loads(capsys.readouterr().out)
     assert main([*argv, "--match-iou", "0.5"]) == 0
-    default = json.loads(capsys.readouterr().out)
-    assert default["match_iou"] == 0.5 and low["match_iou"] == 0.2
-    assert set(default["rows"]) == {"all", "car", "truck", "person", "sign"}
-    assert default["rows"]["all"]["boxes"] > 0
+    strict = json.loads(capsys.readouterr().out)
+    assert strict["match_iou"] == 0.5 and low["match_iou"] == 0.2
+    assert set(strict["rows"]) == {"all", "car", "truck", "person", "sign"}
+    assert strict["rows"]["all"]["boxes"] > 0
     # a lower threshold can only cover more boxes and give them more positives
-    assert low["rows"]["all"]["covered"] >= default["rows"]["all"]["covered"]
-    assert low["rows"]["all"]["positives_per_box"] > default["rows"]["all"]["positives_per_box"]
+    assert low["rows"]["all"]["covered"] >= strict["rows"]["all"]["covered"]
+    assert low["rows"]["all"]["positives_per_box"] > strict["rows"]["all"]["positives_per_box"]
     assert main(["--data", str(scene_sessions[0]), "--anchor-strides", "8"]) == 1
     assert "together" in capsys.readouterr().err

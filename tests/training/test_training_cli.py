@@ -79,10 +79,10 @@ def test_anchor_and_matching_options_shape_a_fresh_detector(scene_sessions, tmp_
     run = tmp_path / "det8"
     assert _train("detector", scene_sessions, run, "--epochs", "1", "--freeze-epochs", "0", "--max-steps", "2",
                   "--anchor-strides", "8", "16", "32", "--anchor-sizes", "0.1", "0.25", "0.5",
-                  "--anchor-ratios", "1", "0.33", "--match-iou", "0.3") == 0
+                  "--anchor-ratios", "1", "0.33", "--match-iou", "0.4") == 0
     model_config = read_card(run / "last.safetensors").model_config()
     anchors = model_config.anchors
-    assert model_config.match_iou == 0.3
+    assert model_config.match_iou == 0.4  # not the default (0.3): the option reached the card
     assert anchors.feature_strides == (8, 16, 32) and anchors.sizes == (0.1, 0.25, 0.5)
     assert anchors.aspect_ratios == (1.0, 0.33) and anchors.scales == (0.7, 1.0, 1.4)
     for bad, message in ((["--anchor-strides", "8", "16"], "together"),
