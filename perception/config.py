@@ -117,7 +117,8 @@ class AnchorConfig:
     """Anchors: one level per feature map, k = len(scales) * len(aspect_ratios) per cell.
 
     feature_strides: nominal stride of each level's feature map w.r.t. the model
-        input (8 = ResNet layer2, 16 = layer3, 32 = layer4, 64, 128, ... = extra stride-2 blocks).
+        input (4 = ResNet layer1 merged with layer2 (SSDNet's FineLevel), 8 = layer2, 16 = layer3,
+        32 = layer4, 64, 128, ... = extra stride-2 blocks).
         The map size is the input size halved log2(stride) times, rounding up.
     sizes: base anchor side of each level, as a fraction of the input's shorter side.
     scales: multipliers of the base size (anchor sides = size * scale).
@@ -138,8 +139,8 @@ class AnchorConfig:
                 f"and sizes {self.sizes}"
             )
         for s in self.feature_strides:
-            if s < 8 or s & (s - 1):
-                raise ValueError(f"AnchorConfig.feature_strides must be powers of two >= 8, got {s}")
+            if s < 4 or s & (s - 1):
+                raise ValueError(f"AnchorConfig.feature_strides must be powers of two >= 4, got {s}")
         if list(self.feature_strides) != sorted(set(self.feature_strides)):
             raise ValueError(f"AnchorConfig.feature_strides must be strictly increasing, got {self.feature_strides}")
         if not self.scales or not self.aspect_ratios or min(self.scales + self.aspect_ratios + self.sizes) <= 0:

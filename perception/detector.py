@@ -3,7 +3,8 @@
 Layouts (DetectorConfig.layout):
   "default": heads on layer2 (stride 8, optional), layer3 (16), layer4 (32) and extra stride-2
       blocks (64, 128, ...), as config.anchors.feature_strides lists. The stride-16
-      map is what lets it find distant (small) vehicles.
+      map is what lets it find distant (small) vehicles. Stride 4 (optional) adds a FineLevel:
+      layer1 merged with upsampled layer2, for objects a few pixels wide (distant walkers).
   "article": the source article's head: dropout(relu(layer4)) -> a stride-1 block
       -> stride-2 blocks giving 4x4, 2x2, 1x1 grids at 224x224; 9 anchors a cell, 189 anchors.
 
@@ -21,7 +22,7 @@ from torch import Tensor, nn
 from perception.anchors import decode_detections, encode, feature_map_size, make_anchors, match_batch
 from perception.config import DetectorConfig
 from perception.direction import _freeze, _param_groups
-from perception.trunk import LAYER2_CHANNELS, LAYER3_CHANNELS, LAYER4_CHANNELS, ResNetTrunk
+from perception.trunk import LAYER1_CHANNELS, LAYER2_CHANNELS, LAYER3_CHANNELS, LAYER4_CHANNELS, ResNetTrunk
 
 
 class StdConv(nn.Module):
@@ -61,6 +62,30 @@ class OutConv(nn.Module):
         return self._flatten(self.cls(x), self.num_outputs), self._flatten(self.box(x), 4)
 
 
+class FineLevel(nn.Module):
+    """The stride-4 feature map, FPN's top-down step one level deep.
+
+    forward(c1 (B, 64, h, w) layer1, c2 (B, 128, ceil(h/2), ceil(w/2)) layer2) -> (B, width, h, w):
+    1x1 projections of both to ``width`` channels, layer2's upsampled (nearest) to layer1's grid,
+    summed, then a 3x3 StdConv. layer1 alone has too little context to tell a walker from a
+    fence post; layer2 brings it, layer1 the 4-px grid that objects 2-5 px wide need.
+    """
+
+    def __init__(self, width: int, dropout: float) -> None:
+        super().__init__()
+        self.lateral = nn.Conv2d(LAYER1_CHANNELS, width, 1)
+        self.top_down = nn.Conv2d(LAYER2_CHANNELS, width, 1)
+        self.smooth = StdConv(width, width, stride=1, dropout=dropout)
+
+    def forward(self, c1: Tensor, c2: Tensor) -> Tensor:
+        up = F.interpolate(self.top_down(c2), size=c1.shape[-2:], mode="nearest")
+        return self.smooth(self.lateral(c1) + up)
+
+
+#: width of the FineLevel (stride-4) feature map
+FINE_LEVEL_CHANNELS = 128
+
+
 def detector_anchors(config: DetectorConfig) -> Tensor:
     """The anchors of an SSDNet built from ``config``: (A, 4) xyxy in model-input pixels, level by
     level (config.anchors.feature_strides), in the order of the heads' outputs."""
@@ -76,7 +101,7 @@ class SSDNet(nn.Module):
 
     forward(x (B,3,H,W) normalised, (H, W) = config.input_size)
         -> (cls_logits (B, A, C+1), box_deltas (B, A, 4)).
-    forward_features(x) -> (layer2, layer3, layer4) trunk features (strides 8, 16, 32);
+    forward_features(x) -> (layer1, layer2, layer3, layer4) trunk features (strides 4, 8, 16, 32);
     forward_head(features) -> (cls_logits, box_deltas).
     ``anchors``: buffer (A, 4) xyxy in model-input pixels (rebuilt from the config,
     not saved in state dicts).
@@ -110,7 +135,8 @@ class SSDNet(nn.Module):
             extras.append(StdConv(extra_in, width, stride=2, dropout=cfg.head_dropout))
             extra_in = width
         self.extras = nn.ModuleList(extras)
-        channels = {8: LAYER2_CHANNELS, 16: LAYER3_CHANNELS, 32: LAYER4_CHANNELS if cfg.layout == "default" else width}
+        self.fine = FineLevel(FINE_LEVEL_CHANNELS, cfg.head_dropout) if 4 in strides else None
+        channels = {4: FINE_LEVEL_CHANNELS, 8: LAYER2_CHANNELS, 16: LAYER3_CHANNELS, 32: LAYER4_CHANNELS if cfg.layout == "default" else width}
         heads = []
         for s in strides:
             heads.append(OutConv(channels.get(s, width), k, num_outputs, background_bias))
@@ -122,7 +148,7 @@ class SSDNet(nn.Module):
     def num_anchors(self) -> int:
         return self.anchors.shape[0]
 
-    def forward_features(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward_features(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         expected = tuple(self.config.input_size)
         if tuple(x.shape[-2:]) != expected:
             raise ValueError(
@@ -131,9 +157,11 @@ class SSDNet(nn.Module):
             )
         return self.trunk.forward_levels(x)
 
-    def forward_head(self, features: tuple[Tensor, Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-        c2, c3, c4 = features
+    def forward_head(self, features: tuple[Tensor, Tensor, Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        c1, c2, c3, c4 = features
         maps: dict[int, Tensor] = {8: c2, 16: c3}
+        if self.fine is not None:
+            maps[4] = self.fine(c1, c2)
         x = self.pre(c4)
         maps[32] = x
         stride = 32

@@ -156,7 +156,7 @@ def train_and_evaluate(loss: str, input_size, train_frames, val_frames, epochs: 
         _calibrate_and_freeze(model, xs)
         with torch.no_grad():
             cached = [model.forward_features(xs[i:i + 128]) for i in range(0, len(xs), 128)]
-            cached = tuple(torch.cat([c[level] for c in cached]) for level in range(3))
+            cached = tuple(torch.cat([c[level] for c in cached]) for level in range(len(cached[0])))
     model.train()
     for _ in tqdm(range(steps), desc=f"{loss} {input_size}", leave=False):
         idx = torch.randint(len(xs), (batch,), generator=gen)

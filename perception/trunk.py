@@ -17,7 +17,9 @@ from perception.config import TrunkConfig
 
 log = logging.getLogger(__name__)
 
-#: channels of layer2 (stride 8), layer3 (stride 16) and layer4 (stride 32) outputs of resnet34.
+#: channels of layer1 (stride 4), layer2 (stride 8), layer3 (stride 16) and layer4 (stride 32)
+#: outputs of resnet34.
+LAYER1_CHANNELS = 64
 LAYER2_CHANNELS = 128
 LAYER3_CHANNELS = 256
 LAYER4_CHANNELS = 512
@@ -27,8 +29,8 @@ class ResNetTrunk(nn.Module):
     """conv1 -> bn1 -> relu -> maxpool -> layer1..layer4.
 
     forward(x (B,3,H,W) normalised) -> layer4 features (B, 512, ceil(H/32), ceil(W/32)).
-    forward_levels(x) -> (layer2 (B, 128, ceil(H/8), ceil(W/8)), layer3 (B, 256, ceil(H/16), ceil(W/16)),
-                          layer4 (B, 512, ceil(H/32), ceil(W/32))).
+    forward_levels(x) -> (layer1 (B, 64, ceil(H/4), ceil(W/4)), layer2 (B, 128, ceil(H/8), ceil(W/8)),
+                          layer3 (B, 256, ceil(H/16), ceil(W/16)), layer4 (B, 512, ceil(H/32), ceil(W/32))).
     """
 
     def __init__(self, config: TrunkConfig, load_weights: bool = True) -> None:
@@ -40,11 +42,11 @@ class ResNetTrunk(nn.Module):
         if load_weights:
             load_trunk_weights(self, config.weights)
 
-    def forward_levels(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        c2 = self.layer2(self.layer1(x))
+    def forward_levels(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        c1 = self.layer1(self.maxpool(self.relu(self.bn1(self.conv1(x)))))
+        c2 = self.layer2(c1)
         c3 = self.layer3(c2)
-        return c2, c3, self.layer4(c3)
+        return c1, c2, c3, self.layer4(c3)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_levels(x)[-1]
@@ -69,13 +71,18 @@ def _file_state_dict(path: Path) -> dict[str, Tensor]:
     return state
 
 
+#: prefix of the trunk's keys in a TruckPilot model's state dict (``trunk.layer1.0.conv1.weight``)
+_CHECKPOINT_PREFIX = "trunk."
+
+
 def load_trunk_weights(trunk: ResNetTrunk, weights: str) -> None:
     """Load ``weights`` ("imagenet", "none" or a file path) into ``trunk``.
 
     "imagenet": from the torch hub cache or a download; on any failure a WARNING is
     logged and the trunk keeps its random init. A file: a torchvision resnet34 state
-    dict; keys outside the trunk (fc.*) are ignored, a missing trunk key or a shape
-    mismatch raises ValueError naming the file.
+    dict (keys outside the trunk, fc.*, are ignored) or a TruckPilot checkpoint's
+    safetensors (its ``trunk.*`` keys: start a detector of another layout from a trained
+    trunk). A missing trunk key or a shape mismatch raises ValueError naming the file.
     """
     if weights == "none":
         return
@@ -96,6 +103,9 @@ def load_trunk_weights(trunk: ResNetTrunk, weights: str) -> None:
         state = _file_state_dict(Path(weights))
         source = weights
     own = trunk.state_dict()
+    if not any(k in own for k in state) and any(k.startswith(_CHECKPOINT_PREFIX) for k in state):
+        # a TruckPilot checkpoint (direction, detector or joint): take its trunk
+        state = {k[len(_CHECKPOINT_PREFIX):]: v for k, v in state.items() if k.startswith(_CHECKPOINT_PREFIX)}
     picked = {k: v for k, v in state.items() if k in own}
     missing = sorted(set(own) - set(picked))
     if missing:

@@ -44,12 +44,15 @@ class TrainConfig:
     val_fraction: float = _opt(0.2, "share of --data sessions held out for validation when --val-data is empty")
     init: str = _opt("", "start from this checkpoint (.safetensors written by perception.save_model); joint: a joint "
                      "run's stem RUN/best, either file of the pair, or a single direction/detector checkpoint")
-    trunk_weights: str = _opt("imagenet", "trunk initialisation when --init is empty: imagenet | none | PATH")
+    trunk_weights: str = _opt("imagenet", "trunk initialisation when --init is empty: imagenet | none | PATH (a torchvision resnet34 state "
+                              "dict, or a TruckPilot checkpoint's .safetensors: its trunk starts a model of another "
+                              "layout, e.g. new anchors)")
     input_height: int = _opt(0, "model input height in px (0: the model's default)")
     input_width: int = _opt(0, "model input width in px (0: the model's default)")
     anchor_strides: tuple[int, ...] = _opt(
         (), "detector/joint, fresh models: feature strides of the anchor levels (empty: the default 8 16 32 64 "
-        "128; 8 is a level on ResNet layer2 for small, distant objects)", nargs="*")
+        "128; 8 is a level on ResNet layer2 for small, distant objects; 4 adds a level on layer1 merged with "
+        "layer2, for objects a few px wide)", nargs="*")
     anchor_sizes: tuple[float, ...] = _opt(
         (), "detector/joint, fresh models: base anchor side of each level as a fraction of the input's shorter "
         "side, one per --anchor-strides (empty: the default sizes)", nargs="*")

@@ -48,6 +48,7 @@ def test_layout_picks_its_anchors():
     (lambda: DetectorConfig(classes=("car", "car")), "classes"),
     (lambda: AnchorConfig(feature_strides=(16, 32), sizes=(0.1,)), "one size per feature stride"),
     (lambda: AnchorConfig(feature_strides=(24,), sizes=(0.1,)), "powers of two"),
+    (lambda: AnchorConfig(feature_strides=(2, 8), sizes=(0.02, 0.1)), "powers of two >= 4"),
     (lambda: DetectorConfig.from_dict({"colour": "red"}), "unknown keys"),
 ])
 def test_bad_values_are_refused_with_a_clear_error(make, match):
@@ -77,6 +78,22 @@ def test_trunk_weights_from_safetensors(tmp_path):
     save_file({k: v.contiguous() for k, v in state.items()}, str(path))
     trunk = ResNetTrunk(TrunkConfig(weights=str(path)))
     assert torch.equal(trunk.conv1.weight, state["conv1.weight"])
+
+
+def test_trunk_weights_from_a_truckpilot_detector_checkpoint(tmp_path):
+    """A trained detector's trunk starts a detector of another layout (e.g. with a stride-4 level)."""
+    from perception.checkpoint import save_model
+    from perception.detector import SSDNet
+
+    torch.manual_seed(2)
+    source = SSDNet(DetectorConfig(input_size=(64, 96), trunk=TrunkConfig(weights="none")))
+    path = save_model(tmp_path / "detector.safetensors", source)
+    trunk = ResNetTrunk(TrunkConfig(weights=str(path)))
+    for key, value in trunk.state_dict().items():
+        assert torch.equal(value, source.trunk.state_dict()[key]), key
+    with_fine = SSDNet(DetectorConfig(input_size=(64, 96), trunk=TrunkConfig(weights=str(path)),
+                                      anchors=AnchorConfig(feature_strides=(4, 8, 16), sizes=(0.05, 0.1, 0.2))))
+    assert torch.equal(with_fine.trunk.layer4[2].conv2.weight, source.trunk.layer4[2].conv2.weight)
 
 
 def test_trunk_weights_file_problems_are_named(tmp_path):

@@ -79,6 +79,33 @@ def test_default_layout_has_stride_8_and_16_maps():
     assert torch.softmax(cls_logits, dim=-1)[..., 0].mean() > 0.9
 
 
+def test_stride_4_level_merges_layer1_and_layer2():
+    """feature_strides with 4: a FineLevel on layer1 + upsampled layer2, anchors on a 4-px grid."""
+    anchors = AnchorConfig(feature_strides=(4, 8, 16, 32), sizes=(0.03, 0.06, 0.12, 0.3))
+    cfg = DetectorConfig(input_size=(90, 120), trunk=NONE, anchors=anchors)
+    model = SSDNet(cfg).eval()
+    x = torch.randn(2, 3, 90, 120)
+    with torch.no_grad():
+        levels = model.forward_features(x)
+        assert [tuple(t.shape[1:]) for t in levels] == [(64, 23, 30), (128, 12, 15), (256, 6, 8), (512, 3, 4)]
+        fine = model.fine(levels[0], levels[1])
+        assert fine.shape == (2, 128, 23, 30)
+        cls_logits, box_deltas = model(x)
+    k = anchors.anchors_per_cell
+    first = 23 * 30 * k
+    assert model.num_anchors == (23 * 30 + 12 * 15 + 6 * 8 + 3 * 4) * k == cls_logits.shape[1] == box_deltas.shape[1]
+    centres = (model.anchors[:first:k, :2] + model.anchors[:first:k, 2:]) / 2
+    assert torch.allclose(centres[1] - centres[0], torch.tensor([120 / 30, 0.0]))  # 4-px grid
+    side = 0.03 * 90
+    assert torch.allclose(model.anchors[0, 2:] - model.anchors[0, :2], torch.tensor([0.7 * side, 0.7 * side]))
+    # the stride-4 head sees layer2: changing only layer2's contribution changes its logits
+    with torch.no_grad():
+        base = model.forward_head(levels)[0][:, :first]
+        shifted = model.forward_head((levels[0], levels[1] + 1.0, levels[2], levels[3]))[0][:, :first]
+    assert not torch.allclose(base, shifted)
+    assert SSDNet(DetectorConfig(input_size=(90, 120), trunk=NONE)).fine is None  # default: no stride 4
+
+
 def test_wrong_input_size_is_refused():
     model = SSDNet(DetectorConfig(input_size=SMALL, trunk=NONE))
     with pytest.raises(ValueError, match="input_size"):

@@ -85,6 +85,18 @@ def test_anchor_and_matching_options_shape_a_fresh_detector(scene_sessions, tmp_
     assert model_config.match_iou == 0.4  # not the default (0.3): the option reached the card
     assert anchors.feature_strides == (8, 16, 32) and anchors.sizes == (0.1, 0.25, 0.5)
     assert anchors.aspect_ratios == (1.0, 0.33) and anchors.scales == (0.7, 1.0, 1.4)
+    # that run's trunk starts a detector with a stride-4 level (new anchors, so not --init)
+    fine = tmp_path / "det4"
+    assert _train("detector", scene_sessions, fine, "--epochs", "1", "--freeze-epochs", "0", "--max-steps", "1",
+                  "--lr", "1e-9", "--trunk-weights", str(run / "last.safetensors"),
+                  "--anchor-strides", "4", "8", "16", "32", "--anchor-sizes", "0.05", "0.1", "0.25", "0.5") == 0
+    fine_card = read_card(fine / "last.safetensors")
+    assert fine_card.model_config().anchors.feature_strides == (4, 8, 16, 32)
+    from perception.checkpoint import load_model
+
+    first, second = load_model(run / "last.safetensors")[0], load_model(fine / "last.safetensors")[0]
+    assert second.fine is not None
+    assert torch.allclose(first.trunk.layer3[0].conv1.weight, second.trunk.layer3[0].conv1.weight, atol=1e-6)
     for bad, message in ((["--anchor-strides", "8", "16"], "together"),
                          (["--anchor-strides", "8", "12", "--anchor-sizes", "0.1", "0.2"], "powers of two"),
                          (["--anchor-ratios", "x"], "invalid float")):
@@ -142,10 +154,10 @@ def test_refuses_to_overwrite_a_run_without_resume(scene_sessions, tmp_path, cap
     assert "--resume" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("kind", ["direction", "detector"])
+@pytest.mark.parametrize("kind", ["direction", "detector", "detector-stride4"])
 def test_export_onnx_matches_pytorch(kind, tmp_path, capsys):
     from perception.checkpoint import save_model
-    from perception.config import DetectorConfig, DirectionConfig, TrunkConfig
+    from perception.config import AnchorConfig, DetectorConfig, DirectionConfig, TrunkConfig
     from perception.detector import SSDNet
     from perception.direction import DirectionNet
 
@@ -153,8 +165,11 @@ def test_export_onnx_matches_pytorch(kind, tmp_path, capsys):
     trunk = TrunkConfig(weights="none")
     if kind == "direction":
         model = DirectionNet(DirectionConfig(input_size=(64, 64), trunk=trunk))
-    else:
+    elif kind == "detector":
         model = SSDNet(DetectorConfig(input_size=(64, 64), trunk=trunk))
+    else:  # the FineLevel's upsample and sum go through ONNX too
+        anchors = AnchorConfig(feature_strides=(4, 8, 16, 32), sizes=(0.05, 0.1, 0.25, 0.5))
+        model = SSDNet(DetectorConfig(input_size=(64, 64), trunk=trunk, anchors=anchors))
     ckpt = save_model(tmp_path / f"{kind}.safetensors", model.eval())
     out = tmp_path / f"{kind}.onnx"
     assert export.main([str(ckpt), "--onnx", str(out)]) == 0
@@ -165,7 +180,7 @@ def test_export_onnx_matches_pytorch(kind, tmp_path, capsys):
     import onnx
 
     card = {p.key: p.value for p in onnx.load(str(out)).metadata_props}["truckpilot_card"]
-    assert json.loads(card)["kind"] == kind
+    assert json.loads(card)["kind"] == kind.split("-")[0]
 
 
 def test_max_steps_then_resume_with_only_the_run_directory(scene_sessions, tmp_path):
