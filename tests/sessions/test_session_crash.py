@@ -22,21 +22,6 @@ def noisy_frame(i: int, width: int = 160, height: int = 120) -> np.ndarray:
     return np.random.default_rng(i).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
-@pytest.fixture()
-def small_tmpfs(tmp_path):
-    """A 2 MiB tmpfs; skipped (with the reason) only if mounting is refused."""
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs for the disk-full test (needs root / CAP_SYS_ADMIN): {done.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
 def test_disk_full_stops_with_a_clear_message_and_everything_before_reads_back(small_tmpfs):
     path = small_tmpfs / "s"
     writer = SessionWriter.create(path, source={"kind": "test"}, width=160, height=120, fps=0, classes=CLASSES)

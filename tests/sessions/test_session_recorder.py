@@ -66,29 +66,20 @@ def test_kill9_during_headless_recording_loses_at_most_a_second(tmp_path):
     assert all(r["frames"] > 0 and r["status"] in ("clean", "repaired") for r in details), details
 
 
-def test_record_disk_full_stops_with_message_and_keeps_frames(tmp_path):
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs for the disk-full test (needs root / CAP_SYS_ADMIN): {done.stderr.strip()}")
-    try:
-        out = mount_point / "s"
-        proc = subprocess.run(
-            [sys.executable, "-m", "agent", "record", "--out", str(out), "--autopilot", "--headless",
-             "--frames", "100000", "--no-progress", "--image-format", "png", "--sim-size", "640x480"],
-            capture_output=True, text=True, timeout=300,
-        )
-        assert proc.returncode == 3, proc.stderr[-2000:]
-        assert "disk full" in proc.stderr and "all of which read back" in proc.stderr
-        session = Session.open(out)
-        assert len(session) > 5
-        for r in session.records():
-            assert session.load_image(r).shape == (480, 640, 3)
-        assert verify(out, repair=False).records_quarantined == 0
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+def test_record_disk_full_stops_with_message_and_keeps_frames(small_tmpfs):
+    out = small_tmpfs / "s"
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent", "record", "--out", str(out), "--autopilot", "--headless",
+         "--frames", "100000", "--no-progress", "--image-format", "png", "--sim-size", "640x480"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "disk full" in proc.stderr and "all of which read back" in proc.stderr
+    session = Session.open(out)
+    assert len(session) > 5
+    for r in session.records():
+        assert session.load_image(r).shape == (480, 640, 3)
+    assert verify(out, repair=False).records_quarantined == 0
 
 
 def test_the_recording_benchmark_records_and_reports_its_figures(tmp_path):
