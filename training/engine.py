@@ -465,19 +465,20 @@ class Trainer:
         self._enter_phase(self.phases[-1])
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda _step: 1.0)
 
+    def endless_batches(self):
+        """The loader's batches without end, epoch after epoch, the sampler set to each epoch in
+        turn: for loops that count steps, not epochs (the benchmark, --find-lr)."""
+        epoch = 0
+        while True:
+            self.sampler.set_epoch(epoch)
+            yield from self.loader
+            epoch += 1
+
     def benchmark(self, steps: int, warmup: int = 10) -> dict:
         """Time ``steps`` training steps with everything trainable; img/s and data-wait share."""
         self.prepare_benchmark()
         device = self.runtime.device
-
-        def batches():
-            epoch = 0
-            while True:
-                self.sampler.set_epoch(epoch)
-                yield from self.loader
-                epoch += 1
-
-        it = batches()
+        it = self.endless_batches()
         for _ in range(warmup):
             self.train_step(*next(it))
         if self.runtime.cuda:

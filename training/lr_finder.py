@@ -56,16 +56,9 @@ def lr_range_test(trainer, out_dir: Path, start_lr: float = 1e-7, end_lr: float 
     growth = (end_lr / start_lr) ** (1.0 / max(1, num_steps - 1))
     trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: growth ** step)
 
-    def batches():
-        epoch = 0
-        while True:
-            trainer.sampler.set_epoch(epoch)
-            yield from trainer.loader
-            epoch += 1
-
     lrs, smoothed = [], []
     avg, best = 0.0, math.inf
-    it = batches()
+    it = trainer.endless_batches()
     for step in tqdm(range(num_steps), desc="lr range test", unit="step", disable=not trainer.runtime.is_main):
         lr = optimizer.param_groups[-1]["lr"] / ratios[-1]
         loss = float(trainer.train_step(*next(it)))
