@@ -2,6 +2,7 @@
 
     .venv/bin/python -m perception.bench                 # default input size, 2 threads
     .venv/bin/python -m perception.bench --sizes 224x224 224x168 192x144 160x120
+    .venv/bin/python -m perception.bench --sizes 320x240 --shared-trunk --stride4
 
 Sizes on the command line are WxH. Models are randomly initialised (speed does
 not depend on the weights); the frame is a 320x240 RGB image like the simulator's.
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from perception.config import DetectorConfig, DirectionConfig, TrunkConfig
+from perception.config import STRIDE4_ANCHORS, AnchorConfig, DetectorConfig, DirectionConfig, TrunkConfig
 from perception.detector import SSDNet
 from perception.direction import DirectionNet
 from perception.perceiver import Perceiver
@@ -48,12 +49,13 @@ def build_perceiver(
     layout: str = "default",
     bf16: bool = False,
     engine: str = "torch",
+    anchors: AnchorConfig | None = None,
 ) -> Perceiver:
     """Random-init DirectionNet + SSDNet at ``input_size`` (H, W; None = default) in a Perceiver.
     shared_trunk=True gives both the same trunk object (the trunk then runs once).
-    engine: "torch" or "onnxruntime" (1 thread)."""
+    engine: "torch" or "onnxruntime" (1 thread). anchors: None = the layout's."""
     trunk = TrunkConfig(weights="none")
-    dcfg, scfg = DirectionConfig(trunk=trunk), DetectorConfig(trunk=trunk, layout=layout)
+    dcfg, scfg = DirectionConfig(trunk=trunk), DetectorConfig(trunk=trunk, layout=layout, anchors=anchors)
     if input_size is not None:
         dcfg, scfg = replace(dcfg, input_size=input_size), replace(scfg, input_size=input_size)
     direction, detector = DirectionNet(dcfg), SSDNet(scfg)
@@ -135,20 +137,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bf16", action="store_true", help="also measure with bfloat16 autocast")
     parser.add_argument("--onnxruntime", action="store_true",
                         help="also measure the ONNX Runtime engine (float32, 1 thread)")
+    parser.add_argument("--stride4", action="store_true",
+                        help="also measure a detector with a stride-4 level (perception.config.STRIDE4_ANCHORS)")
     args = parser.parse_args(argv)
     sizes = [None] if not args.sizes else [tuple(int(v) for v in s.lower().split("x"))[::-1] for s in args.sizes]
     rows = []
     for size in sizes:
         for shared in ([False, True] if args.shared_trunk else [False]):
-            variants = [("torch", False)] + ([("torch", True)] if args.bf16 else []) + \
-                       ([("onnxruntime", False)] if args.onnxruntime else [])
-            for engine, bf16 in variants:
+            variants = [("torch", False, None)] + ([("torch", True, None)] if args.bf16 else []) + \
+                       ([("onnxruntime", False, None)] if args.onnxruntime else []) + \
+                       ([("torch", False, STRIDE4_ANCHORS)] if args.stride4 else [])
+            for engine, bf16, anchors in variants:
                 t0 = time.perf_counter()
-                perceiver = build_perceiver(size, shared, bf16=bf16, engine=engine)
+                perceiver = build_perceiver(size, shared, bf16=bf16, engine=engine, anchors=anchors)
                 ms = measure_perceiver_ms(perceiver, n_frames=args.frames, threads=args.threads)
                 cpu = measure_cpu_ms(perceiver)
                 row = {"input_hw": list(perceiver.detector_card.input_size), "shared_trunk": shared,
-                       "engine": engine, "bf16": bf16, "cpu_ms_1thread": round(cpu, 1),
+                       "engine": engine, "bf16": bf16,
+                       "anchor_strides": list(perceiver.detector_model.config.anchors.feature_strides),
+                       "anchors": perceiver.detector_model.num_anchors, "cpu_ms_1thread": round(cpu, 1),
                        **{k: round(v, 2) for k, v in ms.items()}}
                 rows.append(row)
                 print(json.dumps(row), flush=True)

@@ -166,6 +166,13 @@ ARTICLE_ANCHORS = AnchorConfig(
 )
 
 
+#: The default anchors plus a stride-4 level (SSDNet's FineLevel) of base size 0.02 of the short
+#: side, for objects a few pixels wide (training/README.md, "A stride-4 level for walkers").
+STRIDE4_ANCHORS = AnchorConfig(
+    feature_strides=(4, 8, 16, 32, 64, 128), sizes=(0.02, 0.04, 0.08, 0.2, 0.4, 0.7)
+)
+
+
 #: IoU at which an anchor becomes a positive, per layout (DetectorConfig.match_iou=None)
 DEFAULT_MATCH_IOU: dict[str, float] = {"default": 0.3, "article": 0.5}
 
