@@ -62,6 +62,10 @@ class OutConv(nn.Module):
         return self._flatten(self.cls(x), self.num_outputs), self._flatten(self.box(x), 4)
 
 
+#: width of the FineLevel (stride-4) feature map
+FINE_LEVEL_CHANNELS = 128
+
+
 class FineLevel(nn.Module):
     """The stride-4 feature map, FPN's top-down step one level deep.
 
@@ -80,10 +84,6 @@ class FineLevel(nn.Module):
     def forward(self, c1: Tensor, c2: Tensor) -> Tensor:
         up = F.interpolate(self.top_down(c2), size=c1.shape[-2:], mode="nearest")
         return self.smooth(self.lateral(c1) + up)
-
-
-#: width of the FineLevel (stride-4) feature map
-FINE_LEVEL_CHANNELS = 128
 
 
 def detector_anchors(config: DetectorConfig) -> Tensor:
@@ -136,7 +136,8 @@ class SSDNet(nn.Module):
             extra_in = width
         self.extras = nn.ModuleList(extras)
         self.fine = FineLevel(FINE_LEVEL_CHANNELS, cfg.head_dropout) if 4 in strides else None
-        channels = {4: FINE_LEVEL_CHANNELS, 8: LAYER2_CHANNELS, 16: LAYER3_CHANNELS, 32: LAYER4_CHANNELS if cfg.layout == "default" else width}
+        channels = {4: FINE_LEVEL_CHANNELS, 8: LAYER2_CHANNELS, 16: LAYER3_CHANNELS,
+                    32: LAYER4_CHANNELS if cfg.layout == "default" else width}
         heads = []
         for s in strides:
             heads.append(OutConv(channels.get(s, width), k, num_outputs, background_bias))

@@ -104,7 +104,7 @@ def load_trunk_weights(trunk: ResNetTrunk, weights: str) -> None:
         source = weights
     own = trunk.state_dict()
     if not any(k in own for k in state) and any(k.startswith(_CHECKPOINT_PREFIX) for k in state):
-        # a TruckPilot checkpoint (direction, detector or joint): take its trunk
+        # a TruckPilot direction or detector checkpoint: take its trunk
         state = {k[len(_CHECKPOINT_PREFIX):]: v for k, v in state.items() if k.startswith(_CHECKPOINT_PREFIX)}
     picked = {k: v for k, v in state.items() if k in own}
     missing = sorted(set(own) - set(picked))

@@ -44,9 +44,10 @@ class TrainConfig:
     val_fraction: float = _opt(0.2, "share of --data sessions held out for validation when --val-data is empty")
     init: str = _opt("", "start from this checkpoint (.safetensors written by perception.save_model); joint: a joint "
                      "run's stem RUN/best, either file of the pair, or a single direction/detector checkpoint")
-    trunk_weights: str = _opt("imagenet", "trunk initialisation when --init is empty: imagenet | none | PATH (a torchvision resnet34 state "
-                              "dict, or a TruckPilot checkpoint's .safetensors: its trunk starts a model of another "
-                              "layout, e.g. new anchors)")
+    trunk_weights: str = _opt(
+        "imagenet", "trunk initialisation when --init is empty: imagenet | none | PATH (a torchvision resnet34 "
+        "state dict, or a direction/detector checkpoint's .safetensors: its trunk starts a model with, e.g., "
+        "new anchors)")
     input_height: int = _opt(0, "model input height in px (0: the model's default)")
     input_width: int = _opt(0, "model input width in px (0: the model's default)")
     anchor_strides: tuple[int, ...] = _opt(
