@@ -110,7 +110,7 @@ def load_trunk_weights(trunk: ResNetTrunk, weights: str) -> None:
     missing = sorted(set(own) - set(picked))
     if missing:
         raise ValueError(f"trunk weights {source}: missing {len(missing)} keys (first: {missing[:3]}); "
-                         "expected a torchvision resnet34 state dict")
+                         "expected a torchvision resnet34 state dict or a direction/detector checkpoint")
     bad = [k for k, v in picked.items() if tuple(v.shape) != tuple(own[k].shape)]
     if bad:
         raise ValueError(f"trunk weights {source}: shape mismatch for {bad[:3]}; expected a resnet34 state dict")
