@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .conditions import make_look
-from .sprites import SpritePainter, Shade
+from .sprites import DrawnExtent, SpritePainter, Shade
 from .world import World
 
 CLASSES: tuple[str, ...] = ("car", "truck", "person", "sign")
@@ -76,7 +76,8 @@ class RenderResult:
     """One drawn frame and its ground truth.
 
     frame: HxWx3 uint8 RGB (the renderer's buffer: copy it to keep it).
-    boxes: float32 (N, 4) xyxy pixels, clipped; labels: N names from CLASSES;
+    boxes: float32 (N, 4) xyxy, the whole-pixel edges of each object's drawn
+    pixels (x1/y1 exclusive, inside the frame); labels: N names from CLASSES;
     uids: N object ids (stable over an episode); id_mask: (H, W) int32 of
     draw-order indices + 1 into ``drawn_uids`` (0 = ground/sky,
     UNLABELLED_ID = an unlabelled part such as a sign's pole), only when asked.
@@ -99,7 +100,7 @@ class Renderer(SpritePainter):
         import pygame  # lazily: only a renderer needs it
 
         self._pygame = pygame
-        self.draw = pygame.draw
+        self.draw = DrawnExtent(pygame.draw)
         self.width, self.height = int(width), int(height)
         self.look = make_look(time_of_day, weather)
         self.cam_h = float(camera_height_m)

@@ -4,9 +4,14 @@ roof), people, signs and roadside scenery, drawn with ``pygame.draw``.
 ``SpritePainter`` is mixed into ``sim.render.Renderer``; it uses the
 renderer's camera: ``_project(s, d) -> (screen x, f / forward) | None``,
 ``cy`` (horizon row), ``cam_h`` (eye height, m), ``_cam_d`` (the camera's d),
-``width``, ``look`` and ``draw`` (pygame.draw). Every draw method returns the
-object's bounding box (x0, y0, x1, y1) in unclipped pixels, or None when it
-drew nothing; the same code draws the id mask (``Shade`` with a flat colour).
+``width``, ``look`` and ``draw`` (a ``DrawnExtent`` around pygame.draw).
+``_draw_item`` returns the box of the pixels the object's draw calls changed,
+(x0, y0, x1, y1) in whole pixels, x1/y1 exclusive, clipped to the surface, or
+None when it changed none. pygame truncates float rectangles to whole pixels,
+so a box computed from the projection can miss a 1-2 px wide walker by a
+pixel (IoU < 0.5 with what is on screen); the box of the changed pixels is
+what a detector can see. The same code draws the id mask (``Shade`` with a
+flat colour).
 """
 from __future__ import annotations
 
@@ -53,15 +58,62 @@ class Shade:
                 int(c[2] * (1 - f) + self.fb * 0.6))
 
 
+class DrawnExtent:
+    """``pygame.draw`` that remembers the union of the rectangles its calls changed.
+
+    pygame.draw's functions return the bounding rect of the pixels they changed,
+    clipped to the surface (zero size when none). ``begin`` forgets what was
+    drawn; ``box`` is the union since then as (x0, y0, x1, y1) whole pixels,
+    x1/y1 exclusive, or None.
+    """
+
+    __slots__ = ("_draw", "_x0", "_y0", "_x1", "_y1")
+
+    def __init__(self, draw):
+        self._draw = draw
+        self.begin()
+
+    def begin(self) -> None:
+        self._x0 = self._y0 = 1 << 30
+        self._x1 = self._y1 = -(1 << 30)
+
+    def box(self) -> tuple[float, float, float, float] | None:
+        if self._x1 <= self._x0 or self._y1 <= self._y0:
+            return None
+        return (float(self._x0), float(self._y0), float(self._x1), float(self._y1))
+
+    def _note(self, changed):
+        if changed.width > 0 and changed.height > 0:
+            self._x0, self._y0 = min(self._x0, changed.x), min(self._y0, changed.y)
+            self._x1, self._y1 = max(self._x1, changed.right), max(self._y1, changed.bottom)
+        return changed
+
+    def rect(self, surf, colour, rect, *args):
+        return self._note(self._draw.rect(surf, colour, rect, *args))
+
+    def polygon(self, surf, colour, points, *args):
+        return self._note(self._draw.polygon(surf, colour, points, *args))
+
+    def ellipse(self, surf, colour, rect, *args):
+        return self._note(self._draw.ellipse(surf, colour, rect, *args))
+
+    def line(self, surf, colour, start, end, *args):
+        return self._note(self._draw.line(surf, colour, start, end, *args))
+
+
 class SpritePainter:
     """Drawing of every kind of object (see the module docstring for what it needs)."""
 
     def _draw_item(self, surf, kind, obj, near_s, far_s, sh, pole_colour):
+        """Draw one object; the box of the pixels it changed (module docstring) or None."""
+        self.draw.begin()
         if kind == "vehicle":
-            return self._draw_vehicle(surf, obj, near_s, far_s, sh)
-        if kind == "person":
-            return self._draw_person(surf, obj, sh)
-        return self._draw_static(surf, obj, near_s, far_s, sh, pole_colour)
+            drew = self._draw_vehicle(surf, obj, near_s, far_s, sh)
+        elif kind == "person":
+            drew = self._draw_person(surf, obj, sh)
+        else:
+            drew = self._draw_static(surf, obj, near_s, far_s, sh, pole_colour)
+        return None if drew is None else self.draw.box()
 
     # ------------------------------------------------------------ objects
     def _draw_vehicle(self, surf, v: Vehicle, near_s: float, far_s: float, sh: Shade):
@@ -223,6 +275,7 @@ class SpritePainter:
             if sh.flat is not None:
                 pc = (255, 255, 255)
             draw.rect(surf, pc, (x - pole / 2, bottom - 1, pole, yb - bottom + 1))
+            draw.begin()  # a sign's box is its plate's: forget the pole
             x0 = x - pw / 2
             rect = (x0, top, pw, ph)
             shape = o.shape

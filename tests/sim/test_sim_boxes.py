@@ -7,7 +7,7 @@ import pytest
 from sim.expert import Expert
 from sim.render import UNLABELLED_ID, Renderer
 from sim.road import LANE_CENTRES_M, Road
-from sim.actors import Vehicle
+from sim.actors import Pedestrian, Vehicle
 from sim.truck import TruckControls
 from sim.world import World
 
@@ -22,20 +22,28 @@ def _drive(world: World, steps: int) -> None:
 
 
 def _check_boxes_against_mask(result, width: int, height: int) -> int:
+    """Every box holds all its object's pixels, with no slack; an object that
+    nothing nearer overlaps has exactly its pixels' bounding box. Returns how
+    many boxes were checked exactly."""
     boxes, mask = result.boxes, result.id_mask
     assert mask.shape == (height, width)
+    exact = 0
     for box, uid in zip(boxes, result.uids):
         x0, y0, x1, y1 = box.tolist()
         assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
+        assert box.tolist() == np.round(box).tolist(), f"object {uid}: box {box} is not on pixel edges"
         index = result.drawn_uids.index(uid) + 1
         ys, xs = np.nonzero(mask == index)
         assert len(xs) > 0, f"object {uid} has a box but no pixels"
-        # every pixel of the object lies inside its box (1 px of rounding slack)
-        assert xs.min() >= x0 - 1 and xs.max() <= x1 + 1 and ys.min() >= y0 - 1 and ys.max() <= y1 + 1
+        assert xs.min() >= x0 and xs.max() < x1 and ys.min() >= y0 and ys.max() < y1
         # and the object's visible pixels fill a fair share of the box (not a loose box)
-        area = max(1.0, (x1 - x0) * (y1 - y0))
+        area = (x1 - x0) * (y1 - y0)
         assert len(xs) / area > 0.15, f"object {uid}: {len(xs)} px in a {area:.0f} px box"
-    return len(boxes)
+        inside = mask[int(y0):int(y1), int(x0):int(x1)]
+        if not ((inside > index).any()):  # nothing drawn later (nearer, or a pole) covers it
+            assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (x0, y0, x1, y1)
+            exact += 1
+    return exact
 
 
 @pytest.mark.parametrize("tod,weather", [("day", "clear"), ("dusk", "rain"), ("night", "clear")])
@@ -49,7 +57,7 @@ def test_boxes_cover_their_objects_pixels(tod, weather):
             result = renderer.render(world, np.random.default_rng(0), id_mask=True)
             checked += _check_boxes_against_mask(result, 320, 240)
             labels.update(result.labels)
-    assert checked >= 10
+    assert checked >= 10  # boxes checked to the pixel
     assert {"car", "truck", "sign"} <= labels
 
 
@@ -79,6 +87,24 @@ def test_box_of_a_placed_car_matches_its_projection():
     eye_to_rear = 30.0 - 4.5 / 2 + 1.5
     assert (x1 - x0) == pytest.approx(renderer.f * 1.8 / eye_to_rear, rel=0.15)
     _check_boxes_against_mask(r, 320, 240)
+
+
+@pytest.mark.parametrize("distance_m", [40.0, 60.0, 80.0, 100.0])
+def test_a_far_walker_box_is_the_pixels_drawn(distance_m):
+    """A walker 1-2 px wide: pygame truncates its float rectangle, so the box
+    must be the changed pixels, not the projection (IoU < 0.5 between the two
+    at some sub-pixel offsets)."""
+    renderer = Renderer(320, 240, "day", "clear")
+    for offset_m in np.linspace(0.0, 0.3, 7):
+        w = _lone_car_world(500.0)
+        w.vehicles.clear()
+        w.pedestrians.append(Pedestrian(7, w.truck.s + distance_m, 3.0 + offset_m, "wait", 0.0, 1.75,
+                                        (200, 40, 40), (30, 30, 90), (220, 180, 150), 0.0))
+        r = renderer.render(w, id_mask=True)
+        assert r.labels == ("person",), f"{distance_m} m, {offset_m:.2f} m aside: {r.labels}"
+        x0, y0, x1, y1 = r.boxes[0].tolist()
+        assert x1 - x0 <= 3 and y1 - y0 >= 4
+        assert _check_boxes_against_mask(r, 320, 240) == 1
 
 
 def test_hidden_far_and_fogged_objects_are_left_out():
