@@ -219,7 +219,7 @@ class SpritePainter:
             draw.rect(surf, sh(p.pants), (x0, yt + 0.55 * h, max(1.0, w), max(1.0, 0.45 * h)))
             return (x0, yt, x0 + max(1.0, w), yb)
         stride = 0.18 * math.sin(p.phase) * w if (p.v_lat or p.v_long) else 0.0
-        lw = 0.3 * w
+        lw = max(1.0, 0.3 * w)  # pygame truncates widths: a leg under 1 px would not be drawn at all
         draw.rect(surf, sh(p.pants), (x0 + 0.16 * w + stride, yt + 0.53 * h, lw, 0.47 * h))
         draw.rect(surf, sh(p.pants), (x0 + 0.54 * w - stride, yt + 0.53 * h, lw, 0.47 * h))
         draw.rect(surf, sh(p.shirt), (x0, yt + 0.17 * h, w, 0.4 * h))
