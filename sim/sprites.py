@@ -10,8 +10,9 @@ renderer's camera: ``_project(s, d) -> (screen x, f / forward) | None``,
 None when it changed none. pygame truncates float rectangles to whole pixels,
 so a box computed from the projection can miss a 1-2 px wide walker by a
 pixel (IoU < 0.5 with what is on screen); the box of the changed pixels is
-what a detector can see. The same code draws the id mask (``Shade`` with a
-flat colour).
+what a detector can see. (The ``_draw_*`` methods still return their projected
+box; only whether it is None is used.) The same code draws the id mask
+(``Shade`` with a flat colour).
 """
 from __future__ import annotations
 
