@@ -31,6 +31,8 @@ __all__ = [
     "encode",
     "decode",
     "decode_detections",
+    "decode_detections_batch",
+    "rank_within_groups",
     "clip_boxes",
     "scale_boxes",
 ]
@@ -205,6 +207,69 @@ def scale_boxes(boxes: Tensor, from_size: tuple[int, int], to_size: tuple[int, i
     return boxes * boxes.new_tensor([sx, sy, sx, sy])
 
 
+def rank_within_groups(groups: Tensor, scores: Tensor) -> Tensor:
+    """Rank of each entry among the entries of its group, by score, highest first (0 = best).
+
+    groups: (N,) long >= 0; scores: (N,). Returns (N,) long. Ties keep input order.
+    """
+    by_score = torch.argsort(scores, descending=True, stable=True)
+    order = by_score[torch.argsort(groups[by_score], stable=True)]  # grouped, best first in each group
+    sorted_groups = groups[order]
+    counts = torch.bincount(sorted_groups)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(order.numel(), device=order.device) - starts[sorted_groups]
+    return rank
+
+
+def decode_detections_batch(
+    scores: Tensor,
+    deltas: Tensor,
+    anchors: Tensor,
+    image_size: tuple[int, int],
+    score_threshold: float = 0.3,
+    iou_threshold: float = 0.45,
+    top_k: int = 100,
+    variances: Sequence[float] = DEFAULT_VARIANCES,
+    pre_nms_top_k: int = 1000,
+) -> list[dict[str, Tensor]]:
+    """Detections of a batch of images: decode, score threshold, top-k, per-class NMS.
+
+    scores: (B, A, C) probabilities of the C object classes (background excluded);
+    deltas: (B, A, 4) encoded boxes; anchors: (A, 4) xyxy; image_size (H, W) for clipping.
+    In each image, candidates are (anchor, class) pairs with score > score_threshold; the
+    image's best ``pre_nms_top_k`` of them go through ``torchvision.ops.batched_nms`` (boxes
+    of the same image and class overlapping more than iou_threshold are suppressed; other
+    classes and other images never suppress each other), and the image's best ``top_k``
+    survive; equal scores rank by (anchor, class) index, so an image decodes the same in any
+    batch. The whole batch is one pass (two host syncs), not a loop over images.
+    Returns B dicts {"boxes": (K, 4) xyxy clipped, "scores": (K,), "labels": (K,) long in 1..C},
+    highest score first; boxes of zero area after clipping are dropped.
+    """
+    batch, _, num_classes = scores.shape
+    flat = scores.reshape(batch, -1)
+    image, index = torch.nonzero(flat > score_threshold, as_tuple=True)
+    cand_scores = flat[image, index]
+    best = rank_within_groups(image, cand_scores) < pre_nms_top_k
+    image, index, cand_scores = image[best], index[best], cand_scores[best]
+    anchor_idx = torch.div(index, num_classes, rounding_mode="floor")
+    labels = index % num_classes + 1
+    boxes = clip_boxes(decode(deltas[image, anchor_idx], anchors[anchor_idx], variances), image_size)
+    nonempty = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    boxes, cand_scores, labels, image = boxes[nonempty], cand_scores[nonempty], labels[nonempty], image[nonempty]
+    kept = batched_nms(boxes, cand_scores, image * num_classes + labels - 1, iou_threshold)
+    # batched_nms orders equal scores arbitrarily (and a saturated softmax gives many exact 1.0s):
+    # back to candidate order, so ties go to the lower (anchor, class) index whatever else is in the batch
+    kept = kept.sort().values
+    rank = rank_within_groups(image[kept], cand_scores[kept])
+    best = rank < top_k
+    kept, rank = kept[best], rank[best]
+    kept = kept[torch.argsort(image[kept] * top_k + rank)]  # grouped by image, best first
+    counts = torch.bincount(image[kept], minlength=batch).tolist()
+    return [{"boxes": b, "scores": s, "labels": c} for b, s, c in
+            zip(boxes[kept].split(counts), cand_scores[kept].split(counts), labels[kept].split(counts))]
+
+
 def decode_detections(
     scores: Tensor,
     deltas: Tensor,
@@ -216,27 +281,12 @@ def decode_detections(
     variances: Sequence[float] = DEFAULT_VARIANCES,
     pre_nms_top_k: int = 1000,
 ) -> dict[str, Tensor]:
-    """Detections of one image: decode, score threshold, top-k, per-class NMS.
+    """Detections of one image: :func:`decode_detections_batch` of a batch of one.
 
     scores: (A, C) probabilities of the C object classes (background excluded);
     deltas: (A, 4) encoded boxes; anchors: (A, 4) xyxy; image_size (H, W) for clipping.
-    Candidates are (anchor, class) pairs with score > score_threshold, the best
-    ``pre_nms_top_k`` of them go through ``torchvision.ops.batched_nms`` (boxes of
-    the same class overlapping more than iou_threshold are suppressed; different
-    classes never suppress each other), and the best ``top_k`` survive.
     Returns {"boxes": (K, 4) xyxy clipped, "scores": (K,), "labels": (K,) long in 1..C},
     highest score first; boxes of zero area after clipping are dropped.
     """
-    num_classes = scores.shape[1]
-    flat = scores.reshape(-1)
-    keep = torch.nonzero(flat > score_threshold).squeeze(1)
-    if keep.numel() > pre_nms_top_k:
-        keep = keep[flat[keep].topk(pre_nms_top_k).indices]
-    anchor_idx = torch.div(keep, num_classes, rounding_mode="floor")
-    labels = keep % num_classes + 1
-    cand_scores = flat[keep]
-    boxes = clip_boxes(decode(deltas[anchor_idx], anchors[anchor_idx], variances), image_size)
-    nonempty = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-    boxes, cand_scores, labels = boxes[nonempty], cand_scores[nonempty], labels[nonempty]
-    kept = batched_nms(boxes, cand_scores, labels, iou_threshold)[:top_k]  # sorted by score
-    return {"boxes": boxes[kept], "scores": cand_scores[kept], "labels": labels[kept]}
+    return decode_detections_batch(scores[None], deltas[None], anchors, image_size, score_threshold,
+                                   iou_threshold, top_k, variances, pre_nms_top_k)[0]

@@ -3,6 +3,7 @@
     .venv/bin/python -m perception.bench                 # default input size, 2 threads
     .venv/bin/python -m perception.bench --sizes 224x224 224x168 192x144 160x120
     .venv/bin/python -m perception.bench --sizes 320x240 --shared-trunk --stride4
+    .venv/bin/python -m perception.bench --sizes 320x240 --decode-batch 64 --stride4   # batched decode vs a loop
 
 Sizes on the command line are WxH. Models are randomly initialised (speed does
 not depend on the weights); the frame is a 320x240 RGB image like the simulator's.
@@ -20,10 +21,12 @@ from dataclasses import replace
 
 import numpy as np
 import torch
+from torch import Tensor
 from tqdm import tqdm
 
 from perception.config import STRIDE4_ANCHORS, AnchorConfig, DetectorConfig, DirectionConfig, TrunkConfig
-from perception.detector import SSDNet
+from perception.anchors import decode_detections, decode_detections_batch
+from perception.detector import SSDNet, detector_anchors
 from perception.direction import DirectionNet
 from perception.perceiver import Perceiver
 
@@ -128,6 +131,55 @@ def measure_cpu_ms(
     return statistics.median(costs)
 
 
+def synthetic_scores(batch: int, num_anchors: int, num_classes: int, candidates: int, seed: int = 0) -> Tensor:
+    """(batch, num_anchors, num_classes) class probabilities, background left out, like a trained
+    detector's: about ``candidates`` (anchor, class) pairs per image clearly above 0.05, the rest near 0."""
+    gen = torch.Generator().manual_seed(seed)
+    logits = torch.randn(batch, num_anchors, num_classes + 1, generator=gen) - 8.0
+    logits[..., 0] = 0.0
+    hot = torch.rand(batch, num_anchors, num_classes, generator=gen) < candidates / (num_anchors * num_classes)
+    logits[..., 1:] += hot * 10.0
+    return torch.softmax(logits, dim=-1)[..., 1:]
+
+
+def measure_decode_ms(
+    batch: int = 64,
+    input_size: tuple[int, int] = (240, 320),
+    anchors: AnchorConfig | None = None,
+    candidates: int = 300,
+    rounds: int = 15,
+    threads: int | None = 2,
+) -> dict[str, float]:
+    """Decoding a batch of detector outputs (decode, threshold 0.05 as in evaluation, NMS, top 100) in
+    one pass (``decode_detections_batch``, what ``SSDNet.detect`` runs) and image by image
+    (``decode_detections`` in a loop), in interleaved rounds on the same synthetic outputs
+    (``synthetic_scores``). Returns median ms per batch of each and loop / batched."""
+    config = DetectorConfig(trunk=TrunkConfig(weights="none"), input_size=input_size, anchors=anchors)
+    anchor_boxes = detector_anchors(config)
+    scores = synthetic_scores(batch, anchor_boxes.shape[0], config.num_classes, candidates)
+    deltas = torch.randn(batch, anchor_boxes.shape[0], 4, generator=torch.Generator().manual_seed(1)) * 0.5
+    size = tuple(config.input_size)
+
+    def batched():
+        return decode_detections_batch(scores, deltas, anchor_boxes, size, 0.05, 0.45, 100)
+
+    def loop():
+        return [decode_detections(scores[b], deltas[b], anchor_boxes, size, 0.05, 0.45, 100) for b in range(batch)]
+
+    times: dict[str, list[float]] = {"batched": [], "loop": []}
+    with torch_threads(threads):
+        for fn in (batched, loop):  # warm-up
+            fn()
+        for _ in range(rounds):
+            for name, fn in (("batched", batched), ("loop", loop)):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append((time.perf_counter() - t0) * 1000.0)
+    result = {f"{name}_ms": statistics.median(values) for name, values in times.items()}
+    result["loop_over_batched"] = result["loop_ms"] / result["batched_ms"]
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m perception.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="*", default=None, help="model input sizes WxH (default: the default size)")
@@ -139,8 +191,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="also measure the ONNX Runtime engine (float32, 1 thread)")
     parser.add_argument("--stride4", action="store_true",
                         help="also measure a detector with a stride-4 level (perception.config.STRIDE4_ANCHORS)")
+    parser.add_argument("--decode-batch", type=int, default=0, metavar="B",
+                        help="instead: decoding B images' detector outputs in one pass vs image by image")
     args = parser.parse_args(argv)
     sizes = [None] if not args.sizes else [tuple(int(v) for v in s.lower().split("x"))[::-1] for s in args.sizes]
+    if args.decode_batch:
+        for size in sizes:
+            for anchors in [None] + ([STRIDE4_ANCHORS] if args.stride4 else []):
+                config = DetectorConfig(anchors=anchors, **({"input_size": size} if size else {}))
+                ms = measure_decode_ms(args.decode_batch, tuple(config.input_size), anchors, threads=args.threads)
+                print(json.dumps({"decode_batch": args.decode_batch, "input_hw": list(config.input_size),
+                                  "anchor_strides": list(config.anchors.feature_strides),
+                                  **{k: round(v, 2) for k, v in ms.items()}}), flush=True)
+        return 0
     rows = []
     for size in sizes:
         for shared in ([False, True] if args.shared_trunk else [False]):

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from perception.anchors import decode_detections, encode, feature_map_size, make_anchors, match_batch
+from perception.anchors import decode_detections_batch, encode, feature_map_size, make_anchors, match_batch
 from perception.config import DetectorConfig
 from perception.direction import _freeze, _param_groups
 from perception.trunk import LAYER1_CHANNELS, LAYER2_CHANNELS, LAYER3_CHANNELS, LAYER4_CHANNELS, ResNetTrunk
@@ -296,13 +296,10 @@ class SSDNet(nn.Module):
         iou_threshold: float = 0.45,
         top_k: int = 100,
     ) -> list[dict[str, Tensor]]:
-        """Decode a batch: per image {"boxes": (K, 4) xyxy model-input px (clipped),
-        "scores": (K,) softmax probabilities, "labels": (K,) long in 1..C}, highest score first."""
+        """Decode a batch in one pass (``decode_detections_batch``): per image {"boxes": (K, 4) xyxy
+        model-input px (clipped), "scores": (K,) softmax probabilities, "labels": (K,) long in 1..C},
+        highest score first."""
         scores = F.softmax(cls_logits.float(), dim=-1)[..., 1:]
-        return [
-            decode_detections(
-                scores[b], box_deltas[b].float(), self.anchors.float(), tuple(self.config.input_size),
-                score_threshold, iou_threshold, top_k, self.config.variances,
-            )
-            for b in range(cls_logits.shape[0])
-        ]
+        return decode_detections_batch(scores, box_deltas.float(), self.anchors.float(),
+                                       tuple(self.config.input_size), score_threshold, iou_threshold, top_k,
+                                       self.config.variances)

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from torchvision.ops import batched_nms
 
 from perception import anchors as A
 
@@ -144,6 +145,72 @@ def test_decode_detections_clips_and_drops_empty_boxes():
     scores = torch.tensor([[0.9], [0.9]])
     out = A.decode_detections(scores, torch.zeros(2, 4), anchors, (100, 100), 0.3, 0.45)
     assert out["boxes"].tolist() == [[0.0, 0.0, 30.0, 30.0]]  # second box clips to nothing
+
+
+def _decode_one_image_oracle(scores, deltas, anchors, size, thr, iou_thr, top_k, pre_nms_top_k):
+    """The per-image decode written out plainly (what decode_detections did before it was batched)."""
+    num_classes = scores.shape[1]
+    flat = scores.reshape(-1)
+    keep = torch.nonzero(flat > thr).squeeze(1)
+    if keep.numel() > pre_nms_top_k:
+        keep = keep[flat[keep].topk(pre_nms_top_k).indices]
+    anchor_idx = torch.div(keep, num_classes, rounding_mode="floor")
+    labels = keep % num_classes + 1
+    cand = flat[keep]
+    boxes = A.clip_boxes(A.decode(deltas[anchor_idx], anchors[anchor_idx]), size)
+    ok = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    boxes, cand, labels = boxes[ok], cand[ok], labels[ok]
+    kept = batched_nms(boxes, cand, labels, iou_thr)[:top_k]
+    return {"boxes": boxes[kept], "scores": cand[kept], "labels": labels[kept]}
+
+
+@pytest.mark.parametrize("pre_nms_top_k, top_k", [(1000, 100), (40, 7)])
+def test_decode_detections_batch_equals_image_by_image(pre_nms_top_k, top_k):
+    """A batch with crowded, empty and edge-clipped images decodes to what each image gives alone:
+    nothing suppresses across images, and the caps are per image."""
+    anchors = A.make_anchors((96, 128), [(12, 16), (6, 8)], [10.0, 24.0], (1.0,), (1.0, 2.0, 0.5))
+    gen = torch.Generator().manual_seed(3)
+    batch, num_classes = 6, 4
+    scores = torch.rand(batch, anchors.shape[0], num_classes, generator=gen) ** 4  # a few above 0.3
+    scores[2] = 0.0  # an image with no candidate
+    scores[4] = scores[4] ** 0.1  # an image with more candidates than pre_nms_top_k
+    deltas = torch.randn(batch, anchors.shape[0], 4, generator=gen) * 3  # some leave the image
+    got = A.decode_detections_batch(scores, deltas, anchors, (96, 128), 0.3, 0.45, top_k, pre_nms_top_k=pre_nms_top_k)
+    assert len(got) == batch
+    for b in range(batch):
+        want = _decode_one_image_oracle(scores[b], deltas[b], anchors, (96, 128), 0.3, 0.45, top_k, pre_nms_top_k)
+        for key in ("boxes", "scores", "labels"):
+            assert torch.equal(got[b][key], want[key]), (b, key)
+    assert got[2]["boxes"].shape == (0, 4)
+    assert len(got[4]["scores"]) == top_k  # capped
+    assert all(len(d["scores"]) > 0 for i, d in enumerate(got) if i != 2)
+
+
+def test_decode_detections_batch_breaks_score_ties_by_index_in_any_batch():
+    """A saturated softmax gives exact 1.0s: which tied boxes survive top_k, and their order, is
+    the lowest (anchor, class) index first, whatever else shares the batch."""
+    anchors = A.make_anchors((96, 128), [(12, 16)], [6.0], (1.0,), (1.0,))  # 192 disjoint-ish boxes
+    gen = torch.Generator().manual_seed(5)
+    scores = torch.rand(3, anchors.shape[0], 2, generator=gen) * 0.5
+    scores[1, 10:60, 1] = 1.0
+    scores[1, 12:14, 0] = 1.0  # same boxes as two of the class-2 ones: another class, not suppressed
+    deltas = torch.zeros(3, anchors.shape[0], 4)
+    alone = A.decode_detections(scores[1], deltas[1], anchors, (96, 128), 0.3, 0.45, top_k=8)
+    together = A.decode_detections_batch(scores, deltas, anchors, (96, 128), 0.3, 0.45, top_k=8)[1]
+    for key in ("boxes", "scores", "labels"):
+        assert torch.equal(alone[key], together[key]), key
+    index = [int(i) for i in torch.nonzero((scores[1] == 1.0).reshape(-1)).squeeze(1)[:8]]
+    assert together["scores"].tolist() == [1.0] * 8
+    assert together["boxes"].tolist() == anchors[[i // 2 for i in index]].tolist()
+    assert together["labels"].tolist() == [i % 2 + 1 for i in index]
+
+
+def test_rank_within_groups_by_hand():
+    groups = torch.tensor([1, 0, 1, 1, 0, 3])
+    scores = torch.tensor([0.2, 0.9, 0.7, 0.7, 0.1, 0.5])
+    # group 1: 0.7 (index 2, first of the tie), 0.7 (index 3), 0.2; group 0: 0.9, 0.1; group 3: 0.5
+    assert A.rank_within_groups(groups, scores).tolist() == [2, 0, 0, 1, 1, 0]
+    assert A.rank_within_groups(torch.zeros(0, dtype=torch.long), torch.zeros(0)).tolist() == []
 
 
 def test_scale_boxes():

@@ -15,3 +15,20 @@ def test_bench_rows_compare_the_stride_4_detector_with_the_default(capsys):
     # 24x16 cells at stride 4, 9 anchors each, on top of the default levels
     assert fine["anchors"] - default["anchors"] == 16 * 24 * 9
     assert all(r["total"] > 0 and r["fps"] > 0 and r["cpu_ms_1thread"] > 0 for r in rows)
+
+
+def test_synthetic_scores_have_about_the_asked_candidates_per_image():
+    scores = bench.synthetic_scores(4, 5000, 4, candidates=50)
+    assert scores.shape == (4, 5000, 4)
+    per_image = (scores > 0.05).sum(dim=(1, 2))
+    assert all(30 <= n <= 75 for n in per_image.tolist()), per_image
+
+
+def test_decode_bench_rows_time_the_batched_decode_beside_the_loop(capsys):
+    assert bench.main(["--sizes", "96x64", "--decode-batch", "4", "--threads", "1", "--stride4"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [r["anchor_strides"] for r in rows] == [[8, 16, 32, 64, 128], [4, 8, 16, 32, 64, 128]]
+    for r in rows:
+        assert r["decode_batch"] == 4 and r["input_hw"] == [64, 96]
+        assert r["batched_ms"] > 0 and r["loop_ms"] > 0
+        assert abs(r["loop_over_batched"] - r["loop_ms"] / r["batched_ms"]) < 0.02 * r["loop_over_batched"] + 0.01
