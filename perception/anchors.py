@@ -247,13 +247,13 @@ def decode_detections_batch(
     highest score first; boxes of zero area after clipping are dropped.
     """
     batch, _, num_classes = scores.shape
-    flat = scores.reshape(batch, -1)
-    image, index = torch.nonzero(flat > score_threshold, as_tuple=True)
-    cand_scores = flat[image, index]
+    # (image, anchor, class) of the candidates, in (anchor, class) order within each image; no copy
+    # of ``scores`` (often a strided view: softmax(...)[..., 1:])
+    image, anchor_idx, cls = torch.nonzero(scores > score_threshold, as_tuple=True)
+    cand_scores = scores[image, anchor_idx, cls]
     best = rank_within_groups(image, cand_scores) < pre_nms_top_k
-    image, index, cand_scores = image[best], index[best], cand_scores[best]
-    anchor_idx = torch.div(index, num_classes, rounding_mode="floor")
-    labels = index % num_classes + 1
+    image, anchor_idx, cand_scores = image[best], anchor_idx[best], cand_scores[best]
+    labels = cls[best] + 1
     boxes = clip_boxes(decode(deltas[image, anchor_idx], anchors[anchor_idx], variances), image_size)
     nonempty = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     boxes, cand_scores, labels, image = boxes[nonempty], cand_scores[nonempty], labels[nonempty], image[nonempty]
