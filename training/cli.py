@@ -54,11 +54,7 @@ def resolve_model_config(config: TrainConfig, train_samples):
         card = read_card(config.init)
         if card.kind != config.task:
             raise ValueError(f"--init {config.init} is a {card.kind} checkpoint, not a {config.task} one")
-        model_config = card.model_config()
-        if config.input_size and tuple(config.input_size) != tuple(model_config.input_size):
-            raise ValueError(f"--input-height/--input-width {config.input_size} differ from --init's "
-                             f"{tuple(model_config.input_size)}; drop them to fine-tune at the checkpoint's size")
-        return model_config
+        return _at_input_size(card.model_config(), config.input_size)
     return default_model_config(config.task, config.trunk_weights, config.input_size, classes,
                                 config.detector_options())
 
@@ -78,11 +74,23 @@ def _joint_init_config(config: TrainConfig, classes):
         if part_config is None:
             fresh = default_model_config(part, config.trunk_weights, tuple(known.input_size), classes)
             parts[part] = replace(fresh, mean=known.mean, std=known.std, trunk=known.trunk)
-    joint = JointConfig(parts["direction"], parts["detector"])
-    if config.input_size and tuple(config.input_size) != tuple(joint.input_size):
-        raise ValueError(f"--input-height/--input-width {config.input_size} differ from --init's "
-                         f"{tuple(joint.input_size)}; drop them to fine-tune at the checkpoint's size")
-    return joint
+    return JointConfig(*(_at_input_size(parts[part], config.input_size) for part in ("direction", "detector")))
+
+
+def _at_input_size(model_config, input_size):
+    """``model_config`` at --input-height/--input-width when they are given and differ from --init's size.
+
+    Fine-tuning at a new size (progressive resizing: a model trained at 320x240 fine-tuned at 480x360
+    so that walkers 2 px wide become 3 px) keeps every weight: the trunk and heads are convolutional,
+    the classifier pools globally, and the detector's anchors are fractions of the input's short side,
+    rebuilt for the new size (the same anchor index covers the same share of the frame).
+    """
+    from dataclasses import replace
+
+    if not input_size or tuple(input_size) == tuple(model_config.input_size):
+        return model_config
+    log.info("--init was trained at %s (H, W); fine-tuning at %s", tuple(model_config.input_size), tuple(input_size))
+    return replace(model_config, input_size=tuple(int(s) for s in input_size))
 
 
 def build_trainer(config: TrainConfig, runtime):

@@ -191,3 +191,31 @@ def test_max_steps_then_resume_with_only_the_run_directory(scene_sessions, tmp_p
     assert train_cli.main(["direction", "--out", str(run), "--resume"]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["global_step"] == 12 and [h["epoch"] for h in metrics["history"]] == [1, 2]
+
+
+def test_init_fine_tunes_a_checkpoint_at_a_new_input_size(scene_sessions, tmp_path):
+    """Progressive resizing: --init with another --input-height/--input-width keeps every weight and
+    rebuilds the anchors (fractions of the short side) for the new size."""
+    from perception.checkpoint import load_model
+
+    small = tmp_path / "det64"
+    assert _train("detector", scene_sessions, small, "--epochs", "1", "--freeze-epochs", "0", "--max-steps", "1") == 0
+    large = tmp_path / "det96"
+    argv = ["detector", "--data", str(scene_sessions[0]), "--val-data", str(scene_sessions[2]), "--out", str(large),
+            *TINY, "--input-height", "96", "--input-width", "128", "--init", str(small / "last.safetensors"),
+            "--epochs", "1", "--freeze-epochs", "0", "--max-steps", "1", "--lr", "1e-12", "--seed", "7"]
+    assert train_cli.main(argv) == 0
+    before, _ = load_model(small / "last.safetensors")
+    after, card = load_model(large / "last.safetensors")
+    assert tuple(card.input_size) == (96, 128)
+    assert before.config.anchors == after.config.anchors
+    assert after.anchors.shape[0] > before.anchors.shape[0]  # more cells on the larger grid
+    # the anchors scale with the short side: the largest anchor of the last level grows by 96 / 64
+    assert after.anchors[-1, 3] - after.anchors[-1, 1] == pytest.approx(
+        1.5 * float(before.anchors[-1, 3] - before.anchors[-1, 1]), rel=1e-4)
+    # another --seed, so a fresh init would differ: these are the checkpoint's weights
+    for name in ("trunk.layer3.0.conv1.weight", "heads.0.cls.weight"):
+        assert torch.allclose(before.state_dict()[name], after.state_dict()[name], atol=1e-6), name
+    with torch.no_grad():
+        cls_logits, _ = after(torch.zeros(1, 3, 96, 128))
+    assert cls_logits.shape[1] == after.num_anchors
