@@ -83,7 +83,8 @@ def _at_input_size(model_config, input_size):
     Fine-tuning at a new size (progressive resizing: a model trained at 320x240 fine-tuned at 480x360
     so that walkers 2 px wide become 3 px) keeps every weight: the trunk and heads are convolutional,
     the classifier pools globally, and the detector's anchors are fractions of the input's short side,
-    rebuilt for the new size (the same anchor index covers the same share of the frame).
+    rebuilt for the new grid (more cells at a larger size; each cell's k anchors keep their share of the
+    frame, so the heads' weights, shared by every cell of a level, still fit).
     """
     from dataclasses import replace
 
