@@ -2,8 +2,9 @@
 
 Direction checkpoints: accuracy, per-class precision/recall, confusion matrix
 PNG, top-loss gallery PNG. Detector checkpoints: mAP@0.5 and mAP@[.5:.95]
-overall and per class, PR curves PNG, gallery of misses and false alarms.
-Everything goes to DIR (default: ``eval_<checkpoint name>`` next to the
+overall and per class, PR curves PNG, gallery of misses and false alarms;
+``--tta flip`` also runs each frame mirrored and fuses the two passes
+(perception.flip_tta; twice the compute). Everything goes to DIR (default: ``eval_<checkpoint name>`` next to the
 checkpoint) with metrics.json.
 """
 from __future__ import annotations
@@ -22,8 +23,11 @@ log = logging.getLogger("training.evaluate")
 
 
 def evaluate_checkpoint(checkpoint: Path, sessions: list[str], out_dir: Path, device: str = "auto",
-                        batch_size: int = 64, score_threshold: float = EVAL_SCORE_THRESHOLD) -> dict:
-    """Load the checkpoint, read the sessions at its input size, evaluate, write the report to out_dir."""
+                        batch_size: int = 64, score_threshold: float = EVAL_SCORE_THRESHOLD,
+                        tta: str = "none") -> dict:
+    """Load the checkpoint, read the sessions at its input size, evaluate, write the report to out_dir.
+
+    tta: "none", or "flip" (detector checkpoints only: test-time flip augmentation)."""
     from perception.checkpoint import load_model
     from training.runtime import pick_device
     from training.samples import samples_from_sessions
@@ -31,13 +35,18 @@ def evaluate_checkpoint(checkpoint: Path, sessions: list[str], out_dir: Path, de
     from training.tasks import make_task
 
     dev = pick_device(device)
+    if tta not in ("none", "flip"):
+        raise ValueError(f"--tta {tta!r}: use none or flip")
     model, card = load_model(checkpoint, dev)
+    if tta == "flip" and card.kind != "detector":
+        raise ValueError(f"--tta flip: {checkpoint} is a {card.kind} checkpoint; flip test-time augmentation "
+                         "is for detector checkpoints (drop --tta)")
     task = make_task(card.kind, card.model_config())
     samples = samples_from_sessions(sessions)
     dataset = task.build_dataset(samples, augment=False, cache=True, seed=0)
     out_dir.mkdir(parents=True, exist_ok=True)
     amp = torch.bfloat16 if dev.type == "cuda" else None
-    kwargs = {"score_threshold": score_threshold} if card.kind == "detector" else {}
+    kwargs = {"score_threshold": score_threshold, "flip_tta": tta == "flip"} if card.kind == "detector" else {}
     metrics = task.evaluate(model, dataset, dev, out_dir, batch_size=batch_size, amp_dtype=amp, **kwargs)
     report = {"checkpoint": str(checkpoint), "kind": card.kind, "sessions": list(sessions),
               "sources": sorted({json.dumps(s.meta.get("source", {}), sort_keys=True) for s in samples}),
@@ -56,7 +65,8 @@ def headline(report: dict) -> dict:
         return {"frames": m["frames"], "accuracy": m["accuracy"],
                 "recall": {k: v["recall"] for k, v in m["per_class"].items()},
                 "precision": {k: v["precision"] for k, v in m["per_class"].items()}}
-    out = {"images": m["images"], "map_50": m["map_50"], "map": m["map"],
+    out = {"images": m["images"], "test_time_augmentation": m.get("test_time_augmentation", "none"),
+           "map_50": m["map_50"], "map": m["map"],
            "ap_50": {k: v["ap_50"] for k, v in m["per_class"].items()}}
     for band, b in m.get("by_height", {}).items():
         out[f"{band}_ap_50"] = {"height_px": b["height_px"], "map_50": b["map_50"],
@@ -73,13 +83,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     parser.add_argument("--score-threshold", type=float, default=EVAL_SCORE_THRESHOLD,
                         help="detector: minimum score kept")
+    parser.add_argument("--tta", choices=("none", "flip"), default="none",
+                        help="detector: test-time augmentation; flip also runs each frame mirrored and fuses "
+                             "the two passes' boxes (twice the compute)")
     args = parser.parse_args(argv)
     out = args.out or args.checkpoint.parent / f"eval_{args.checkpoint.stem}"
     from perception.checkpoint import CheckpointError
 
     try:
         report = evaluate_checkpoint(args.checkpoint, args.data, out, args.device, args.batch_size,
-                                     args.score_threshold)
+                                     args.score_threshold, args.tta)
     except (CheckpointError, FileNotFoundError, ValueError) as exc:
         print(f"truckpilot evaluate: error: {exc}", file=sys.stderr)
         return 1

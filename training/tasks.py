@@ -84,11 +84,13 @@ class Task:
         """Extra keyword arguments of :meth:`evaluate` taken from the TrainConfig (none by default)."""
         return {}
 
-    def inference_batches(self, model, dataset, device, batch_size: int, amp_dtype=None, channels_last: bool = False
-                          ) -> Iterator[tuple[object, object]]:
+    def inference_batches(self, model, dataset, device, batch_size: int, amp_dtype=None, channels_last: bool = False,
+                          also_flipped: bool = False) -> Iterator[tuple[object, object]]:
         """(model outputs, the batch's targets as collated) for ``dataset`` in order, batch by batch:
         the model in eval mode (restored afterwards) under autocast when ``amp_dtype`` is given.
-        Call under ``torch.no_grad()``. Images are normalised by the model config's mean/std."""
+        Call under ``torch.no_grad()``. Images are normalised by the model config's mean/std.
+        also_flipped: the outputs are a pair (outputs of the images, outputs of the images
+        flipped left-right), for test-time flip augmentation."""
         was_training = model.training
         model.eval()
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=self.collate,
@@ -98,6 +100,11 @@ class Task:
                 x = normalise(images.to(device), self.model_config.mean, self.model_config.std, channels_last)
                 with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                     outputs = model(x)
+                    if also_flipped:
+                        flipped = x.flip(-1)
+                        if channels_last:
+                            flipped = flipped.contiguous(memory_format=torch.channels_last)
+                        outputs = (outputs, model(flipped))
                 yield outputs, targets
         finally:
             model.train(was_training)
@@ -206,14 +213,26 @@ class DetectorTask(Task):
     @torch.no_grad()
     def evaluate(self, model, dataset: DetectionDataset, device, out_dir=None, batch_size=64, amp_dtype=None,
                  channels_last=False, score_threshold: float = EVAL_SCORE_THRESHOLD, gallery_size: int = 12,
-                 gallery_score: float = 0.3) -> dict:
+                 gallery_score: float = 0.3, flip_tta: bool = False) -> dict:
         """mAP@0.5 and mAP@[.5:.95] overall and per class, mAP@0.5 per box-height band ("by_height");
-        PR curves and error gallery when out_dir is given."""
+        PR curves and error gallery when out_dir is given.
+
+        flip_tta: test-time flip augmentation (perception.flip_tta): each image also runs
+        flipped left-right and the two passes' detections are fused (two forward passes)."""
+        from perception.flip_tta import fuse_flip_batch
+
+        def detect(outputs):
+            cls_logits, box_deltas = outputs
+            return model.detect(cls_logits.float(), box_deltas.float(), score_threshold=score_threshold,
+                                iou_threshold=0.45, top_k=100)
+
         preds, targets = [], []
-        for (cls_logits, box_deltas), batch_targets in self.inference_batches(model, dataset, device, batch_size,
-                                                                              amp_dtype, channels_last):
-            detections = model.detect(cls_logits.float(), box_deltas.float(), score_threshold=score_threshold,
-                                      iou_threshold=0.45, top_k=100)
+        for outputs, batch_targets in self.inference_batches(model, dataset, device, batch_size, amp_dtype,
+                                                             channels_last, also_flipped=flip_tta):
+            if flip_tta:
+                detections = fuse_flip_batch(detect(outputs[0]), detect(outputs[1]), float(self.input_size[1]))
+            else:
+                detections = detect(outputs)
             preds.extend({k: v.cpu() for k, v in d.items()} for d in detections)
             targets.extend(batch_targets)
         classes = tuple(self.model_config.classes)
@@ -240,6 +259,7 @@ class DetectorTask(Task):
             plot_detection_gallery(items, classes, out_dir / "errors_gallery.png")
             metrics["frames_with_errors"] = len(errors)
             metrics["gallery_score_threshold"] = gallery_score
+        metrics["test_time_augmentation"] = "flip" if flip_tta else "none"
         return metrics
 
 

@@ -71,6 +71,25 @@ def test_train_detector_reports_map_per_class(scene_sessions, tmp_path):
     assert set(val["by_height"]) == {"small", "medium", "large", "medium+large"}
     # 64-px input: "medium" is boxes 64/30 to 64/15 px tall
     assert val["by_height"]["medium"]["height_px"] == pytest.approx([64 / 30, 64 / 15])
+    # evaluate reproduces the validation report; --tta flip runs the mirrored pass too and says so
+    best = str(run / "best.safetensors")
+    assert evaluate_cli.main([best, "--data", str(scene_sessions[2]), "--out", str(tmp_path / "plain")]) == 0
+    plain = json.loads((tmp_path / "plain" / "metrics.json").read_text())["metrics"]
+    assert plain["map_50"] == pytest.approx(val["map_50"], abs=1e-9) and plain["test_time_augmentation"] == "none"
+    assert evaluate_cli.main([best, "--data", str(scene_sessions[2]), "--out", str(tmp_path / "tta"),
+                              "--tta", "flip"]) == 0
+    tta = json.loads((tmp_path / "tta" / "metrics.json").read_text())["metrics"]
+    assert tta["test_time_augmentation"] == "flip" and 0.0 <= tta["map_50"] <= 1.0
+    assert tta["images"] == plain["images"] and (tmp_path / "tta" / "pr_curves.png").exists()
+
+
+def test_flip_tta_is_refused_for_a_direction_checkpoint(scene_sessions, tmp_path, capsys):
+    run = tmp_path / "dir"
+    assert _train("direction", scene_sessions, run, "--epochs", "1", "--freeze-epochs", "0", "--max-steps", "1") == 0
+    capsys.readouterr()
+    assert evaluate_cli.main([str(run / "last.safetensors"), "--data", str(scene_sessions[2]), "--tta", "flip"]) == 1
+    err = capsys.readouterr().err
+    assert "direction checkpoint" in err and "drop --tta" in err
 
 
 def test_anchor_and_matching_options_shape_a_fresh_detector(scene_sessions, tmp_path, capsys):
