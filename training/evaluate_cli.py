@@ -68,6 +68,10 @@ def headline(report: dict) -> dict:
     out = {"images": m["images"], "test_time_augmentation": m.get("test_time_augmentation", "none"),
            "map_50": m["map_50"], "map": m["map"],
            "ap_50": {k: v["ap_50"] for k, v in m["per_class"].items()}}
+    if "without_tta" in m:
+        w = m["without_tta"]
+        out["without_tta"] = {"map_50": w["map_50"], "map": w["map"],
+                              "ap_50": {k: v["ap_50"] for k, v in w["per_class"].items()}}
     for band, b in m.get("by_height", {}).items():
         out[f"{band}_ap_50"] = {"height_px": b["height_px"], "map_50": b["map_50"],
                                 **{k: v["ap_50"] for k, v in b["per_class"].items()}}

@@ -218,7 +218,9 @@ class DetectorTask(Task):
         PR curves and error gallery when out_dir is given.
 
         flip_tta: test-time flip augmentation (perception.flip_tta): each image also runs
-        flipped left-right and the two passes' detections are fused (two forward passes)."""
+        flipped left-right and the two passes' detections are fused (two forward passes); the
+        metrics are the fused ones, and "without_tta" holds map_50, map and per-class ap_50 of
+        the plain pass alone (the same forward passes, so the two are directly comparable)."""
         from perception.flip_tta import fuse_flip_batch
 
         def detect(outputs):
@@ -226,17 +228,23 @@ class DetectorTask(Task):
             return model.detect(cls_logits.float(), box_deltas.float(), score_threshold=score_threshold,
                                 iou_threshold=0.45, top_k=100)
 
-        preds, targets = [], []
+        preds, plain_preds, targets = [], [], []
         for outputs, batch_targets in self.inference_batches(model, dataset, device, batch_size, amp_dtype,
                                                              channels_last, also_flipped=flip_tta):
             if flip_tta:
-                detections = fuse_flip_batch(detect(outputs[0]), detect(outputs[1]), float(self.input_size[1]))
+                plain = detect(outputs[0])
+                detections = fuse_flip_batch(plain, detect(outputs[1]), float(self.input_size[1]))
+                plain_preds.extend({k: v.cpu() for k, v in d.items()} for d in plain)
             else:
                 detections = detect(outputs)
             preds.extend({k: v.cpu() for k, v in d.items()} for d in detections)
             targets.extend(batch_targets)
         classes = tuple(self.model_config.classes)
         metrics, curves = detection_metrics(preds, targets, classes, image_height=self.input_size[0])
+        if flip_tta:
+            alone, _ = detection_metrics(plain_preds, targets, classes)
+            metrics["without_tta"] = {"map_50": alone["map_50"], "map": alone["map"],
+                                      "per_class": {c: {"ap_50": v["ap_50"]} for c, v in alone["per_class"].items()}}
         if out_dir is not None:
             out_dir = Path(out_dir)
             plot_pr_curves(curves, out_dir / "pr_curves.png",

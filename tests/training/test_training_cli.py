@@ -81,6 +81,10 @@ def test_train_detector_reports_map_per_class(scene_sessions, tmp_path):
     tta = json.loads((tmp_path / "tta" / "metrics.json").read_text())["metrics"]
     assert tta["test_time_augmentation"] == "flip" and 0.0 <= tta["map_50"] <= 1.0
     assert tta["images"] == plain["images"] and (tmp_path / "tta" / "pr_curves.png").exists()
+    # the un-augmented pass of the same run is reported beside the fused one, and matches a plain evaluate
+    assert tta["without_tta"]["map_50"] == pytest.approx(plain["map_50"], abs=1e-9)
+    assert tta["without_tta"]["per_class"]["car"]["ap_50"] == pytest.approx(plain["per_class"]["car"]["ap_50"])
+    assert "without_tta" not in plain
 
 
 def test_flip_tta_is_refused_for_a_direction_checkpoint(scene_sessions, tmp_path, capsys):
