@@ -97,8 +97,8 @@ class KeyBackend(abc.ABC):
         check_driving_key(key)
         self._ensure_open()
         if key not in self._held:
+            self._held.add(key)  # before sending: if the send is cut short, release_all still sends its release
             self._send(key, True)
-            self._held.add(key)
             self._flush()
 
     def release(self, key: str) -> None:
@@ -121,9 +121,9 @@ class KeyBackend(abc.ABC):
                 changed = True
         for key in DRIVING_KEYS:
             if key in want and key not in self._held:
-                self._send(key, True)
-                self._held.add(key)
+                self._held.add(key)  # before sending (see press)
                 changed = True
+                self._send(key, True)
         if changed:
             self._flush()
 

@@ -41,6 +41,15 @@ def open_display(display_name: str | None = None):
         raise X11Unavailable(f"cannot connect to X display {name!r}: {exc}") from exc
 
 
+def abandon_display(display) -> None:
+    """Close the socket of a python-xlib connection whose state is unknown (a call on it was
+    cut short), without the protocol-level close, which takes the locks that may be held."""
+    try:
+        display.display.socket.close()
+    except (AttributeError, OSError):
+        pass
+
+
 def keycode_for(display, keysym_name: str) -> int:
     """Keycode for an X keysym name ("Left", "w", "End"...); ValueError if unknown or unmapped."""
     from Xlib import XK
@@ -63,17 +72,31 @@ class X11KeymapReader:
     """Reads which keys are down on the X server (its own connection; close it)."""
 
     def __init__(self, display_name: str | None = None) -> None:
+        self.display_name = display_name
         self.display = open_display(display_name)
         self._codes: dict[str, int] = {}
+        self._connection_broken = False
+
+    def _on_connection(self, call):
+        """``call(display)``; a call cut short abandons the connection (see ``X11Keys._on_connection``)."""
+        if self._connection_broken:
+            fresh = open_display(self.display_name)  # before closing the old one, so the server
+            abandon_display(self.display)  # never sees its last client leave (and resets)
+            self.display, self._connection_broken = fresh, False
+        try:
+            return call(self.display)
+        except BaseException:
+            self._connection_broken = True
+            raise
 
     def keycode(self, keysym_name: str) -> int:
         if keysym_name not in self._codes:
-            self._codes[keysym_name] = keycode_for(self.display, keysym_name)
+            self._codes[keysym_name] = self._on_connection(lambda display: keycode_for(display, keysym_name))
         return self._codes[keysym_name]
 
     def down(self, keysym_names) -> set[str]:
         """The names among ``keysym_names`` whose keys are down right now."""
-        bits = self.display.query_keymap()
+        bits = self._on_connection(lambda display: display.query_keymap())
         return {name for name in keysym_names if keymap_is_down(bits, self.keycode(name))}
 
     def driving_keys(self, keymaps=(KeyMap.arrows(), KeyMap.wasd())) -> KeysHeld:
@@ -85,7 +108,10 @@ class X11KeymapReader:
         )
 
     def close(self) -> None:
-        self.display.close()
+        if self._connection_broken:
+            abandon_display(self.display)
+        else:
+            self.display.close()
 
     def __enter__(self):
         return self
@@ -121,15 +147,33 @@ class X11Keys(KeyBackend):
             self.display.close()
             raise X11Unavailable(f"X display {self.display_name!r} has no XTEST extension")
         self._codes = {key: keycode_for(self.display, self.keymap.physical(key)) for key in DRIVING_KEYS}
+        self._connection_broken = False
+
+    def _on_connection(self, call):
+        """``call(display)`` on the X connection. Anything that cuts a call short (a Ctrl+C's
+        KeyboardInterrupt raised inside python-xlib) abandons the connection: python-xlib
+        takes its locks without try/finally, so the next call on it, such as the release at
+        exit, would wait for ever (tests/agent/test_agent_keys_x11.py measures this). The
+        next operation then opens a fresh connection to the same display."""
+        if self._connection_broken:
+            fresh = open_display(self.display_name)  # before closing the old one, so the server
+            abandon_display(self.display)  # never sees its last client leave (and resets)
+            self.display, self._connection_broken = fresh, False
+        try:
+            return call(self.display)
+        except BaseException:
+            self._connection_broken = True
+            raise
 
     def _send(self, key: str, down: bool) -> None:
         from Xlib import X
         from Xlib.ext import xtest
 
-        xtest.fake_input(self.display, X.KeyPress if down else X.KeyRelease, self._codes[key])
+        kind = X.KeyPress if down else X.KeyRelease
+        self._on_connection(lambda display: xtest.fake_input(display, kind, self._codes[key]))
 
     def _flush(self) -> None:
-        self.display.sync()
+        self._on_connection(lambda display: display.sync())
 
     def recipe(self) -> dict:
         return {"kind": "x11", "display": self.display_name, "keymap": dict(self.keymap.items())}
@@ -138,4 +182,7 @@ class X11Keys(KeyBackend):
         return self.recipe()
 
     def _close_resources(self) -> None:
-        self.display.close()
+        if self._connection_broken:
+            abandon_display(self.display)
+        else:
+            self.display.close()

@@ -2,6 +2,8 @@
 from pygame in the focused window's own process."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from agent.keys import KeyMap, SimKeys, probe_key_backend
@@ -60,3 +62,22 @@ def test_probe_without_display_or_uinput_says_why(monkeypatch):
         pytest.skip("/dev/uinput is usable here, so probing would (rightly) succeed")
     with pytest.raises(KeyBackendUnavailable, match="DISPLAY is not set"):
         probe_key_backend()
+
+
+def test_ctrl_c_inside_an_xlib_call_does_not_hang_the_release(xvfb_display):
+    """python-xlib takes its locks without try/finally: before the fix, a KeyboardInterrupt
+    inside a call left the connection locked and the release at exit waited for ever
+    (3 runs of 3 hung). Now the cut-short connection is abandoned for a fresh one."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).with_name("interrupt_keys.py")
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    done = subprocess.run([sys.executable, str(script), "2"], capture_output=True, text=True, timeout=60,
+                          cwd=repo, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    interrupts = int(done.stdout.split()[-1])
+    assert interrupts >= 20, done.stdout  # enough of them landed inside the calls
+    assert read_held_keys() == KeysHeld()  # nothing pressed by a cut-short call was left down
