@@ -47,6 +47,10 @@ def run_child(period_s: float, use_guard: bool, hosted: bool = False) -> int:
     from agent.keys.x11 import X11Keys
     from agent.types import KeysHeld
 
+    # Ctrl+C raises KeyboardInterrupt, as in an agent run from a terminal, even when this
+    # process inherited SIGINT ignored (a job started with & from a non-interactive shell, as
+    # CI scripts often are: Python then leaves SIGINT ignored and the SIGINT trial would hang)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     backend = X11Keys()
     keys = KeysHeld(left=True)
     if not use_guard:
