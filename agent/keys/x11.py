@@ -68,17 +68,25 @@ def keymap_is_down(keymap_bytes, keycode: int) -> bool:
     return bool((keymap_bytes[keycode // 8] >> (keycode % 8)) & 1)
 
 
-class X11KeymapReader:
-    """Reads which keys are down on the X server (its own connection; close it)."""
+class _SurvivesInterruptedCalls:
+    """One python-xlib connection (``self.display`` to ``self.display_name``) that outlives a
+    call cut short.
 
-    def __init__(self, display_name: str | None = None) -> None:
-        self.display_name = display_name
-        self.display = open_display(display_name)
-        self._codes: dict[str, int] = {}
-        self._connection_broken = False
+    Anything that cuts a call short (a Ctrl+C's KeyboardInterrupt raised inside python-xlib)
+    abandons the connection: python-xlib takes its locks without try/finally, so the next call
+    on it, such as the release at exit, would wait for ever (3 runs of 3 hung before this;
+    tests/agent/test_agent_keys_x11.py). The next call opens a fresh connection to the same
+    display first. For keys (KeyBackend records a press before sending it): a release cut
+    short is sent again by ``release_all``; a press cut short may not reach the server until
+    the keys next change, which after a Ctrl+C is the release on the way out.
+    """
+
+    display_name: str | None
+    display: object
+    _connection_broken: bool = False
 
     def _on_connection(self, call):
-        """``call(display)``; a call cut short abandons the connection (see ``X11Keys._on_connection``)."""
+        """``call(display)`` on the live connection; its result."""
         if self._connection_broken:
             fresh = open_display(self.display_name)  # before closing the old one, so the server
             abandon_display(self.display)  # never sees its last client leave (and resets)
@@ -88,6 +96,21 @@ class X11KeymapReader:
         except BaseException:
             self._connection_broken = True
             raise
+
+    def _close_display(self) -> None:
+        if self._connection_broken:
+            abandon_display(self.display)
+        else:
+            self.display.close()
+
+
+class X11KeymapReader(_SurvivesInterruptedCalls):
+    """Reads which keys are down on the X server (its own connection; close it)."""
+
+    def __init__(self, display_name: str | None = None) -> None:
+        self.display_name = display_name or os.environ.get("DISPLAY")
+        self.display = open_display(self.display_name)
+        self._codes: dict[str, int] = {}
 
     def keycode(self, keysym_name: str) -> int:
         if keysym_name not in self._codes:
@@ -108,10 +131,7 @@ class X11KeymapReader:
         )
 
     def close(self) -> None:
-        if self._connection_broken:
-            abandon_display(self.display)
-        else:
-            self.display.close()
+        self._close_display()
 
     def __enter__(self):
         return self
@@ -130,7 +150,7 @@ def read_held_keys(display_name: str | None = None, keymaps=None) -> KeysHeld:
         return reader.driving_keys(keymaps or (KeyMap.arrows(), KeyMap.wasd()))
 
 
-class X11Keys(KeyBackend):
+class X11Keys(_SurvivesInterruptedCalls, KeyBackend):
     """Driving keys through XTest on an X display (default $DISPLAY).
 
     The events go to whichever window has the keyboard focus, as from a real
@@ -147,23 +167,6 @@ class X11Keys(KeyBackend):
             self.display.close()
             raise X11Unavailable(f"X display {self.display_name!r} has no XTEST extension")
         self._codes = {key: keycode_for(self.display, self.keymap.physical(key)) for key in DRIVING_KEYS}
-        self._connection_broken = False
-
-    def _on_connection(self, call):
-        """``call(display)`` on the X connection. Anything that cuts a call short (a Ctrl+C's
-        KeyboardInterrupt raised inside python-xlib) abandons the connection: python-xlib
-        takes its locks without try/finally, so the next call on it, such as the release at
-        exit, would wait for ever (tests/agent/test_agent_keys_x11.py measures this). The
-        next operation then opens a fresh connection to the same display."""
-        if self._connection_broken:
-            fresh = open_display(self.display_name)  # before closing the old one, so the server
-            abandon_display(self.display)  # never sees its last client leave (and resets)
-            self.display, self._connection_broken = fresh, False
-        try:
-            return call(self.display)
-        except BaseException:
-            self._connection_broken = True
-            raise
 
     def _send(self, key: str, down: bool) -> None:
         from Xlib import X
@@ -182,7 +185,4 @@ class X11Keys(KeyBackend):
         return self.recipe()
 
     def _close_resources(self) -> None:
-        if self._connection_broken:
-            abandon_display(self.display)
-        else:
-            self.display.close()
+        self._close_display()

@@ -3,9 +3,9 @@
 A thread sends this process SIGINT every 0.3-1 ms for ``argv[1]`` seconds while the main
 thread applies and releases Left through X11Keys and reads the keymap through
 X11KeymapReader; the handler raises KeyboardInterrupt only inside those calls (elsewhere
-it would interrupt this harness). Then, as at exit, it presses Left once more, releases
-everything and closes both, and prints "interrupts N". It hangs if an interrupt left
-the connection locked; the test times it out.
+it would interrupt this harness). Then, as at exit, it releases everything and closes
+both, and prints "interrupts N". It hangs if an interrupt left the connection locked; the
+test times it out and checks that no key was left down on the server.
 """
 from __future__ import annotations
 
@@ -47,8 +47,7 @@ def main(seconds: float) -> int:
         except KeyboardInterrupt:
             interrupts += 1
     state["inside"], state["stop"] = False, True
-    keys.apply(KeysHeld(left=True))
-    assert reader.down(["Left"]) == {"Left"}
+    reader.down(["Left"])  # the reader's connection works again too
     keys.release_all()
     keys.close()
     reader.close()
