@@ -4,8 +4,8 @@ Direction checkpoints: accuracy, per-class precision/recall, confusion matrix
 PNG, top-loss gallery PNG. Detector checkpoints: mAP@0.5 and mAP@[.5:.95]
 overall and per class, PR curves PNG, gallery of misses and false alarms;
 ``--tta flip`` also runs each frame mirrored and fuses the two passes
-(perception.flip_tta; twice the compute). Everything goes to DIR (default: ``eval_<checkpoint name>`` next to the
-checkpoint) with metrics.json.
+(perception.flip_tta; twice the compute). Everything goes to DIR (default:
+``eval_<checkpoint name>`` next to the checkpoint) with metrics.json.
 """
 from __future__ import annotations
 
