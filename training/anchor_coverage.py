@@ -51,11 +51,21 @@ def scaled_boxes(samples: Sequence[FrameSample], input_size: tuple[int, int]) ->
             [label for s in labelled for label in s.labels])
 
 
+#: IoU-matrix entries computed at once (box_iou holds a few float32 temporaries of this size)
+IOU_CHUNK_ELEMENTS = 1 << 24
+
+
 def anchor_coverage(boxes: torch.Tensor, labels: Sequence[str], config: DetectorConfig,
-                    chunk: int = 4096) -> dict[str, CoverageRow]:
+                    chunk: int = 0) -> dict[str, CoverageRow]:
     """{"all": row, class name: row} for boxes (N, 4) xyxy model-input px against the anchors of
-    an SSDNet built from ``config`` (its match_iou is the threshold)."""
+    an SSDNet built from ``config`` (its match_iou is the threshold).
+
+    chunk: boxes per IoU matrix; 0 = as many as keep the (chunk, A) matrix at IOU_CHUNK_ELEMENTS
+    (a 480x360 input with a stride-4 level has ~175k anchors: 4096 boxes at once took > 20 GB).
+    """
     anchors = detector_anchors(config)
+    if chunk <= 0:
+        chunk = max(1, IOU_CHUNK_ELEMENTS // max(1, anchors.shape[0]))
     best, positives = [], []
     for start in range(0, boxes.shape[0], chunk):
         iou = box_iou(boxes[start:start + chunk], anchors)
