@@ -130,6 +130,7 @@ def build_trainer(config: TrainConfig, runtime):
 def run_training(config: TrainConfig) -> dict:
     """Set up, train (or --find-lr / --benchmark-steps), and return the summary."""
     from training.engine import STATE_FILE, TrainingError
+    from training.cpu_malloc import apply_cpu_malloc
     from training.runtime import setup_runtime, teardown_runtime
     from training.state import atomic_write_json
 
@@ -145,6 +146,8 @@ def run_training(config: TrainConfig) -> dict:
         raise TrainingError(f"{run_dir} already holds a run ({run_dir / STATE_FILE}); continue it with --resume, "
                             "or choose a new --out")
     runtime = setup_runtime(config.device, config.amp, config.channels_last)
+    if apply_cpu_malloc(config.cpu_malloc, runtime.device.type):
+        log.info("CPU run: glibc keeps freed memory for reuse (--cpu-malloc keep; 'system' restores its defaults)")
     try:
         if runtime.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,8 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from training.cpu_malloc import CPU_MALLOC_CHOICES
+
 TASKS = ("direction", "detector", "joint")
 BALANCE_MODES = ("sampler", "loss", "none")
 
@@ -85,6 +87,9 @@ class TrainConfig:
                                     "[1 - this, 1 + this], hue shift up to this / 10 turns (0: none)")
     cache: bool = _opt(True, "decode every frame once at model resolution and keep uint8 tensors in memory")
     device: str = _opt("auto", "auto (CUDA when present, else CPU) | cpu | cuda | cuda:N")
+    cpu_malloc: str = _opt("keep", "CPU runs: keep (glibc keeps freed blocks for reuse instead of returning them "
+                                   "to the OS every step; faster CPU steps, the peak heap stays held) | system "
+                                   "(glibc's defaults); training/cpu_malloc.py")
     amp: str = _opt("auto", "mixed precision: auto (bf16 autocast on CUDA) | bf16 | off")
     channels_last: str = _opt("auto", "channels_last memory format: auto (on CUDA) | on | off")
     num_workers: int = _opt(-1, "DataLoader worker processes (-1: auto, 0: load in the main process)")
@@ -107,6 +112,8 @@ class TrainConfig:
             raise ValueError(f"task {self.task!r}: choose one of {TASKS}")
         if self.balance not in BALANCE_MODES:
             raise ValueError(f"--balance {self.balance!r}: choose one of {BALANCE_MODES}")
+        if self.cpu_malloc not in CPU_MALLOC_CHOICES:
+            raise ValueError(f"--cpu-malloc {self.cpu_malloc!r}: choose one of {CPU_MALLOC_CHOICES}")
         if self.amp not in ("auto", "bf16", "off"):
             raise ValueError(f"--amp {self.amp!r}: choose auto, bf16 or off")
         if self.channels_last not in ("auto", "on", "off"):

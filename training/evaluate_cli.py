@@ -18,17 +18,20 @@ from pathlib import Path
 import torch
 
 from training.config import EVAL_SCORE_THRESHOLD
+from training.cpu_malloc import CPU_MALLOC_CHOICES
 
 log = logging.getLogger("training.evaluate")
 
 
 def evaluate_checkpoint(checkpoint: Path, sessions: list[str], out_dir: Path, device: str = "auto",
                         batch_size: int = 64, score_threshold: float = EVAL_SCORE_THRESHOLD,
-                        tta: str = "none") -> dict:
+                        tta: str = "none", cpu_malloc: str = "keep") -> dict:
     """Load the checkpoint, read the sessions at its input size, evaluate, write the report to out_dir.
 
-    tta: "none", or "flip" (detector checkpoints only: test-time flip augmentation)."""
+    tta: "none", or "flip" (detector checkpoints only: test-time flip augmentation).
+    cpu_malloc: "keep" or "system", as ``truckpilot train --cpu-malloc`` (CPU only; process-wide)."""
     from perception.checkpoint import load_model
+    from training.cpu_malloc import apply_cpu_malloc
     from training.runtime import pick_device
     from training.samples import samples_from_sessions
     from training.state import atomic_write_json
@@ -37,6 +40,7 @@ def evaluate_checkpoint(checkpoint: Path, sessions: list[str], out_dir: Path, de
     dev = pick_device(device)
     if tta not in ("none", "flip"):
         raise ValueError(f"--tta {tta!r}: use none or flip")
+    apply_cpu_malloc(cpu_malloc, dev.type)
     model, card = load_model(checkpoint, dev)
     if tta == "flip" and card.kind != "detector":
         raise ValueError(f"--tta flip: {checkpoint} is a {card.kind} checkpoint; flip test-time augmentation "
@@ -90,13 +94,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--tta", choices=("none", "flip"), default="none",
                         help="detector: test-time augmentation; flip also runs each frame mirrored and fuses "
                              "the two passes' boxes (twice the compute)")
+    parser.add_argument("--cpu-malloc", choices=CPU_MALLOC_CHOICES, default="keep",
+                        help="CPU runs: keep (glibc keeps freed memory for reuse; faster) | system (its defaults)")
     args = parser.parse_args(argv)
     out = args.out or args.checkpoint.parent / f"eval_{args.checkpoint.stem}"
     from perception.checkpoint import CheckpointError
 
     try:
         report = evaluate_checkpoint(args.checkpoint, args.data, out, args.device, args.batch_size,
-                                     args.score_threshold, args.tta)
+                                     args.score_threshold, args.tta, args.cpu_malloc)
     except (CheckpointError, FileNotFoundError, ValueError) as exc:
         print(f"truckpilot evaluate: error: {exc}", file=sys.stderr)
         return 1
