@@ -79,3 +79,23 @@ def test_the_train_and_evaluate_commands_offer_it():
                               timeout=120)
         assert done.returncode == 0, done.stderr
         assert "--cpu-malloc" in done.stdout
+
+
+def test_malloc_bench_reports_both_modes_side_by_side(tmp_path):
+    out = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, "-m", "training.malloc_bench", "--input-height", "64", "--input-width",
+                           "96", "--batch-size", "2", "--rounds", "1", "--warmup", "1", "--steps", "1",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["keep"]["applied"] is GLIBC and result["system"]["applied"] is False
+    for mode in ("keep", "system"):
+        assert result[mode]["median_s_per_step"] > 0 and result[mode]["peak_rss_mib"] > 0
+        assert 0.0 <= result[mode]["kernel_share"] <= 1.0
+    assert result["system_vs_keep"] == result["system"]["median_s_per_step"] / result["keep"]["median_s_per_step"]
+
+
+def test_malloc_bench_refuses_a_bad_count():
+    done = subprocess.run([sys.executable, "-m", "training.malloc_bench", "--rounds", "0"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and "--rounds must be >= 1, got 0" in done.stderr
