@@ -1,6 +1,6 @@
-"""--cpu-malloc: glibc keeps freed blocks, so a repeated large allocation stops faulting pages in.
+"""--cpu-malloc: glibc keeps freed blocks, so a training step stops faulting its large blocks in again.
 
-The setting is process-wide, so the allocation loop runs in a child interpreter; the figures
+The setting is process-wide, so the training steps run in a child interpreter; the figures
 are the kernel's own page-fault counts (getrusage), not a mock.
 """
 from __future__ import annotations
