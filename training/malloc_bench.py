@@ -17,6 +17,7 @@ faster), and the median of the per-round ratios.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import statistics
@@ -34,12 +35,11 @@ def child(mode: str, input_size: tuple[int, int], batch_size: int, warmup: int, 
     applied = apply_cpu_malloc(mode, "cpu")
     import torch
 
-    from perception.config import AnchorConfig, DetectorConfig, TrunkConfig
+    from perception.config import STRIDE4_ANCHORS, DetectorConfig, TrunkConfig
     from perception.detector import SSDNet
 
     torch.manual_seed(0)
-    anchors = AnchorConfig(feature_strides=(4, 8, 16, 32, 64, 128), sizes=(0.02, 0.04, 0.08, 0.2, 0.4, 0.7),
-                           aspect_ratios=(1.0, 2.0, 0.5, 0.3))
+    anchors = dataclasses.replace(STRIDE4_ANCHORS, aspect_ratios=(1.0, 2.0, 0.5, 0.3))
     config = DetectorConfig(input_size=input_size, anchors=anchors, trunk=TrunkConfig(weights="none"))
     net = SSDNet(config).to(memory_format=torch.channels_last).train()
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
