@@ -86,13 +86,19 @@ class FineLevel(nn.Module):
         return self.smooth(self.lateral(c1) + up)
 
 
-def detector_anchors(config: DetectorConfig) -> Tensor:
+def detector_anchors(config: DetectorConfig, input_size: tuple[int, int] | None = None) -> Tensor:
     """The anchors of an SSDNet built from ``config``: (A, 4) xyxy in model-input pixels, level by
-    level (config.anchors.feature_strides), in the order of the heads' outputs."""
+    level (config.anchors.feature_strides), in the order of the heads' outputs.
+
+    input_size: (H, W) of the images the anchors tile (default config.input_size). The anchor
+    sides stay config.anchors.sizes times the shorter side of config.input_size whatever this is,
+    so a training crop smaller than the input gets the anchors of the same pixel sizes that the
+    full input has, on its own grid."""
     anchors_cfg = config.anchors
-    grid_sizes = [feature_map_size(config.input_size, s) for s in anchors_cfg.feature_strides]
+    size = tuple(int(s) for s in (input_size if input_size is not None else config.input_size))
+    grid_sizes = [feature_map_size(size, s) for s in anchors_cfg.feature_strides]
     short_side = min(config.input_size)
-    return make_anchors(config.input_size, grid_sizes, [f * short_side for f in anchors_cfg.sizes],
+    return make_anchors(size, grid_sizes, [f * short_side for f in anchors_cfg.sizes],
                         anchors_cfg.scales, anchors_cfg.aspect_ratios)
 
 
@@ -143,17 +149,36 @@ class SSDNet(nn.Module):
             heads.append(OutConv(channels.get(s, width), k, num_outputs, background_bias))
         self.heads = nn.ModuleList(heads)
         self.register_buffer("anchors", detector_anchors(cfg), persistent=False)
+        self._crop_anchors: dict[tuple[int, int], Tensor] = {}
         self._trunk_frozen = False
 
     @property
     def num_anchors(self) -> int:
         return self.anchors.shape[0]
 
+    def anchors_for(self, input_size: tuple[int, int] | None = None) -> Tensor:
+        """Anchors (A', 4) xyxy px for images of ``input_size`` (H, W): ``self.anchors`` for
+        config.input_size (or None), else those of a training crop of that size
+        (:func:`detector_anchors`), made once per size on the anchors' device."""
+        if input_size is None or tuple(input_size) == tuple(self.config.input_size):
+            return self.anchors
+        key = (int(input_size[0]), int(input_size[1]))
+        cached = self._crop_anchors.get(key)
+        if cached is None or cached.device != self.anchors.device:
+            cached = detector_anchors(self.config, key).to(self.anchors.device)
+            self._crop_anchors[key] = cached
+        return cached
+
     def forward_features(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Trunk levels of x (B, 3, H, W). In eval mode (H, W) must be config.input_size, which
+        the anchors that :meth:`detect` decodes against were made for; in training mode any size
+        up to it is accepted (training crops: pass the size to :meth:`loss`)."""
         expected = tuple(self.config.input_size)
-        if tuple(x.shape[-2:]) != expected:
+        size = tuple(x.shape[-2:])
+        crop_ok = self.training and size[0] <= expected[0] and size[1] <= expected[1]
+        if size != expected and not crop_ok:
             raise ValueError(
-                f"SSDNet input is {tuple(x.shape[-2:])} (H, W) but the anchors were made for {expected}; "
+                f"SSDNet input is {size} (H, W) but the anchors were made for {expected}; "
                 "resize frames to config.input_size (the Perceiver does this)"
             )
         return self.trunk.forward_levels(x)
@@ -198,14 +223,17 @@ class SSDNet(nn.Module):
 
     # ----------------------------------------------------------------- training
 
-    def assign_targets(self, targets: list[dict[str, Tensor]]) -> tuple[Tensor, Tensor]:
+    def assign_targets(self, targets: list[dict[str, Tensor]], input_size: tuple[int, int] | None = None
+                       ) -> tuple[Tensor, Tensor]:
         """Per-anchor training targets of a batch.
 
         targets: list (len B) of {"boxes": (N, 4) xyxy model-input px, "labels": (N,) long in 1..C}.
+        input_size: (H, W) of the batch's images when they are training crops smaller than
+        config.input_size (default: config.input_size); the anchors are those of :meth:`anchors_for`.
         Returns labels (B, A) long (0 = background) and encoded boxes (B, A, 4)
         (zeros where the anchor is background).
         """
-        anchors = self.anchors
+        anchors = self.anchors_for(input_size)
         num_anchors = anchors.shape[0]
         batch = len(targets)
         boxes_list, labels_list = [], []
@@ -246,9 +274,11 @@ class SSDNet(nn.Module):
         boxes_out = torch.where(pos[:, :, None], encoded.reshape(batch, num_anchors, 4), boxes_out)
         return labels_out, boxes_out
 
-    def loss(self, cls_logits: Tensor, box_deltas: Tensor, targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+    def loss(self, cls_logits: Tensor, box_deltas: Tensor, targets: list[dict[str, Tensor]],
+             input_size: tuple[int, int] | None = None) -> dict[str, Tensor]:
         """{"loss": cls + box_loss_weight * box, "cls": ..., "box": ...}, each a scalar
         normalised by the number of positive anchors in the batch (at least 1).
+        input_size: (H, W) of the images when they are training crops (see :meth:`assign_targets`).
 
         box: smooth-L1 (beta 1) of the positive anchors' encoded deltas.
         cls: config.loss = "focal": softmax focal loss (gamma, alpha for objects and
@@ -257,14 +287,17 @@ class SSDNet(nn.Module):
         image (at least negative_ratio negatives in an image with no objects).
         """
         cfg = self.config
-        if cls_logits.shape[:2] != box_deltas.shape[:2] or cls_logits.shape[1] != self.num_anchors:
+        num_anchors = self.anchors_for(input_size).shape[0]
+        if cls_logits.shape[:2] != box_deltas.shape[:2] or cls_logits.shape[1] != num_anchors:
+            size = tuple(input_size) if input_size is not None else tuple(self.config.input_size)
             raise ValueError(
                 f"loss: cls_logits {tuple(cls_logits.shape)} / box_deltas {tuple(box_deltas.shape)} "
-                f"do not match {self.num_anchors} anchors"
+                f"do not match the {num_anchors} anchors of a {size} (H, W) input; a training crop must "
+                "pass its size as input_size"
             )
         if len(targets) != cls_logits.shape[0]:
             raise ValueError(f"loss: {len(targets)} targets for a batch of {cls_logits.shape[0]}")
-        labels, box_targets = self.assign_targets(targets)
+        labels, box_targets = self.assign_targets(targets, input_size)
         pos = labels > 0
         num_pos = pos.sum().clamp(min=1).to(cls_logits.dtype)
         box = F.smooth_l1_loss(box_deltas[pos], box_targets[pos], reduction="sum", beta=1.0) / num_pos

@@ -42,6 +42,8 @@ class AugmentConfig:
         input's own width/height; torchvision's ``ratio`` is absolute, so the Augmenter scales it).
     min_visibility: a box keeps its place only if this share of its area stays in the crop.
     brightness, contrast, saturation, hue: torchvision ColorJitter strengths.
+    train_crop: (H, W) of the detector's training crops, cut at the model input's pixel scale
+        (see :class:`Augmenter`'s input_size); None: samples come out at the full input size.
     """
 
     flip_p: float = 0.5
@@ -52,13 +54,15 @@ class AugmentConfig:
     contrast: float = 0.3
     saturation: float = 0.3
     hue: float = 0.03
+    train_crop: tuple[int, int] | None = None
 
     @classmethod
     def from_train_config(cls, config) -> "AugmentConfig":
-        """The strengths a TrainConfig asks for (--flip, --crop-min-scale resolved per task, --color-jitter)."""
+        """The strengths a TrainConfig asks for (--flip, --crop-min-scale resolved per task, --color-jitter,
+        --train-crop-height/--train-crop-width)."""
         j = float(config.color_jitter)
         return cls(flip_p=0.5 if config.flip else 0.0, crop_scale=(float(config.resolved_crop_min_scale), 1.0),
-                   brightness=j, contrast=j, saturation=j, hue=j / 10.0)
+                   brightness=j, contrast=j, saturation=j, hue=j / 10.0, train_crop=config.train_crop_size)
 
     @property
     def crops(self) -> bool:
@@ -81,27 +85,47 @@ class Augmenter:
     -> (image (3,h,w) uint8 with (h, w) = out_size, boxes (M,4) float32 xyxy px
     of the output, labels (M,), direction, jitter (4,) float32 colour factors
     for :func:`color_jitter_batch`).
+
+    input_size: the model input (H_in, W_in) whose pixel scale the output has (default out_size).
+    When out_size is smaller (a training crop), every sample is cropped: the window covers
+    out_size / input_size of the image in each dimension, times sqrt(s) for s drawn from
+    config.crop_scale, so objects come out at the size they have in the full model input (crop
+    scale 1) or larger. The image itself may have any resolution: the window is a share of it.
     """
 
     def __init__(self, out_size: tuple[int, int], config: AugmentConfig = AugmentConfig(),
-                 directions: tuple[str, ...] = DIRECTIONS) -> None:
+                 directions: tuple[str, ...] = DIRECTIONS, input_size: tuple[int, int] | None = None) -> None:
         self.out_size = (int(out_size[0]), int(out_size[1]))
+        self.input_size = self.out_size if input_size is None else (int(input_size[0]), int(input_size[1]))
+        if self.out_size[0] > self.input_size[0] or self.out_size[1] > self.input_size[1]:
+            raise ValueError(f"training crop {self.out_size} (H, W) is larger than the model input {self.input_size}; "
+                             "give a crop no larger than --input-height/--input-width")
+        self.window_share = (self.out_size[0] * self.out_size[1]) / (self.input_size[0] * self.input_size[1])
         self.config = config
         self.directions = directions
         self._crops: dict[tuple[int, int], v2.RandomResizedCrop] = {}
         self._sanitize = v2.SanitizeBoundingBoxes(min_size=1.0, labels_getter=lambda inputs: inputs[2])
 
+    @property
+    def crops(self) -> bool:
+        """Whether samples are cropped: config.crops, or training crops smaller than the input."""
+        return self.config.crops or self.window_share < 1.0
+
     def _crop_for(self, height: int, width: int) -> v2.RandomResizedCrop:
         """The crop transform for inputs of this size. torchvision's ``ratio`` bounds the crop's absolute
         width/height, AugmentConfig's is relative to the input, so the bounds are scaled by the input's
         aspect (unscaled, a 4:3 frame was always cut near-square and stretched back to 4:3, widening
-        every road angle the models learn from)."""
+        every road angle the models learn from), and for a training crop by the crop's aspect over
+        the model input's: the window, mapped into model-input px, has the crop's shape. The area
+        share is config.crop_scale times :attr:`window_share`."""
         crop = self._crops.get((height, width))
         if crop is None:
-            aspect = width / height
+            (out_h, out_w), (in_h, in_w) = self.out_size, self.input_size
+            aspect = (width / height) * (out_w / out_h) / (in_w / in_h)
             low, high = self.config.crop_ratio
-            crop = v2.RandomResizedCrop(self.out_size, scale=self.config.crop_scale,
-                                        ratio=(low * aspect, high * aspect), antialias=True)
+            scale = tuple(s * self.window_share for s in self.config.crop_scale)
+            crop = v2.RandomResizedCrop(self.out_size, scale=scale, ratio=(low * aspect, high * aspect),
+                                        antialias=True)
             self._crops[(height, width)] = crop
         return crop
 
@@ -120,7 +144,7 @@ class Augmenter:
             if direction >= 0:
                 direction = swap_left_right(direction, self.directions)
 
-        if self.config.crops:
+        if self.crops:
             img, bxs, labels = self._crop(img, bxs, labels, int(height), int(width))
         elif (int(height), int(width)) != self.out_size:
             img, bxs = F.resize(img, list(self.out_size), antialias=True), F.resize(bxs, list(self.out_size))

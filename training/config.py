@@ -52,6 +52,11 @@ class TrainConfig:
         "new anchors)")
     input_height: int = _opt(0, "model input height in px (0: the model's default)")
     input_width: int = _opt(0, "model input width in px (0: the model's default)")
+    train_crop_height: int = _opt(
+        0, "detector: train on crops this many px tall, cut at the model input's pixel scale (objects as large as "
+        "in the full input, a step costs the crop's pixels); validation and the checkpoint stay at the full "
+        "input size (0: no training crops, samples are the whole input)")
+    train_crop_width: int = _opt(0, "detector: width in px of the training crops (with --train-crop-height)")
     anchor_strides: tuple[int, ...] = _opt(
         (), "detector/joint, fresh models: feature strides of the anchor levels (empty: the default 8 16 32 64 "
         "128; 8 is a level on ResNet layer2 for small, distant objects; 4 adds a level on layer1 merged with "
@@ -143,6 +148,15 @@ class TrainConfig:
         if bool(self.anchor_strides) != bool(self.anchor_sizes):
             raise ValueError("give --anchor-strides and --anchor-sizes together (one size per stride), or neither")
         self.detector_options()  # AnchorConfig's own checks, at parse time
+        if bool(self.train_crop_height) != bool(self.train_crop_width):
+            raise ValueError("give --train-crop-height and --train-crop-width together, or neither")
+        if self.train_crop_height < 0 or self.train_crop_width < 0:
+            raise ValueError(f"--train-crop-height/--train-crop-width {self.train_crop_height}x"
+                             f"{self.train_crop_width} must be positive (0: no training crops)")
+        if self.train_crop_height and self.task != "detector":
+            raise ValueError("--train-crop-height/--train-crop-width are detector options (a crop shifts the road "
+                             "sideways and a direction label does not follow it): drop them for a "
+                             f"{self.task} run")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"--val-fraction {self.val_fraction} must lie strictly between 0 and 1")
 
@@ -160,6 +174,13 @@ class TrainConfig:
             return (self.input_height, self.input_width)
         if self.input_height or self.input_width:
             raise ValueError("give both --input-height and --input-width, or neither")
+        return None
+
+    @property
+    def train_crop_size(self) -> tuple[int, int] | None:
+        """(H, W) of the detector's training crops, or None for whole-input samples."""
+        if self.train_crop_height and self.train_crop_width:
+            return (self.train_crop_height, self.train_crop_width)
         return None
 
     def detector_options(self) -> dict:

@@ -67,8 +67,25 @@ def _scaled_boxes(sample: FrameSample, size: tuple[int, int]) -> torch.Tensor:
     return boxes * scale
 
 
+def source_size(samples: Sequence[FrameSample], input_size: tuple[int, int]) -> tuple[int, int]:
+    """(H, W) to decode frames at when a crop resizes them afterwards: ``input_size``, shrunk with its
+    aspect kept to no more than the largest frame among ``samples`` (upscaling in the cache adds no
+    detail; the crop's own resize does it from the frame's pixels, and a 320x240 session cached for a
+    640x480 model holds a quarter of the memory)."""
+    height, width = int(input_size[0]), int(input_size[1])
+    frame_h = max((s.size[0] for s in samples), default=height)
+    frame_w = max((s.size[1] for s in samples), default=width)
+    factor = min(1.0, frame_h / height, frame_w / width)
+    if factor >= 1.0:
+        return height, width
+    return max(1, round(height * factor)), max(1, round(width * factor))
+
+
 class _FrameDataset(Dataset):
-    """Shared machinery: images from the cache (or decoded per item) and the augmenter."""
+    """Shared machinery: images from the cache (or decoded per item) and the augmenter.
+
+    input_size: the size images are decoded (and cached) at, and that boxes are given in; the
+    augmenter (when given) turns them into samples of its own out_size."""
 
     def __init__(self, samples: Sequence[FrameSample], input_size: tuple[int, int], augmenter: Augmenter | None,
                  cache: bool, base_seed: int = 0) -> None:
@@ -91,7 +108,7 @@ class _FrameDataset(Dataset):
         return int(key), self.base_seed * 1_000_003 + int(key)
 
     def image(self, index: int) -> torch.Tensor:
-        """(3, H, W) uint8 at model resolution, unaugmented."""
+        """(3, H, W) uint8 at ``input_size``, unaugmented."""
         if self.images is not None:
             return self.images[index]
         return torch.from_numpy(_decode_resized(self._samples[index], self.input_size))
@@ -159,7 +176,10 @@ class DirectionDataset(_FrameDataset):
 
 
 class DetectionDataset(_FrameDataset):
-    """(image (3,H,W) uint8, {"boxes": (N,4) float32 xyxy model-input px, "labels": (N,) int64 in 1..C})."""
+    """(image (3,H,W) uint8, {"boxes": (N,4) float32 xyxy model-input px, "labels": (N,) int64 in 1..C}).
+
+    Without an augmenter, (H, W) = input_size. With one, frames are decoded at input_size and the
+    items come out at the augmenter's out_size (a training crop may be smaller than the model input)."""
 
     def __init__(self, samples: Sequence[FrameSample], input_size, classes: Sequence[str],
                  augmenter: Augmenter | None = None, cache: bool = True, base_seed: int = 0) -> None:
@@ -213,4 +233,4 @@ def direction_collate(batch):
 
 
 __all__ = ["DirectionDataset", "DetectionDataset", "build_frame_cache", "detection_collate", "direction_collate",
-           "resize_sample"]
+           "resize_sample", "source_size"]

@@ -272,7 +272,8 @@ class Trainer:
         amp = self.runtime.amp_dtype
         with torch.autocast(self.runtime.device.type, dtype=amp or torch.float32, enabled=amp is not None):
             outputs = self.ddp_model(x)
-        loss = self.task.batch_loss(self.model, outputs, targets, self.class_weights)
+        loss = self.task.batch_loss(self.model, outputs, targets, self.class_weights,
+                                    input_size=tuple(x.shape[-2:]))
         if self.global_step == self.config.debug_inject_nan_at_step:
             loss = loss * float("nan")
         self.optimizer.zero_grad(set_to_none=True)

@@ -280,11 +280,12 @@ class JointTask(Task):
         return {"direction": self.direction_task.targets_to(targets["direction"], device),
                 "detections": self.detector_task.targets_to(targets["detections"], device)}
 
-    def batch_loss(self, model: JointNet, outputs, targets, class_weights=None) -> Tensor:
+    def batch_loss(self, model: JointNet, outputs, targets, class_weights=None, input_size=None) -> Tensor:
         direction_logits, detector_outputs = outputs
         direction = self.direction_task.batch_loss(model.direction, direction_logits, targets["direction"],
                                                    class_weights)
-        detector = self.detector_task.batch_loss(model.detector, detector_outputs, targets["detections"])
+        detector = self.detector_task.batch_loss(model.detector, detector_outputs, targets["detections"],
+                                                 input_size=input_size)
         return self.direction_loss_weight * direction + detector
 
     def evaluate_options(self, config) -> dict:

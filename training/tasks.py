@@ -21,7 +21,7 @@ from tqdm import tqdm
 from perception.config import DetectorConfig, DirectionConfig, TrunkConfig
 from training.augment import AugmentConfig, Augmenter, color_jitter_batch
 from training.config import EVAL_SCORE_THRESHOLD
-from training.datasets import DetectionDataset, DirectionDataset, detection_collate, direction_collate
+from training.datasets import DetectionDataset, DirectionDataset, detection_collate, direction_collate, source_size
 from training.metrics import classification_metrics, detection_metrics, match_detections
 from training.reports import plot_confusion_matrix, plot_detection_gallery, plot_pr_curves, plot_top_losses
 from training.samples import FrameSample
@@ -70,7 +70,10 @@ class Task:
     def collate(self, batch):
         raise NotImplementedError
 
-    def batch_loss(self, model: nn.Module, outputs, targets, class_weights: torch.Tensor | None) -> torch.Tensor:
+    def batch_loss(self, model: nn.Module, outputs, targets, class_weights: torch.Tensor | None,
+                   input_size: tuple[int, int] | None = None) -> torch.Tensor:
+        """The batch's scalar loss. input_size: (H, W) of the batch's images (training crops may be
+        smaller than the model input; only the detector's anchors depend on it)."""
         raise NotImplementedError
 
     def targets_to(self, targets, device: torch.device):
@@ -150,7 +153,7 @@ class DirectionTask(Task):
     def targets_to(self, targets, device):
         return targets.to(device, non_blocking=True)
 
-    def batch_loss(self, model, outputs, targets, class_weights=None):
+    def batch_loss(self, model, outputs, targets, class_weights=None, input_size=None):
         return F.cross_entropy(outputs.float(), targets, weight=class_weights)
 
     @torch.no_grad()
@@ -194,8 +197,20 @@ class DetectorTask(Task):
 
     def build_dataset(self, samples, augment: bool, cache: bool, seed: int,
                       augment_config: AugmentConfig = AugmentConfig()) -> DetectionDataset:
-        augmenter = Augmenter(self.input_size, augment_config) if augment else None
-        return DetectionDataset(samples, self.input_size, self.model_config.classes, augmenter, cache, seed)
+        """Without augment: frames at the model input size. With it: samples of the training crop
+        (augment_config.train_crop) or the input size; when they are cropped, frames are decoded at
+        no more than their own resolution (:func:`~training.datasets.source_size`) and the crop
+        resizes them."""
+        if not augment:
+            return DetectionDataset(samples, self.input_size, self.model_config.classes, None, cache, seed)
+        out_size = augment_config.train_crop or self.input_size
+        augmenter = Augmenter(out_size, augment_config, input_size=self.input_size)
+        decode_size = source_size(samples, self.input_size) if augmenter.crops else self.input_size
+        if decode_size != self.input_size:
+            log.info("detector: frames decoded at %dx%d (their own size) for crops to %dx%d at the scale of a "
+                     "%dx%d input", decode_size[1], decode_size[0], out_size[1], out_size[0], self.input_size[1],
+                     self.input_size[0])
+        return DetectionDataset(samples, decode_size, self.model_config.classes, augmenter, cache, seed)
 
     def collate(self, batch):
         return detection_collate(batch)
@@ -206,9 +221,9 @@ class DetectorTask(Task):
     def targets_to(self, targets, device):
         return [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
 
-    def batch_loss(self, model, outputs, targets, class_weights=None):
+    def batch_loss(self, model, outputs, targets, class_weights=None, input_size=None):
         cls_logits, box_deltas = outputs
-        return model.loss(cls_logits.float(), box_deltas.float(), targets)["loss"]
+        return model.loss(cls_logits.float(), box_deltas.float(), targets, input_size)["loss"]
 
     @torch.no_grad()
     def evaluate(self, model, dataset: DetectionDataset, device, out_dir=None, batch_size=64, amp_dtype=None,

@@ -197,3 +197,46 @@ def test_assign_targets_equals_matching_each_image_alone():
         assert torch.equal(labels[b], want_labels), b
         assert torch.allclose(encoded[b], want_boxes, atol=1e-6), b
     assert (labels[0] == 0).all() and (labels[3] > 0).sum() >= 6
+
+
+def test_crop_anchors_are_the_full_inputs_anchors_inside_the_crop():
+    """Training crops: a crop's anchors have the pixel sizes of the full input's (sizes are fractions of
+    config.input_size's short side), tiled on the crop's own grid. With every stride dividing both
+    sizes, they are exactly the full input's anchors whose centres lie in the crop's window."""
+    from perception.detector import detector_anchors
+
+    config = DetectorConfig(input_size=(256, 512), trunk=NONE,
+                            anchors=AnchorConfig(feature_strides=(4, 8, 16, 32, 64, 128),
+                                                 sizes=(0.02, 0.04, 0.08, 0.2, 0.4, 0.7)))
+    full = detector_anchors(config)
+    crop = detector_anchors(config, (128, 256))
+    centres = (full[:, :2] + full[:, 2:]) / 2
+    inside = full[(centres[:, 0] < 256) & (centres[:, 1] < 128)]
+    assert crop.shape == inside.shape
+    assert torch.equal(crop, inside)  # the same rows in the same level/row/column/anchor order
+    assert torch.equal(detector_anchors(config, (256, 512)), full)
+
+
+def test_ssdnet_trains_on_crops_and_refuses_them_in_eval():
+    torch.manual_seed(0)
+    model = SSDNet(DetectorConfig(input_size=(96, 128), trunk=NONE)).train()
+    crop = (64, 96)
+    cls_logits, box_deltas = model(torch.randn(2, 3, *crop))
+    anchors = model.anchors_for(crop)
+    assert cls_logits.shape[1] == box_deltas.shape[1] == anchors.shape[0] < model.num_anchors
+    assert model.anchors_for(crop) is anchors and model.anchors_for((96, 128)) is model.anchors
+    # anchor sides are those of the full input: the largest one is 0.7 x 96 px wide whatever the crop
+    assert float((anchors[:, 2] - anchors[:, 0]).max()) == pytest.approx(float(
+        (model.anchors[:, 2] - model.anchors[:, 0]).max()))
+    targets = [{"boxes": torch.tensor([[10.0, 10.0, 40.0, 30.0]]), "labels": torch.tensor([1])},
+               {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}]
+    losses = model.loss(cls_logits, box_deltas, targets, input_size=crop)
+    assert torch.isfinite(losses["loss"]) and float(losses["box"].detach()) > 0
+    losses["loss"].backward()
+    with pytest.raises(ValueError, match="training crop must pass its size"):
+        model.loss(cls_logits, box_deltas, targets)
+    with pytest.raises(ValueError, match="input_size"):  # larger than the input: refused even in training
+        model(torch.randn(1, 3, 128, 128))
+    model.eval()
+    with pytest.raises(ValueError, match="input_size"), torch.no_grad():
+        model(torch.randn(1, 3, *crop))

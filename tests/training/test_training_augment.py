@@ -155,3 +155,27 @@ def test_bad_augmentation_strengths_are_refused_by_name(field, value):
     flag = "--" + field.replace("_", "-")
     with pytest.raises(ValueError, match=flag):
         TrainConfig(**{field: value})
+
+
+def test_training_crop_keeps_the_input_pixel_scale():
+    """out_size smaller than input_size: the window is out/input of the frame, so a box comes out as large as
+    it is in the full model input, whatever resolution the frame itself is stored at."""
+    config = AugmentConfig(flip_p=0.0, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), brightness=0, contrast=0,
+                           saturation=0, hue=0)
+    augment = Augmenter((40, 60), config, input_size=(80, 120))  # a 40x60 crop at the scale of an 80x120 input
+    assert augment.crops and augment.window_share == pytest.approx(0.25)
+    frame = torch.zeros(3, 40, 60, dtype=torch.uint8)  # the frame as recorded: half the input's size
+    frame[:, 10:30, 15:45] = 200
+    box = torch.tensor([[15.0, 10.0, 45.0, 30.0]])  # 30x20 px here, 60x40 px in the 80x120 input
+    sizes = set()
+    for seed in range(20):
+        image, boxes, labels, _, _ = augment(frame, box, torch.tensor([1]), -1, seed)
+        assert image.shape == (3, 40, 60)
+        if len(boxes):
+            w, h = float(boxes[0, 2] - boxes[0, 0]), float(boxes[0, 3] - boxes[0, 1])
+            assert w <= 60.0 + 1e-3 and h <= 40.0 + 1e-3
+            if 0 < boxes[0, 0] and boxes[0, 2] < 60 and 0 < boxes[0, 1] and boxes[0, 3] < 40:
+                sizes.add((round(w, 3), round(h, 3)))  # wholly inside the crop: its full size
+    assert sizes <= {(60.0, 40.0)}
+    with pytest.raises(ValueError, match="larger than the model input"):
+        Augmenter((40, 60), config, input_size=(30, 60))

@@ -242,3 +242,29 @@ def test_init_fine_tunes_a_checkpoint_at_a_new_input_size(scene_sessions, tmp_pa
     with torch.no_grad():
         cls_logits, _ = after(torch.zeros(1, 3, 96, 128))
     assert cls_logits.shape[1] == after.num_anchors
+
+
+def test_detector_trains_on_crops_and_validates_on_the_full_input(scene_sessions, tmp_path, capsys):
+    """--train-crop-height/--train-crop-width: steps see 32x32 crops at the scale of the 64x64 input; the run
+    validates and saves at 64x64, and the option is refused where it cannot work."""
+    from perception.checkpoint import load_model
+
+    run = tmp_path / "crops"
+    assert _train("detector", scene_sessions, run, "--epochs", "1", "--freeze-epochs", "0",
+                  "--train-crop-height", "32", "--train-crop-width", "32") == 0
+    config = json.loads((run / "config.json").read_text())
+    assert (config["train_crop_height"], config["train_crop_width"]) == (32, 32)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["val"]["by_height"]["medium"]["height_px"] == pytest.approx([64 / 30, 64 / 15])
+    model, card = load_model(run / "best.safetensors")
+    assert tuple(card.input_size) == (64, 64) and model.num_anchors == model.anchors_for((64, 64)).shape[0]
+    capsys.readouterr()
+    for task, bad, message in (("detector", ["--train-crop-height", "32"], "together"),
+                               ("direction", ["--train-crop-height", "16", "--train-crop-width", "16"],
+                                "detector options")):
+        with pytest.raises(SystemExit) as exit_info:
+            _train(task, scene_sessions, tmp_path / "bad", *bad)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert _train("detector", scene_sessions, tmp_path / "big", "--train-crop-height", "80",
+                  "--train-crop-width", "80") == 1
+    assert "larger than the model input" in capsys.readouterr().err

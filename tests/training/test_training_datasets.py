@@ -43,3 +43,30 @@ def test_session_samples_keep_labels_and_group(scene_sessions):
     # each class gets the same total draw weight
     totals = torch.zeros(3, dtype=torch.float64).index_add_(0, dataset.targets, weights)
     assert torch.allclose(totals[counts > 0], torch.ones_like(totals[counts > 0]))
+
+
+def test_training_crops_decode_frames_at_their_own_size():
+    """A detector run whose samples are cropped decodes frames at no more than their recorded size (the crop
+    resizes them), and its items come out at the training crop's size with boxes at the input's scale."""
+    from training.augment import AugmentConfig
+    from training.datasets import source_size
+    from training.tasks import DetectorTask
+    from perception.config import DetectorConfig, TrunkConfig
+
+    assert source_size([], (480, 640)) == (480, 640)
+    rng = np.random.default_rng(1)
+    samples = [sample_from_array(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), "left",
+                                 boxes=[(10, 12, 30, 36)], labels=["car"], name=f"f{i}") for i in range(4)]
+    assert source_size(samples, (96, 128)) == (48, 64)  # never upscaled in the cache
+    assert source_size(samples, (24, 32)) == (24, 32)  # shrunk to the input when the frames are larger
+    task = DetectorTask(DetectorConfig(input_size=(96, 128), classes=CLASSES, trunk=TrunkConfig(weights="none")))
+    config = AugmentConfig(flip_p=0.0, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), train_crop=(48, 64))
+    train = task.build_dataset(samples, augment=True, cache=True, seed=0, augment_config=config)
+    assert tuple(train.images.shape[-2:]) == (48, 64)
+    image, target, _ = train[0]
+    assert image.shape == (3, 48, 64)
+    val = task.build_dataset(samples, augment=False, cache=True, seed=0)
+    assert val[0][0].shape == (3, 96, 128)
+    assert torch.allclose(val[0][1]["boxes"], torch.tensor([[20.0, 24.0, 60.0, 72.0]]))
+    if len(target["boxes"]) and (target["boxes"][0, :2] > 0).all() and (target["boxes"][0, 2:] < 64).all():
+        assert torch.allclose(target["boxes"][0, 2:] - target["boxes"][0, :2], torch.tensor([40.0, 48.0]), atol=1e-3)
