@@ -207,9 +207,9 @@ class DetectorTask(Task):
         augmenter = Augmenter(out_size, augment_config, input_size=self.input_size)
         decode_size = source_size(samples, self.input_size) if augmenter.crops else self.input_size
         if decode_size != self.input_size:
-            log.info("detector: frames decoded at %dx%d (their own size) for crops to %dx%d at the scale of a "
-                     "%dx%d input", decode_size[1], decode_size[0], out_size[1], out_size[0], self.input_size[1],
-                     self.input_size[0])
+            log.info("detector: training frames cached at %dx%d (their own size); each crop is resized to %dx%d "
+                     "at the scale of the %dx%d model input", decode_size[1], decode_size[0], out_size[1], out_size[0],
+                     self.input_size[1], self.input_size[0])
         return DetectionDataset(samples, decode_size, self.model_config.classes, augmenter, cache, seed)
 
     def collate(self, batch):
