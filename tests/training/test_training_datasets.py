@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from training.datasets import DetectionDataset, DirectionDataset, build_frame_cache
@@ -56,7 +57,7 @@ def test_training_crops_decode_frames_at_their_own_size():
     assert source_size([], (480, 640)) == (480, 640)
     rng = np.random.default_rng(1)
     samples = [sample_from_array(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), "left",
-                                 boxes=[(10, 12, 30, 36)], labels=["car"], name=f"f{i}") for i in range(4)]
+                                 boxes=[(10, 12, 20, 20)], labels=["car"], name=f"f{i}") for i in range(4)]
     assert source_size(samples, (96, 128)) == (48, 64)  # never upscaled in the cache
     assert source_size(samples, (24, 32)) == (24, 32)  # shrunk to the input when the frames are larger
     task = DetectorTask(DetectorConfig(input_size=(96, 128), classes=CLASSES, trunk=TrunkConfig(weights="none")))
@@ -67,6 +68,11 @@ def test_training_crops_decode_frames_at_their_own_size():
     assert image.shape == (3, 48, 64)
     val = task.build_dataset(samples, augment=False, cache=True, seed=0)
     assert val[0][0].shape == (3, 96, 128)
-    assert torch.allclose(val[0][1]["boxes"], torch.tensor([[20.0, 24.0, 60.0, 72.0]]))
-    if len(target["boxes"]) and (target["boxes"][0, :2] > 0).all() and (target["boxes"][0, 2:] < 64).all():
-        assert torch.allclose(target["boxes"][0, 2:] - target["boxes"][0, :2], torch.tensor([40.0, 48.0]), atol=1e-3)
+    assert torch.allclose(val[0][1]["boxes"], torch.tensor([[20.0, 24.0, 40.0, 40.0]]))
+    whole = []  # draws whose crop holds the whole box: it has its 96x128-input size, 20x16 px
+    for seed in range(40):
+        _, target, _ = train[(0, seed)]
+        boxes = target["boxes"]
+        if len(boxes) and (boxes[0, :2] > 0).all() and boxes[0, 2] < 64 and boxes[0, 3] < 48:
+            whole.append((boxes[0, 2:] - boxes[0, :2]).tolist())
+    assert whole and all(w == pytest.approx([20.0, 16.0], abs=1e-3) for w in whole)
