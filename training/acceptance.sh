@@ -31,7 +31,11 @@ frames() { awk -v n="$1" -v s="$SCALE" 'BEGIN { f = int(n * s); print (f < 1 ? 1
 
 CONDITIONS=("day clear" "dusk clear" "day rain" "night clear" "day fog" "dusk rain")
 record() {  # out seed time_of_day weather frames [perturb]
-    [ -f "$1/manifest.json" ] && return 0
+    # the writer puts the manifest in place first, so a recording killed mid-way has one: a session is
+    # done when frames.jsonl holds every frame asked for, else it is recorded again
+    if [ -f "$1/manifest.json" ] && [ "$(wc -l < "$1/frames.jsonl" 2>/dev/null || echo 0)" -ge "$5" ]; then
+        return 0
+    fi
     rm -rf "$1"
     tp record --out "$1" --autopilot --headless --frames "$5" --seed "$2" --time-of-day "$3" --weather "$4" \
         ${6:+--perturb "$6"} --no-progress >/dev/null
