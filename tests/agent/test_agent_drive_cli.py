@@ -173,6 +173,11 @@ def test_sigterm_mid_drive_releases_the_keys_and_prints_the_latency(xvfb_display
         while not read_held_keys().throttle:  # the agent is driving: its throttle is down on the X server
             assert time.monotonic() < deadline and drive.poll() is None, "the drive never pressed the throttle"
             time.sleep(0.01)
+        # the throttle goes down inside the first step's key send, microseconds before that step's
+        # frame_to_key is timed: a signal sent at once can land between the two (0 steps, no latency
+        # row). A second more lets the loop finish steps, so the report has latencies to print.
+        time.sleep(1.0)
+        assert drive.poll() is None, "the drive ended before the signal"
         drive.send_signal(signal.SIGTERM)
         out, err = drive.communicate(timeout=20)
         held_after = read_held_keys()
