@@ -37,6 +37,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     src.add_argument("--time-of-day", choices=("day", "dusk", "night"), help="default: picked by the seed")
     src.add_argument("--weather", choices=("clear", "fog", "rain"), help="default: picked by the seed")
     src.add_argument("--sim-size", type=size_arg, default=(320, 240), help="simulator frame size (default 320x240)")
+    src.add_argument("--min-box-height", type=float, default=4.0, metavar="PX",
+                     help="boxes shorter than PX frame pixels are not labelled (default 4, for 320x240; "
+                          "scale it with --sim-size to label the same objects, e.g. 8 at 640x480)")
     src.add_argument("--scale", type=int, default=2, help="window zoom when a person drives (default 2)")
     game = p.add_argument_group("real game (capture with mss, keys from X11 / GetAsyncKeyState)")
     game.add_argument("--window", metavar="TITLE", help="capture the window whose title contains TITLE")
@@ -77,6 +80,7 @@ def main(argv: list[str]) -> int:
                 height=height, autopilot=args.autopilot, headless=args.headless, frames=args.frames,
                 seconds=seconds, fps=args.fps or 15.0, scale=args.scale, image_format=args.image_format or "png",
                 progress=not args.no_progress, perturb=args.perturb,
+                min_box_height_px=args.min_box_height,
             )
     except (SessionError, ValueError, LookupError) as exc:  # bad options, session exists, window not found
         print(f"truckpilot record: {exc}", file=sys.stderr)

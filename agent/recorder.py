@@ -179,13 +179,18 @@ def _finish(writer: SessionWriter, progress: _Progress, t0: float, stopped_by: s
 # ----------------------------------------------------------------------------- simulator
 
 
-def make_sim_env(*, width: int, height: int, time_of_day: str | None, weather: str | None):
-    """The simulator as a Gymnasium env, frames of width x height (rgb_array)."""
+def make_sim_env(*, width: int, height: int, time_of_day: str | None, weather: str | None,
+                 min_box_height_px: float = 4.0):
+    """The simulator as a Gymnasium env, frames of width x height (rgb_array).
+
+    min_box_height_px: ground-truth boxes shorter than this (frame pixels) are left out.
+    """
     import gymnasium
 
     import sim  # noqa: F401  (registers TruckSim-v0)
 
-    return gymnasium.make("TruckSim-v0", width=width, height=height, time_of_day=time_of_day, weather=weather)
+    return gymnasium.make("TruckSim-v0", width=width, height=height, time_of_day=time_of_day, weather=weather,
+                          min_box_height_px=min_box_height_px)
 
 
 def record_sim(
@@ -205,8 +210,12 @@ def record_sim(
     image_format: str = "png",
     progress: bool = True,
     perturb: float = 0.0,
+    min_box_height_px: float = 4.0,
 ) -> RecordResult:
     """Record the simulator into a new session at ``out``.
+
+    min_box_height_px: boxes shorter than this many frame pixels are not labelled (the sim's
+    default, 4, is meant for 320x240; 8 at 640x480 labels the same objects at twice the pixels).
 
     perturb (autopilot only): steering disturbances started per simulated second
     (sim.perturb.SteeringPerturbation), so the session holds frames of the truck
@@ -222,8 +231,11 @@ def record_sim(
         raise ValueError("--headless needs --autopilot: nobody can drive without a window")
     if perturb and not autopilot:
         raise ValueError("--perturb needs --autopilot: it disturbs the autopilot's steering")
+    if not min_box_height_px > 0:
+        raise ValueError(f"--min-box-height must be > 0 frame pixels, got {min_box_height_px}")
     budget = _Budget(frames, seconds)
-    env = make_sim_env(width=width, height=height, time_of_day=time_of_day, weather=weather)
+    env = make_sim_env(width=width, height=height, time_of_day=time_of_day, weather=weather,
+                       min_box_height_px=min_box_height_px)
     expert = None
     perturbation = None
     if autopilot:
@@ -244,7 +256,7 @@ def record_sim(
         source = {
             "kind": "sim", "seed": seed, "time_of_day": info.get("time_of_day", time_of_day),
             "weather": info.get("weather", weather), "driver": "autopilot" if autopilot else "human",
-            "headless": headless, "dt": dt, "perturb_per_s": perturb,
+            "headless": headless, "dt": dt, "perturb_per_s": perturb, "min_box_height_px": min_box_height_px,
         }
         writer = SessionWriter.create(out, source=source, width=obs.shape[1], height=obs.shape[0],
                                       fps=0.0 if headless else fps, classes=classes, directions=directions,

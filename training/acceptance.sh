@@ -14,7 +14,9 @@
 # Settings (environment): PY (python with TruckPilot importable; default python3), ROOT (runs/acceptance),
 # TRUNK (imagenet | none | PATH; imagenet falls back to random init with a warning where it cannot be had),
 # SCALE (frames per epoch relative to the CPU chain's, default 1; a GPU can afford 4 or more; 0.002 smoke-tests),
-# DIR_BATCH (256), DET_BATCH (32), AMP (auto: bf16 on CUDA, float32 on CPUs), EXTRA (more train options).
+# DIR_BATCH (256), DET_BATCH (32), AMP (auto: bf16 on CUDA, float32 on CPUs), EXTRA (more train options),
+# SIM_SIZE (the sessions' frame size, default 320x240) and MIN_BOX (boxes shorter than this many frame pixels
+# are not labelled, default 4; scale it with SIM_SIZE, e.g. SIM_SIZE=640x480 MIN_BOX=8, to label the same objects).
 # On the lent GPU machine (no pygame there): carry a pygame wheel (pip download pygame --only-binary=:all:
 # --python-version 3.12 ... -d .whl, see the device README) and install it to a --target on PYTHONPATH first.
 set -euo pipefail
@@ -23,6 +25,8 @@ PY=${PY:-python3}
 ROOT=${ROOT:-runs/acceptance}
 TRUNK=${TRUNK:-imagenet}
 SCALE=${SCALE:-1}
+SIM_SIZE=${SIM_SIZE:-320x240}
+MIN_BOX=${MIN_BOX:-4}
 AMP=${AMP:-auto}
 EXTRA=${EXTRA:-}
 export SDL_VIDEODRIVER=${SDL_VIDEODRIVER:-dummy}
@@ -38,7 +42,7 @@ record() {  # out seed time_of_day weather frames [perturb]
     fi
     rm -rf "$1"
     tp record --out "$1" --autopilot --headless --frames "$5" --seed "$2" --time-of-day "$3" --weather "$4" \
-        ${6:+--perturb "$6"} --no-progress >/dev/null
+        --sim-size "$SIM_SIZE" --min-box-height "$MIN_BOX" ${6:+--perturb "$6"} --no-progress >/dev/null
 }
 
 stage_data() {

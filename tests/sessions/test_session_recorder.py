@@ -37,6 +37,29 @@ def test_record_headless_autopilot(tmp_path, capsys):
     assert verify(out).status == "clean"
 
 
+def test_min_box_height_labels_the_same_objects_at_twice_the_size(tmp_path, capsys):
+    """--min-box-height 8 at 640x480 against the default 4 at 320x240, same seed: the same drive, boxes
+    no shorter than the threshold, and about as many of them (the threshold and the occlusion rule
+    round differently at each size, so a few near the limit differ)."""
+    small, large = tmp_path / "small", tmp_path / "large"
+    base = ["record", "--autopilot", "--headless", "--frames", "80", "--seed", "3", "--no-progress"]
+    assert main([*base, "--out", str(small)]) == 0
+    assert main([*base, "--out", str(large), "--sim-size", "640x480", "--min-box-height", "8"]) == 0
+    a, b = Session.open(small).records(), Session.open(large).records()
+    assert Session.open(large).manifest.source["min_box_height_px"] == 8.0
+    assert [r.direction for r in a] == [r.direction for r in b]
+    heights = np.array([y1 - y0 for r in b for (_, y0, _, y1) in r.boxes])
+    assert heights.size > 100 and heights.min() >= 8
+    n_small, n_large = sum(len(r.boxes) for r in a), sum(len(r.boxes) for r in b)
+    assert abs(n_large - n_small) <= 0.1 * n_small, (n_small, n_large)
+    default_large = tmp_path / "default"
+    assert main([*base, "--out", str(default_large), "--sim-size", "640x480"]) == 0
+    assert sum(len(r.boxes) for r in Session.open(default_large).records()) > n_large  # 4 px: farther objects too
+    capsys.readouterr()
+    assert main([*base, "--out", str(tmp_path / "bad"), "--min-box-height", "0"]) == 1
+    assert "--min-box-height must be > 0" in capsys.readouterr().err
+
+
 def test_record_sim_window_path_runs(tmp_path):
     """The windowed sim path (autopilot driving, frames shown in a pygame window; dummy video driver)."""
     from agent.recorder import record_sim
