@@ -21,6 +21,8 @@ same augmentations whatever the number of DataLoader workers.
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import torch
@@ -44,6 +46,9 @@ class AugmentConfig:
     brightness, contrast, saturation, hue: torchvision ColorJitter strengths.
     train_crop: (H, W) of the detector's training crops, cut at the model input's pixel scale
         (see :class:`Augmenter`'s input_size); None: samples come out at the full input size.
+    crop_on_boxes: probability that a crop's window is placed so that it holds one box of the
+        image whole (drawn at random among the boxes; where the box is larger than the window, or
+        there is none, the window stays where it was drawn); else the window lies anywhere.
     """
 
     flip_p: float = 0.5
@@ -55,14 +60,16 @@ class AugmentConfig:
     saturation: float = 0.3
     hue: float = 0.03
     train_crop: tuple[int, int] | None = None
+    crop_on_boxes: float = 0.0
 
     @classmethod
     def from_train_config(cls, config) -> "AugmentConfig":
         """The strengths a TrainConfig asks for (--flip, --crop-min-scale resolved per task, --color-jitter,
-        --train-crop-height/--train-crop-width)."""
+        --train-crop-height/--train-crop-width, --crop-on-boxes)."""
         j = float(config.color_jitter)
         return cls(flip_p=0.5 if config.flip else 0.0, crop_scale=(float(config.resolved_crop_min_scale), 1.0),
-                   brightness=j, contrast=j, saturation=j, hue=j / 10.0, train_crop=config.train_crop_size)
+                   brightness=j, contrast=j, saturation=j, hue=j / 10.0, train_crop=config.train_crop_size,
+                   crop_on_boxes=float(config.crop_on_boxes))
 
     @property
     def crops(self) -> bool:
@@ -160,6 +167,8 @@ class Augmenter:
         """Random resized crop back to out_size; boxes follow, those less than min_visibility inside are dropped."""
         crop = self._crop_for(height, width)
         params = crop.make_params([img])
+        if len(bxs) and self.config.crop_on_boxes > 0 and torch.rand(()) < self.config.crop_on_boxes:
+            params.update(self._window_on_a_box(bxs.as_subclass(torch.Tensor), params, height, width))
         top, left, crop_h, crop_w = params["top"], params["left"], params["height"], params["width"]
         area_before = (bxs[:, 2] - bxs[:, 0]).clamp(min=0) * (bxs[:, 3] - bxs[:, 1]).clamp(min=0)
         inside = bxs.as_subclass(torch.Tensor).clone()
@@ -171,6 +180,24 @@ class Augmenter:
         img = crop.transform(img, params)
         bxs = crop.transform(bxs, params)  # clamps to the crop
         return img, tv_tensors.wrap(bxs[visible], like=bxs), labels[visible]
+
+
+    @staticmethod
+    def _window_on_a_box(boxes: torch.Tensor, params: dict, height: int, width: int) -> dict:
+        """top/left placing the drawn window (params' height x width, image px) so that it holds one box
+        of ``boxes`` (N, 4) xyxy image px whole, the box drawn at random and the place uniformly among
+        those that hold it; the window's own top/left where the box does not fit in it."""
+        box = boxes[int(torch.randint(len(boxes), ()))]
+        crop_h, crop_w = int(params["height"]), int(params["width"])
+        placed = {}
+        for key, low_edge, high_edge, size, extent in (("left", box[0], box[2], crop_w, width),
+                                                       ("top", box[1], box[3], crop_h, height)):
+            lowest = max(0, math.ceil(float(high_edge)) - size)  # the window's far edge reaches the box's
+            highest = min(extent - size, math.floor(float(low_edge)))  # its near edge before the box's
+            if lowest > highest:
+                return {}
+            placed[key] = int(torch.randint(lowest, highest + 1, ()))
+        return placed
 
 
 #: jitter factors that leave colours unchanged: brightness, contrast, saturation x1, hue +0

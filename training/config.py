@@ -57,6 +57,10 @@ class TrainConfig:
         "in the full input, a step costs the crop's pixels); validation and the checkpoint stay at the full "
         "input size (0: no training crops, samples are the whole input)")
     train_crop_width: int = _opt(0, "detector: width in px of the training crops (with --train-crop-height)")
+    crop_on_boxes: float = _opt(
+        0.0, "detector: probability that a crop's window is placed to hold a box of the frame whole (one "
+        "drawn at random, where it fits), else anywhere; for --train-crop-height/--train-crop-width, whose "
+        "windows are a fraction of the frame and mostly miss the few rows where objects are (0: anywhere)")
     anchor_strides: tuple[int, ...] = _opt(
         (), "detector/joint, fresh models: feature strides of the anchor levels (empty: the default 8 16 32 64 "
         "128; 8 is a level on ResNet layer2 for small, distant objects; 4 adds a level on layer1 merged with "
@@ -157,6 +161,11 @@ class TrainConfig:
             raise ValueError("--train-crop-height/--train-crop-width are detector options (a crop shifts the road "
                              "sideways and a direction label does not follow it): drop them for a "
                              f"{self.task} run")
+        if not 0.0 <= self.crop_on_boxes <= 1.0:
+            raise ValueError(f"--crop-on-boxes {self.crop_on_boxes} must lie in [0, 1] (a probability)")
+        if self.crop_on_boxes and self.task != "detector":
+            raise ValueError(f"--crop-on-boxes is a detector option (direction and joint runs do not crop): drop it "
+                             f"for a {self.task} run")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"--val-fraction {self.val_fraction} must lie strictly between 0 and 1")
 

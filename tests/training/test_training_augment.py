@@ -179,3 +179,38 @@ def test_training_crop_keeps_the_input_pixel_scale():
     assert sizes <= {(60.0, 40.0)}
     with pytest.raises(ValueError, match="larger than the model input"):
         Augmenter((40, 60), config, input_size=(30, 60))
+
+
+def test_crop_on_boxes_places_the_window_over_a_box():
+    """A 640x480-like frame whose only object sits in a band, training crops of a quarter of it: windows
+    placed anywhere miss the box most of the time; with crop_on_boxes=1 every window holds it whole, at
+    the input's pixel scale, and the placement still varies."""
+    from training.config import TrainConfig
+
+    frame = torch.zeros(3, 96, 128, dtype=torch.uint8)
+    frame[:, 40:46, 100:104] = 255
+    box, label = torch.tensor([[100.0, 40.0, 104.0, 46.0]]), torch.tensor([3])  # 4x6 px, near the right edge
+    base = dict(flip_p=0.0, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), brightness=0, contrast=0, saturation=0, hue=0)
+    anywhere = Augmenter((48, 64), AugmentConfig(**base), input_size=(96, 128))
+    on_boxes = Augmenter((48, 64), AugmentConfig(**base, crop_on_boxes=1.0), input_size=(96, 128))
+    whole = 0
+    lefts = set()
+    for seed in range(40):
+        _, boxes, _, _, _ = anywhere(frame, box, label, -1, seed)
+        whole += len(boxes) == 1 and float(boxes[0, 2] - boxes[0, 0]) == pytest.approx(4.0, abs=0.6)
+        _, boxes, labels, _, _ = on_boxes(frame, box, label, -1, seed)
+        assert len(boxes) == 1 and labels.tolist() == [3], seed
+        w, h = float(boxes[0, 2] - boxes[0, 0]), float(boxes[0, 3] - boxes[0, 1])
+        assert w == pytest.approx(4.0, abs=0.6) and h == pytest.approx(6.0, abs=0.6), (seed, w, h)  # whole, same scale
+        lefts.add(round(float(boxes[0, 0]), 1))
+    assert whole < 30, whole  # placed anywhere, the window misses or cuts the box in many draws
+    assert len(lefts) > 5  # not one fixed window
+    # no boxes, or a box larger than any window: the drawn window stands, nothing fails
+    assert len(on_boxes(frame, torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64), -1, 0)[1]) == 0
+    huge = torch.tensor([[0.0, 0.0, 128.0, 96.0]])
+    assert on_boxes(frame, huge, label, -1, 0)[0].shape == (3, 48, 64)
+    assert AugmentConfig.from_train_config(TrainConfig(task="detector", crop_on_boxes=0.5)).crop_on_boxes == 0.5
+    with pytest.raises(ValueError, match="--crop-on-boxes 1.5"):
+        TrainConfig(task="detector", crop_on_boxes=1.5)
+    with pytest.raises(ValueError, match="--crop-on-boxes is a detector option"):
+        TrainConfig(task="direction", crop_on_boxes=0.5)
