@@ -9,7 +9,9 @@
 #   training/acceptance.sh bench       img/s and data-wait share of both networks (--benchmark-steps)
 #   training/acceptance.sh direction   train the direction classifier, evaluate it on the test sessions
 #   training/acceptance.sh detector    the detector's progressive chain (192x144 -> 320x240 -> 480x360 ->
-#                                      640x480, stride-4 anchors), evaluate the last step's best on the test
+#                                      640x480, stride-4 anchors), evaluate the last step's best on the test;
+#                                      with SIM_SIZE=640x480 the chain of those sessions instead (192x144 ->
+#                                      320x240 -> 640x480 trained on 320x240 crops, --crop-on-boxes 0.5)
 # Targets: direction accuracy >= 0.95; detector mAP@0.5 >= 0.80 (test sessions).
 # Settings (environment): PY (python with TruckPilot importable; default python3), ROOT (runs/acceptance),
 # TRUNK (imagenet | none | PATH; imagenet falls back to random init with a warning where it cannot be had),
@@ -87,7 +89,28 @@ stage_direction() {  # training/README "Direction, 15 CPU minutes" recipe
     tp evaluate "$ROOT/direction/best.safetensors" --data "$ROOT"/data/test/* --out "$ROOT/direction/test"
 }
 
-stage_detector() {  # training/README "Progressive resizing" + "Two more steps up the chain"
+stage_detector() {
+    if [ "$SIM_SIZE" = 640x480 ]; then detector_chain_640; else detector_chain_upscaled; fi
+}
+
+detector_chain_640() {  # training/README "Sessions recorded at 640x480": three steps, the last on 320x240 crops
+    local d="$ROOT/detector" b=${DET_BATCH:-32}
+    rm -rf "$d"
+    tp train detector --data "$ROOT"/data/train/* --val-data "${VAL[@]}" --out "$d/1_192x144" \
+        --trunk-weights "$TRUNK" --input-height 144 --input-width 192 --anchor-strides 4 8 16 32 64 128 \
+        --anchor-sizes 0.02 0.04 0.08 0.2 0.4 0.7 --anchor-ratios 1 2 0.5 0.3 --epochs 4 \
+        --epoch-frames "$(frames 12000)" --batch-size "$b" --lr 2e-3 "${COMMON[@]}" $EXTRA
+    tp train detector --data "$ROOT"/data/train/* --val-data "${VAL[@]}" --out "$d/2_320x240" \
+        --init "$d/1_192x144/best.safetensors" --input-height 240 --input-width 320 --epochs 2 \
+        --epoch-frames "$(frames 6000)" --batch-size "$b" --lr 1e-3 "${COMMON[@]}" $EXTRA
+    tp train detector --data "$ROOT"/data/train/* --val-data "${VAL[@]}" --out "$d/3_640x480c" \
+        --init "$d/2_320x240/best.safetensors" --input-height 480 --input-width 640 \
+        --train-crop-height 240 --train-crop-width 320 --crop-on-boxes 0.5 --epochs 4 \
+        --epoch-frames "$(frames 6000)" --batch-size "$b" --lr 5e-4 "${COMMON[@]}" $EXTRA
+    tp evaluate "$d/3_640x480c/best.safetensors" --data "$ROOT"/data/test/* --out "$d/test"
+}
+
+detector_chain_upscaled() {  # training/README "Progressive resizing" + "Two more steps up the chain"
     local d="$ROOT/detector" b=${DET_BATCH:-32}
     rm -rf "$d"
     tp train detector --data "$ROOT"/data/train/* --val-data "${VAL[@]}" --out "$d/1_192x144" \
