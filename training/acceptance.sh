@@ -93,39 +93,37 @@ stage_detector() {
     if [ "$SIM_SIZE" = 640x480 ]; then detector_chain_640; else detector_chain_upscaled; fi
 }
 
+CHAIN_ANCHORS=(--anchor-strides 4 8 16 32 64 128 --anchor-sizes 0.02 0.04 0.08 0.2 0.4 0.7 --anchor-ratios 1 2 0.5 0.3)
+detector_step() {  # out lr options...: one `train detector` step of a chain with the options every step shares
+    local out=$1 lr=$2
+    shift 2
+    tp train detector --data "$ROOT"/data/train/* --val-data "${VAL[@]}" --out "$out" "$@" \
+        --batch-size "${DET_BATCH:-32}" --lr "$lr" "${COMMON[@]}" $EXTRA
+}
+
 detector_chain_640() {  # training/README "Sessions recorded at 640x480": three steps, the last on 320x240 crops
-    local d="$ROOT/detector" b=${DET_BATCH:-32}
+    local d="$ROOT/detector"
     rm -rf "$d"
-    tp train detector --data "$ROOT"/data/train/* --val-data "${VAL[@]}" --out "$d/1_192x144" \
-        --trunk-weights "$TRUNK" --input-height 144 --input-width 192 --anchor-strides 4 8 16 32 64 128 \
-        --anchor-sizes 0.02 0.04 0.08 0.2 0.4 0.7 --anchor-ratios 1 2 0.5 0.3 --epochs 4 \
-        --epoch-frames "$(frames 12000)" --batch-size "$b" --lr 2e-3 "${COMMON[@]}" $EXTRA
-    tp train detector --data "$ROOT"/data/train/* --val-data "${VAL[@]}" --out "$d/2_320x240" \
-        --init "$d/1_192x144/best.safetensors" --input-height 240 --input-width 320 --epochs 2 \
-        --epoch-frames "$(frames 6000)" --batch-size "$b" --lr 1e-3 "${COMMON[@]}" $EXTRA
-    tp train detector --data "$ROOT"/data/train/* --val-data "${VAL[@]}" --out "$d/3_640x480c" \
-        --init "$d/2_320x240/best.safetensors" --input-height 480 --input-width 640 \
-        --train-crop-height 240 --train-crop-width 320 --crop-on-boxes 0.5 --epochs 4 \
-        --epoch-frames "$(frames 6000)" --batch-size "$b" --lr 5e-4 "${COMMON[@]}" $EXTRA
+    detector_step "$d/1_192x144" 2e-3 --trunk-weights "$TRUNK" --input-height 144 --input-width 192 "${CHAIN_ANCHORS[@]}" \
+        --epochs 4 --epoch-frames "$(frames 12000)"
+    detector_step "$d/2_320x240" 1e-3 --init "$d/1_192x144/best.safetensors" --input-height 240 --input-width 320 \
+        --epochs 2 --epoch-frames "$(frames 6000)"
+    detector_step "$d/3_640x480c" 5e-4 --init "$d/2_320x240/best.safetensors" --input-height 480 --input-width 640 \
+        --train-crop-height 240 --train-crop-width 320 --crop-on-boxes 0.5 --epochs 4 --epoch-frames "$(frames 6000)"
     tp evaluate "$d/3_640x480c/best.safetensors" --data "$ROOT"/data/test/* --out "$d/test"
 }
 
 detector_chain_upscaled() {  # training/README "Progressive resizing" + "Two more steps up the chain"
-    local d="$ROOT/detector" b=${DET_BATCH:-32}
+    local d="$ROOT/detector"
     rm -rf "$d"
-    tp train detector --data "$ROOT"/data/train/* --val-data "${VAL[@]}" --out "$d/1_192x144" \
-        --trunk-weights "$TRUNK" --input-height 144 --input-width 192 --anchor-strides 4 8 16 32 64 128 \
-        --anchor-sizes 0.02 0.04 0.08 0.2 0.4 0.7 --anchor-ratios 1 2 0.5 0.3 --epochs 5 \
-        --epoch-frames "$(frames 12000)" --batch-size "$b" --lr 2e-3 "${COMMON[@]}" $EXTRA
-    tp train detector --data "$ROOT"/data/train/* --val-data "${VAL[@]}" --out "$d/2_320x240" \
-        --init "$d/1_192x144/best.safetensors" --input-height 240 --input-width 320 --epochs 3 \
-        --epoch-frames "$(frames 6000)" --batch-size "$b" --lr 1e-3 "${COMMON[@]}" $EXTRA
-    tp train detector --data "$ROOT"/data/train/* --val-data "${VAL[@]}" --out "$d/3_480x360" \
-        --init "$d/2_320x240/best.safetensors" --input-height 360 --input-width 480 --epochs 1 \
-        --epoch-frames "$(frames 6000)" --batch-size "$b" --lr 5e-4 "${COMMON[@]}" $EXTRA
-    tp train detector --data "$ROOT"/data/train/* --val-data "${VAL[@]}" --out "$d/4_640x480" \
-        --init "$d/3_480x360/best.safetensors" --input-height 480 --input-width 640 --epochs 3 \
-        --epoch-frames "$(frames 2400)" --batch-size "$b" --lr 5e-4 "${COMMON[@]}" $EXTRA
+    detector_step "$d/1_192x144" 2e-3 --trunk-weights "$TRUNK" --input-height 144 --input-width 192 "${CHAIN_ANCHORS[@]}" \
+        --epochs 5 --epoch-frames "$(frames 12000)"
+    detector_step "$d/2_320x240" 1e-3 --init "$d/1_192x144/best.safetensors" --input-height 240 --input-width 320 \
+        --epochs 3 --epoch-frames "$(frames 6000)"
+    detector_step "$d/3_480x360" 5e-4 --init "$d/2_320x240/best.safetensors" --input-height 360 --input-width 480 \
+        --epochs 1 --epoch-frames "$(frames 6000)"
+    detector_step "$d/4_640x480" 5e-4 --init "$d/3_480x360/best.safetensors" --input-height 480 --input-width 640 \
+        --epochs 3 --epoch-frames "$(frames 2400)"
     tp evaluate "$d/4_640x480/best.safetensors" --data "$ROOT"/data/test/* --out "$d/test"
 }
 
