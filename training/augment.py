@@ -88,7 +88,7 @@ class Augmenter:
     """Seeded augmentation of one sample at model resolution.
 
     __call__(image (3,H,W) uint8, boxes (N,4) float xyxy px of that image,
-    labels (N,) int64, direction int or -1, seed int)
+    labels (N,) int64, direction int or -1, seed int, box_weights (N,) float or None)
     -> (image (3,h,w) uint8 with (h, w) = out_size, boxes (M,4) float32 xyxy px
     of the output, labels (M,), direction, jitter (4,) float32 colour factors
     for :func:`color_jitter_batch`).
@@ -98,6 +98,8 @@ class Augmenter:
     out_size / input_size of the image in each dimension, times sqrt(s) for s drawn from
     config.crop_scale, so objects come out at the size they have in the full model input (crop
     scale 1) or larger. The image itself may have any resolution: the window is a share of it.
+    box_weights: how likely each box is to be the one a crop is placed on (config.crop_on_boxes);
+    None: all alike.
     """
 
     def __init__(self, out_size: tuple[int, int], config: AugmentConfig = AugmentConfig(),
@@ -136,12 +138,13 @@ class Augmenter:
             self._crops[(height, width)] = crop
         return crop
 
-    def __call__(self, image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, direction: int, seed: int):
+    def __call__(self, image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, direction: int, seed: int,
+                 box_weights: torch.Tensor | None = None):
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(int(seed) & 0x7FFF_FFFF_FFFF_FFFF)  # CPU only: cheap
-            return self._apply(image, boxes, labels, direction)
+            return self._apply(image, boxes, labels, direction, box_weights)
 
-    def _apply(self, image, boxes, labels, direction):
+    def _apply(self, image, boxes, labels, direction, box_weights=None):
         height, width = image.shape[-2:]
         img = tv_tensors.Image(image)
         bxs = tv_tensors.BoundingBoxes(boxes.float().reshape(-1, 4), format="XYXY", canvas_size=(height, width))
@@ -152,7 +155,7 @@ class Augmenter:
                 direction = swap_left_right(direction, self.directions)
 
         if self.crops:
-            img, bxs, labels = self._crop(img, bxs, labels, int(height), int(width))
+            img, bxs, labels = self._crop(img, bxs, labels, int(height), int(width), box_weights)
         elif (int(height), int(width)) != self.out_size:
             img, bxs = F.resize(img, list(self.out_size), antialias=True), F.resize(bxs, list(self.out_size))
         img, bxs, labels = self._sanitize((img, bxs, labels))
@@ -163,12 +166,12 @@ class Augmenter:
         return (img.as_subclass(torch.Tensor).contiguous(), bxs.as_subclass(torch.Tensor).float(),
                 labels, direction, jitter.float())
 
-    def _crop(self, img, bxs, labels, height: int, width: int):
+    def _crop(self, img, bxs, labels, height: int, width: int, box_weights=None):
         """Random resized crop back to out_size; boxes follow, those less than min_visibility inside are dropped."""
         crop = self._crop_for(height, width)
         params = crop.make_params([img])
         if len(bxs) and self.config.crop_on_boxes > 0 and torch.rand(()) < self.config.crop_on_boxes:
-            params.update(self._window_on_a_box(bxs.as_subclass(torch.Tensor), params, height, width))
+            params.update(self._window_on_a_box(bxs.as_subclass(torch.Tensor), params, height, width, box_weights))
         top, left, crop_h, crop_w = params["top"], params["left"], params["height"], params["width"]
         area_before = (bxs[:, 2] - bxs[:, 0]).clamp(min=0) * (bxs[:, 3] - bxs[:, 1]).clamp(min=0)
         inside = bxs.as_subclass(torch.Tensor).clone()
@@ -183,11 +186,16 @@ class Augmenter:
 
 
     @staticmethod
-    def _window_on_a_box(boxes: torch.Tensor, params: dict, height: int, width: int) -> dict:
+    def _window_on_a_box(boxes: torch.Tensor, params: dict, height: int, width: int,
+                         box_weights: torch.Tensor | None = None) -> dict:
         """top/left placing the drawn window (params' height x width, image px) so that it holds one box
-        of ``boxes`` (N, 4) xyxy image px whole, the box drawn at random and the place uniformly among
-        those that hold it; the window's own top/left where the box does not fit in it."""
-        box = boxes[int(torch.randint(len(boxes), ()))]
+        of ``boxes`` (N, 4) xyxy image px whole, the box drawn at random (in proportion to ``box_weights``
+        (N,) when given, else uniformly) and the place uniformly among those that hold it; the window's
+        own top/left where the box does not fit in it."""
+        if box_weights is None:
+            box = boxes[int(torch.randint(len(boxes), ()))]
+        else:
+            box = boxes[int(torch.multinomial(box_weights.double(), 1))]
         crop_h, crop_w = int(params["height"]), int(params["width"])
         placed = {}
         for key, low_edge, high_edge, size, extent in (("left", box[0], box[2], crop_w, width),

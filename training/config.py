@@ -16,7 +16,7 @@ from pathlib import Path
 from training.cpu_malloc import CPU_MALLOC_CHOICES
 
 TASKS = ("direction", "detector", "joint")
-BALANCE_MODES = ("sampler", "loss", "none")
+BALANCE_MODES = ("sampler", "sampler-size", "loss", "none")
 
 
 #: the detector's default random-crop scale floor (scale augmentation; its boxes follow the crop)
@@ -84,7 +84,10 @@ class TrainConfig:
     weight_decay: float = _opt(1e-4, "AdamW decoupled weight decay")
     pct_start: float = _opt(0.25, "one-cycle warm-up share of each phase")
     balance: str = _opt(
-        "sampler", "class balancing: sampler (WeightedRandomSampler-style draws) | loss (class weights) | none"
+        "sampler", "class balancing: sampler (WeightedRandomSampler-style draws) | sampler-size (detector: draws "
+                   "balanced over class x height band, small / medium / large as in the metrics, so frames with far "
+                   "objects of a rare class come up as often as the others, and a crop placed on a box, --crop-on-boxes, picks "
+                   "the rare one) | loss (class weights) | none"
     )
     augment: bool = _opt(True, "flip (mirrors boxes, swaps left/right), colour jitter, box-aware random crop "
                                 "(--crop-min-scale: by default for the detector only)")
@@ -121,6 +124,9 @@ class TrainConfig:
             raise ValueError(f"task {self.task!r}: choose one of {TASKS}")
         if self.balance not in BALANCE_MODES:
             raise ValueError(f"--balance {self.balance!r}: choose one of {BALANCE_MODES}")
+        if self.balance == "sampler-size" and self.task != "detector":
+            raise ValueError(f"--balance sampler-size balances box sizes: it applies to the detector only, not to "
+                             f"a {self.task} run; use --balance sampler")
         if self.cpu_malloc not in CPU_MALLOC_CHOICES:
             raise ValueError(f"--cpu-malloc {self.cpu_malloc!r}: choose one of {CPU_MALLOC_CHOICES}")
         if self.amp not in ("auto", "bf16", "off"):

@@ -191,6 +191,7 @@ class DetectionDataset(_FrameDataset):
                      len(samples))
         samples = labelled
         self.boxes, self.labels = box_targets(samples, size, self.classes, "detector")
+        self._crop_weights: list[torch.Tensor] | None = None  # see weight_crops_by_rarity
         super().__init__(samples, size, augmenter, cache, base_seed)
 
     def __getitem__(self, key):
@@ -198,7 +199,8 @@ class DetectionDataset(_FrameDataset):
         image, boxes, labels = self.image(index), self.boxes[index], self.labels[index]
         jitter = torch.tensor(IDENTITY_JITTER)
         if self.augmenter is not None:
-            image, boxes, labels, _, jitter = self.augmenter(image, boxes, labels, -1, seed)
+            weights = self._crop_weights[index] if self._crop_weights is not None else None
+            image, boxes, labels, _, jitter = self.augmenter(image, boxes, labels, -1, seed, weights)
         return image, {"boxes": boxes.float().reshape(-1, 4), "labels": labels}, jitter
 
     def class_counts(self) -> torch.Tensor:
@@ -207,17 +209,43 @@ class DetectionDataset(_FrameDataset):
         return torch.bincount(all_labels - 1, minlength=len(self.classes)) if all_labels.numel() else \
             torch.zeros(len(self.classes), dtype=torch.int64)
 
-    def sample_weights(self) -> torch.Tensor:
-        """Per-frame draw weight: frames with rare classes are drawn more often.
+    def box_groups(self, by_size: bool = False) -> list[torch.Tensor]:
+        """Per frame, the balancing group of each box: its class index (0-based), or with by_size
+        class * 3 + height band (0 small, 1 medium, 2 large: ``training.metrics.HEIGHT_BANDS``, the box
+        height as a fraction of the image height)."""
+        if not by_size:
+            return [lab - 1 for lab in self.labels]
+        from training.metrics import HEIGHT_BANDS
 
-        weight = max over the frame's boxes of 1 / (boxes of that class); frames
-        without boxes get the weight of the most frequent class.
+        edges = torch.tensor([HEIGHT_BANDS["small"][1], HEIGHT_BANDS["medium"][1]], dtype=torch.float32)
+        height = float(self.input_size[0])
+        return [(lab - 1) * 3 + torch.bucketize((boxes[:, 3] - boxes[:, 1]) / height, edges, right=True)
+                for boxes, lab in zip(self.boxes, self.labels)]
+
+    def _inverse_group_counts(self, by_size: bool) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """(:meth:`box_groups`, (G,) float64 1 / boxes per group, a group with no boxes counted as one)."""
+        groups = self.box_groups(by_size)
+        num_groups = len(self.classes) * (3 if by_size else 1)
+        every = torch.cat(groups) if groups else torch.zeros(0, dtype=torch.int64)
+        return groups, 1.0 / torch.bincount(every, minlength=num_groups).clamp(min=1).double()
+
+    def sample_weights(self, by_size: bool = False) -> torch.Tensor:
+        """Per-frame draw weight: frames with boxes of rare groups are drawn more often.
+
+        Groups are classes, or with by_size classes x height bands (:meth:`box_groups`).
+        weight = max over the frame's boxes of 1 / (boxes of that group); frames without
+        boxes get the weight of the most frequent group.
         """
-        counts = self.class_counts().clamp(min=1).double()
-        inv = 1.0 / counts
+        groups, inv = self._inverse_group_counts(by_size)
         floor = float(inv.min())
-        return torch.tensor([float(inv[lab - 1].max()) if lab.numel() else floor for lab in self.labels],
-                            dtype=torch.float64)
+        return torch.tensor([float(inv[g].max()) if g.numel() else floor for g in groups], dtype=torch.float64)
+
+    def weight_crops_by_rarity(self, by_size: bool = True) -> None:
+        """From now on, a training crop placed on a box (--crop-on-boxes) picks it in proportion to
+        1 / (boxes of its group) instead of uniformly: in a frame drawn for its one far walker the crop
+        holds that walker, not the car beside it. Call before the DataLoader's workers start."""
+        groups, inv = self._inverse_group_counts(by_size)
+        self._crop_weights = [inv[g] for g in groups]
 
 
 def detection_collate(batch):

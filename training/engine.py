@@ -118,7 +118,15 @@ class Trainer:
         self.provenance = dict(provenance or {})
         self.phases = plan_phases(config)
         self.batch_size = config.batch_size
-        weights = train_set.sample_weights() if config.balance == "sampler" else None
+        weights = None
+        if config.balance == "sampler":
+            weights = train_set.sample_weights()
+        elif config.balance == "sampler-size":
+            weights = train_set.sample_weights(by_size=True)
+            train_set.weight_crops_by_rarity(by_size=True)
+            counts = torch.bincount(torch.cat(train_set.box_groups(by_size=True)), minlength=3 * len(train_set.classes))
+            log.info("draws balanced over class x height band (small/medium/large boxes): %s",
+                     {name: counts[3 * i: 3 * i + 3].tolist() for i, name in enumerate(train_set.classes)})
         self.sampler = EpochSampler(len(train_set), weights, seed=config.seed, rank=runtime.rank,
                                     world_size=runtime.world_size, draws=config.epoch_frames or None)
         self.steps_per_epoch = self.sampler.per_rank // self.batch_size

@@ -76,3 +76,61 @@ def test_training_crops_decode_frames_at_their_own_size():
         if len(boxes) and (boxes[0, :2] > 0).all() and boxes[0, 2] < 64 and boxes[0, 3] < 48:
             whole.append((boxes[0, 2:] - boxes[0, :2]).tolist())
     assert whole and all(w == pytest.approx([20.0, 16.0], abs=1e-3) for w in whole)
+
+
+def test_size_balancing_draws_every_class_and_height_band_alike():
+    """--balance sampler-size: frames weighted by their rarest (class, height band) box, so far walkers
+    (few, small) get the same total draw weight as near ones and as cars; plain class balancing lumps
+    them together. Heights as fractions of the 96-px image: < 1/30 small, < 1/15 medium, else large."""
+    from training.config import TrainConfig
+
+    image = np.zeros((96, 128, 3), dtype=np.uint8)
+
+    def frame(i, height, label):
+        return sample_from_array(image, "straight", boxes=[(10, 10, 14, 10 + height)], labels=[label], name=f"f{i}")
+
+    # 2 far walkers (2 px tall), 8 near walkers (20 px), 30 near cars (20 px)
+    samples = ([frame(i, 2, "person") for i in range(2)] + [frame(10 + i, 20, "person") for i in range(8)]
+               + [frame(20 + i, 20, "car") for i in range(30)])
+    dataset = DetectionDataset(samples, (96, 128), CLASSES)
+    groups = torch.cat(dataset.box_groups(by_size=True))
+    person = CLASSES.index("person")
+    assert groups[:2].tolist() == [3 * person] * 2 and groups[2:10].tolist() == [3 * person + 2] * 8
+    assert groups[10:].tolist() == [2] * 30  # car, large
+    sized = dataset.sample_weights(by_size=True)
+    totals = torch.zeros(12, dtype=torch.float64).index_add_(0, groups, sized)
+    assert torch.allclose(totals[totals > 0], torch.ones(3, dtype=torch.float64))
+    by_class = dataset.sample_weights()
+    assert by_class[0] == by_class[2]  # class balancing alone: a far walker is drawn like a near one
+    assert sized[0] == 4 * sized[2]
+    with pytest.raises(ValueError, match="detector only"):
+        TrainConfig(task="direction", balance="sampler-size")
+
+
+def test_size_balancing_places_crops_on_the_rare_box():
+    """With rarity-weighted crops, a crop placed on a box (--crop-on-boxes 1) holds the frame's rare far
+    walker far more often than a uniform pick among its boxes does."""
+    from training.augment import AugmentConfig
+    from training.tasks import DetectorTask
+    from perception.config import DetectorConfig, TrunkConfig
+
+    image = np.zeros((96, 128, 3), dtype=np.uint8)
+    cars = [(4 + 12 * k, 70, 14 + 12 * k, 80) for k in range(5)]  # five cars along the bottom left
+    walker = (118, 4, 121, 7)  # one tiny walker in the top right corner: no window holds it and a car
+    busy = sample_from_array(image, "straight", boxes=cars + [walker], labels=["car"] * 5 + ["person"], name="busy")
+    plain = [sample_from_array(image, "straight", boxes=[(40, 40, 50, 50)], labels=["car"], name=f"c{i}")
+             for i in range(20)]
+    task = DetectorTask(DetectorConfig(input_size=(96, 128), classes=CLASSES, trunk=TrunkConfig(weights="none")))
+    config = AugmentConfig(flip_p=0.0, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), train_crop=(48, 64),
+                           crop_on_boxes=1.0)
+
+    def walker_kept(dataset) -> int:
+        person = CLASSES.index("person") + 1
+        return sum(int((dataset[(0, seed)][1]["labels"] == person).any()) for seed in range(60))
+
+    uniform = task.build_dataset([busy] + plain, augment=True, cache=True, seed=0, augment_config=config)
+    weighted = task.build_dataset([busy] + plain, augment=True, cache=True, seed=0, augment_config=config)
+    weighted.weight_crops_by_rarity(by_size=True)
+    kept_uniform, kept_weighted = walker_kept(uniform), walker_kept(weighted)
+    # uniform: the walker is the pick 1 time in 6 (~10 of 60); weighted: 1 / (1 + 5/25), ~50 of 60
+    assert kept_uniform < 20 and kept_weighted > 40, (kept_uniform, kept_weighted)
