@@ -75,7 +75,7 @@ class TrainConfig:
         "0.3; lower gives small boxes more positive anchors)")
     epochs: int = _opt(6, "total epochs (frozen + unfrozen)")
     epoch_frames: int = _opt(0, "frames drawn per epoch (0: as many as the training set holds); sizes a run to a "
-                                "time budget without dropping sessions (with --balance sampler drawn with "
+                                "time budget without dropping sessions (with --balance sampler or sampler-size drawn with "
                                 "replacement, else shuffled passes over the frames)")
     freeze_epochs: int = _opt(1, "epochs with the trunk frozen (head only) before unfreezing everything")
     batch_size: int = _opt(64, "images per step per process")
