@@ -75,8 +75,8 @@ class TrainConfig:
         "0.3; lower gives small boxes more positive anchors)")
     epochs: int = _opt(6, "total epochs (frozen + unfrozen)")
     epoch_frames: int = _opt(0, "frames drawn per epoch (0: as many as the training set holds); sizes a run to a "
-                                "time budget without dropping sessions (with --balance sampler or sampler-size drawn with "
-                                "replacement, else shuffled passes over the frames)")
+                                "time budget without dropping sessions (with --balance sampler or sampler-size "
+                                "drawn with replacement, else shuffled passes over the frames)")
     freeze_epochs: int = _opt(1, "epochs with the trunk frozen (head only) before unfreezing everything")
     batch_size: int = _opt(64, "images per step per process")
     lr: float = _opt(1e-3, "peak learning rate of the head (one-cycle max_lr)")
@@ -86,8 +86,8 @@ class TrainConfig:
     balance: str = _opt(
         "sampler", "class balancing: sampler (WeightedRandomSampler-style draws) | sampler-size (detector: draws "
                    "balanced over class x height band, small / medium / large as in the metrics, so frames with far "
-                   "objects of a rare class come up as often as the others, and a crop placed on a box, --crop-on-boxes, picks "
-                   "the rare one) | loss (class weights) | none"
+                   "objects of a rare class come up as often as the others, and a crop placed on a box, "
+                   "--crop-on-boxes, picks the rare one) | loss (class weights) | none"
     )
     augment: bool = _opt(True, "flip (mirrors boxes, swaps left/right), colour jitter, box-aware random crop "
                                 "(--crop-min-scale: by default for the detector only)")

@@ -205,9 +205,7 @@ class DetectionDataset(_FrameDataset):
 
     def class_counts(self) -> torch.Tensor:
         """Boxes per class (index 0 = first class)."""
-        all_labels = torch.cat(self.labels) if self.labels else torch.zeros(0, dtype=torch.int64)
-        return torch.bincount(all_labels - 1, minlength=len(self.classes)) if all_labels.numel() else \
-            torch.zeros(len(self.classes), dtype=torch.int64)
+        return self.group_counts(by_size=False)
 
     def box_groups(self, by_size: bool = False) -> list[torch.Tensor]:
         """Per frame, the balancing group of each box: its class index (0-based), or with by_size
@@ -222,12 +220,17 @@ class DetectionDataset(_FrameDataset):
         return [(lab - 1) * 3 + torch.bucketize((boxes[:, 3] - boxes[:, 1]) / height, edges, right=True)
                 for boxes, lab in zip(self.boxes, self.labels)]
 
+    def group_counts(self, by_size: bool = False, groups: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Boxes per group of :meth:`box_groups` (``groups``: those already computed): (C,) int64, or with
+        by_size (C * 3,), class-major (reshape to (C, 3) for small / medium / large per class)."""
+        groups = self.box_groups(by_size) if groups is None else groups
+        every = torch.cat(groups) if groups else torch.zeros(0, dtype=torch.int64)
+        return torch.bincount(every, minlength=len(self.classes) * (3 if by_size else 1))
+
     def _inverse_group_counts(self, by_size: bool) -> tuple[list[torch.Tensor], torch.Tensor]:
         """(:meth:`box_groups`, (G,) float64 1 / boxes per group, a group with no boxes counted as one)."""
         groups = self.box_groups(by_size)
-        num_groups = len(self.classes) * (3 if by_size else 1)
-        every = torch.cat(groups) if groups else torch.zeros(0, dtype=torch.int64)
-        return groups, 1.0 / torch.bincount(every, minlength=num_groups).clamp(min=1).double()
+        return groups, 1.0 / self.group_counts(by_size, groups).clamp(min=1).double()
 
     def sample_weights(self, by_size: bool = False) -> torch.Tensor:
         """Per-frame draw weight: frames with boxes of rare groups are drawn more often.

@@ -124,9 +124,9 @@ class Trainer:
         elif config.balance == "sampler-size":
             weights = train_set.sample_weights(by_size=True)
             train_set.weight_crops_by_rarity(by_size=True)
-            counts = torch.bincount(torch.cat(train_set.box_groups(by_size=True)), minlength=3 * len(train_set.classes))
+            counts = train_set.group_counts(by_size=True).reshape(len(train_set.classes), 3)
             log.info("draws balanced over class x height band (small/medium/large boxes): %s",
-                     {name: counts[3 * i: 3 * i + 3].tolist() for i, name in enumerate(train_set.classes)})
+                     dict(zip(train_set.classes, counts.tolist())))
         self.sampler = EpochSampler(len(train_set), weights, seed=config.seed, rank=runtime.rank,
                                     world_size=runtime.world_size, draws=config.epoch_frames or None)
         self.steps_per_epoch = self.sampler.per_rank // self.batch_size
