@@ -201,7 +201,7 @@ class DetectorConfig:
         3:1 hard-negative mining); both add smooth-L1 on positive anchors' box deltas.
     match_iou: IoU at which an anchor becomes a positive for a ground truth; None = the
         layout's default: 0.3 for "default" (most simulator boxes are a few px tall and no
-        anchor reaches IoU 0.5 with them: training.anchor_coverage), 0.5 for "article".
+        anchor reaches IoU 0.5 with them: training.tools.anchor_coverage), 0.5 for "article".
     variances: SSD box-encoding variances (centre, size).
     extra_channels: width of the extra blocks and of the article's head.
     head_dropout: dropout in the extra blocks (the article uses 0.4).

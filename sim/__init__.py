@@ -14,8 +14,8 @@ display or torch (the renderer imports pygame when it is built).
 
     truckpilot sim [--autopilot] [--title T]   # drive in a window (python -m sim)
     truckpilot sim --contact-sheet out.png     # every condition, with ground-truth boxes
-    python -m sim.evaluate_expert --seeds 20 --km 5
-    python -m sim.bench --all-conditions
+    python -m sim.tools.evaluate_expert --seeds 20 --km 5
+    python -m sim.tools.bench --all-conditions
 
 Modules: config (SimConfig), road and roadside (seeded geometry, signs,
 scenery), truck (ego physics), actors (traffic, people, IDM), world (the

@@ -32,7 +32,7 @@ MIN_BOX=${MIN_BOX:-4}
 AMP=${AMP:-auto}
 EXTRA=${EXTRA:-}
 export SDL_VIDEODRIVER=${SDL_VIDEODRIVER:-dummy}
-tp() { "$PY" -m agent.cli "$@"; }
+tp() { "$PY" -m agent.apps.cli "$@"; }
 frames() { awk -v n="$1" -v s="$SCALE" 'BEGIN { f = int(n * s); print (f < 1 ? 1 : f) }'; }  # n x SCALE, at least 1
 
 CONDITIONS=("day clear" "dusk clear" "day rain" "night clear" "day fog" "dusk rain")

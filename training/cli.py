@@ -24,7 +24,7 @@ log = logging.getLogger("training.train")
 
 def load_samples(config: TrainConfig):
     """(train samples, val samples): --val-data sessions, else whole sessions held out of --data."""
-    from training.samples import samples_from_sessions, split_by_group
+    from training.data.samples import samples_from_sessions, split_by_group
 
     samples = samples_from_sessions(config.data)
     if config.val_data:
@@ -114,7 +114,7 @@ def build_trainer(config: TrainConfig, runtime):
     model.to(runtime.device)
     if runtime.channels_last:
         model.to(memory_format=torch.channels_last)
-    from training.augment import AugmentConfig
+    from training.data.augment import AugmentConfig
 
     augment_config = AugmentConfig.from_train_config(config)
     train_set = task.build_dataset(train_samples, config.augment, config.cache, config.seed, augment_config)
@@ -181,6 +181,7 @@ def main(argv: list[str]) -> int:
     config = parse_train_config(argv)
     from perception.checkpoint import CheckpointError
     from training.engine import TrainingError
+    from training.sessions import SessionError
     from training.state import StateError
 
     try:
@@ -188,14 +189,9 @@ def main(argv: list[str]) -> int:
     except TrainingError as exc:
         print(f"truckpilot train: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except (StateError, CheckpointError, FileNotFoundError, ValueError) as exc:
+    except (StateError, CheckpointError, SessionError, FileNotFoundError, ValueError) as exc:
         print(f"truckpilot train: error: {exc}", file=sys.stderr)
         return 1
-    except Exception as exc:  # noqa: BLE001
-        if type(exc).__name__ == "SessionError":
-            print(f"truckpilot train: error: {exc}", file=sys.stderr)
-            return 1
-        raise
     if result:
         print(json.dumps(result, indent=2, default=str))
     return 0

@@ -16,7 +16,7 @@ instead of 135,000 at 480x360, batch 8). The price is that the process keeps its
 until it exits, memory the next step would ask for again anyway (peak RSS measured the same).
 It is process-wide and cannot be undone cleanly, so only the training and evaluation entry
 points call it, only for CPU runs, and ``--cpu-malloc system`` skips it.
-Measured side by side: ``python -m training.malloc_bench``.
+Measured side by side: ``python -m training.tools.malloc_bench``.
 """
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from training.config import TrainConfig
 from training.runtime import Runtime, all_reduce_max, barrier, get_rng_state, set_rng_state
-from training.sampler import EpochSampler
+from training.data.sampler import EpochSampler
 from training.state import atomic_write_json, load_state, save_state
 from training.tasks import Task, normalise
 

@@ -33,7 +33,7 @@ def evaluate_checkpoint(checkpoint: Path, sessions: list[str], out_dir: Path, de
     from perception.checkpoint import load_model
     from training.cpu_malloc import apply_cpu_malloc
     from training.runtime import pick_device
-    from training.samples import samples_from_sessions
+    from training.data.samples import samples_from_sessions
     from training.state import atomic_write_json
     from training.tasks import make_task
 

@@ -13,7 +13,7 @@ Pieces:
 - :class:`JointNet`: ``forward(x) -> (direction_logits (B,3), (cls_logits (B,A,C+1),
   box_deltas (B,A,4)))`` with the trunk computed once (``trunk.forward_levels``).
 - :class:`JointDataset`: frames with both a direction label and box labels;
-  one :class:`~training.augment.Augmenter` call per item, so a flip mirrors the
+  one :class:`~training.data.augment.Augmenter` call per item, so a flip mirrors the
   boxes and swaps left/right of the same sample.
 - :class:`JointTask` (kind ``"joint"``): loss = ``direction_loss_weight`` *
   cross-entropy(direction) + detector loss; evaluation = the direction report
@@ -32,10 +32,10 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from perception.config import DetectorConfig, DirectionConfig
-from training.augment import IDENTITY_JITTER, AugmentConfig, Augmenter
+from training.data.augment import IDENTITY_JITTER, AugmentConfig, Augmenter
 from training.config import EVAL_SCORE_THRESHOLD
-from training.datasets import _FrameDataset, box_targets, direction_targets
-from training.samples import FrameSample
+from training.data.datasets import _FrameDataset, box_targets, direction_targets
+from training.data.samples import FrameSample
 from training.tasks import DetectorTask, DirectionTask, Task
 
 log = logging.getLogger(__name__)

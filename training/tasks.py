@@ -19,12 +19,12 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from perception.config import DetectorConfig, DirectionConfig, TrunkConfig
-from training.augment import AugmentConfig, Augmenter, color_jitter_batch
+from training.data.augment import AugmentConfig, Augmenter, color_jitter_batch
 from training.config import EVAL_SCORE_THRESHOLD
-from training.datasets import DetectionDataset, DirectionDataset, detection_collate, direction_collate, source_size
+from training.data.datasets import DetectionDataset, DirectionDataset, detection_collate, direction_collate, source_size
 from training.metrics import classification_metrics, detection_metrics, match_detections
 from training.reports import plot_confusion_matrix, plot_detection_gallery, plot_pr_curves, plot_top_losses
-from training.samples import FrameSample
+from training.data.samples import FrameSample
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def normalise(images: torch.Tensor, mean: Sequence[float], std: Sequence[float],
               channels_last: bool = False, jitter: torch.Tensor | None = None) -> torch.Tensor:
     """(B,3,H,W) uint8 on any device -> float32 (x/255 - mean)/std, optionally channels_last.
 
-    jitter: optional (B, 4) colour factors applied first (training.augment.color_jitter_batch).
+    jitter: optional (B, 4) colour factors applied first (training.data.augment.color_jitter_batch).
     """
     if jitter is not None:
         x = color_jitter_batch(images.float() / 255.0, jitter)
@@ -199,7 +199,7 @@ class DetectorTask(Task):
                       augment_config: AugmentConfig = AugmentConfig()) -> DetectionDataset:
         """Without augment: frames at the model input size. With it: samples of the training crop
         (augment_config.train_crop) or the input size; when they are cropped, frames are decoded at
-        no more than their own resolution (:func:`~training.datasets.source_size`) and the crop
+        no more than their own resolution (:func:`~training.data.datasets.source_size`) and the crop
         resizes them."""
         if not augment:
             return DetectionDataset(samples, self.input_size, self.model_config.classes, None, cache, seed)

@@ -134,7 +134,7 @@ def train_tiny_perceiver(seed: int = 100, steps: int = 2400, dagger_steps: int =
     speed (the sim's speed known) or with the cruise throttle duty, as in a game window;
     controller_config: the controller it drives the DAgger rounds with (as it will be driven).
     """
-    from agent.drivers import AgentDriver
+    from agent.runtime.drivers import AgentDriver
 
     torch.manual_seed(seed)
     pre = Preprocessor(INPUT_SIZE, MEAN, STD)
@@ -169,7 +169,7 @@ class SimWindowProcess:
     PROGRESS = re.compile(r"t=(\d+)s (\d+) km/h (\d+) m")
 
     def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "sim", *args], cwd=REPO,
+        self.proc = subprocess.Popen([sys.executable, "-m", "agent.apps.cli", "sim", *args], cwd=REPO,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines: list[str] = []
         self.distance_m = 0.0
@@ -198,7 +198,7 @@ class SimWindowProcess:
 
 
 def wait_for_window(title: str, timeout: float = 30.0) -> None:
-    from agent.window import find_window
+    from agent.io.window import find_window
 
     deadline = time.monotonic() + timeout
     while True:

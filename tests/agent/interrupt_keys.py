@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-from agent.keys.x11 import X11KeymapReader, X11Keys
+from agent.io.keys.x11 import X11KeymapReader, X11Keys
 from agent.types import KeysHeld
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agent.bench import build_product_perceiver, compare_accuracy, measure_accuracy
-from agent.recorder import record_sim
+from agent.apps.bench import build_product_perceiver, compare_accuracy, measure_accuracy
+from agent.recording.recorder import record_sim
 from perception.checkpoint import save_model
 from perception.config import DetectorConfig, DirectionConfig, TrunkConfig
 from perception.detector import SSDNet
@@ -46,7 +46,7 @@ def test_measure_accuracy_counts_every_frame_and_scores_a_perfect_direction(chec
     """A perceiver whose direction is always the label scores 1.0; mAP stays in [0, 1]."""
     d, s, session = checkpoints_and_session
     product = build_product_perceiver(d, s, engine="torch")
-    from agent.sessions import Session
+    from training.sessions import Session
 
     labels = [r.direction for r in Session.open(session).records()]
     answers = iter(labels)
@@ -62,7 +62,7 @@ def test_measure_accuracy_counts_every_frame_and_scores_a_perfect_direction(chec
 
 
 def test_bench_refuses_a_bad_data_session_before_measuring(tmp_path, capsys, checkpoints_and_session):
-    from agent.bench import main
+    from agent.apps.bench import main
 
     d, s, _ = checkpoints_and_session
     assert main(["--model", d, "--detector", s, "--data", str(tmp_path / "missing")]) == 2

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.capture import CaptureConfig, CaptureLost, bgra_to_rgb, open_capture
-from agent.window import WindowNotFound, find_window, window_locator
+from agent.io.capture import CaptureConfig, CaptureLost, bgra_to_rgb, open_capture
+from agent.io.window import WindowNotFound, find_window, window_locator
 
 pytestmark = pytest.mark.x11
 
@@ -188,7 +188,7 @@ def test_window_partly_off_screen_is_padded_black(window_app):
 
 
 def test_benchmark_capture_reports_timings(window_app):
-    from agent.capture import benchmark_capture
+    from agent.io.capture import benchmark_capture
 
     window_app(title="TP bench")
     result = benchmark_capture("TP bench", frames=10)

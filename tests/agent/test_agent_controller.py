@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from agent.controller import Controller, ControllerConfig, KeyPwm
+from agent.runtime.controller import Controller, ControllerConfig, KeyPwm
 from agent.types import Action
 from perception.types import Detection, Perception
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.controller import Controller
-from agent.keys import SimKeys
+from agent.runtime.controller import Controller
+from agent.io.keys import SimKeys
 from perception.types import DIRECTIONS, Detection, Perception
 
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from agent.demo import DemoConfig, measure_train_rate, plan_epoch_frames, run_demo
+from agent.apps.demo import DemoConfig, measure_train_rate, plan_epoch_frames, run_demo
 
 
 def test_the_budget_sizes_the_epoch_within_its_bounds():

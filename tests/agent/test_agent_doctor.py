@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from agent.doctor import FAIL, OK, check_capture, check_display, check_key_test, main
+from agent.apps.doctor import FAIL, OK, check_capture, check_display, check_key_test, main
 
 pytestmark = pytest.mark.x11
 
@@ -54,7 +54,7 @@ def test_doctor_exit_code_is_nonzero_without_display():
 def test_find_capture_offset_on_a_textured_image():
     import numpy as np
 
-    from agent.doctor import find_capture_offset
+    from agent.apps.doctor import find_capture_offset
 
     rng = np.random.default_rng(0)
     screen = rng.integers(0, 256, (200, 300, 3), dtype=np.uint8)

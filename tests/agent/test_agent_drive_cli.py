@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from agent.drive import DriveRecorder, controller_config_for_time_scale
-from agent.loop import KeyResult, Observation
-from agent.sessions import Session
+from agent.apps.drive import DriveRecorder, controller_config_for_time_scale
+from agent.runtime.loop import KeyResult, Observation
+from training.sessions import Session
 from agent.types import Action, Frame, KeysHeld
 from perception.types import Detection, Perception
 
@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def truckpilot(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "agent.cli", *args], cwd=REPO, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "agent.apps.cli", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
 
 
@@ -102,7 +102,7 @@ def test_recorder_stores_detections_as_model_boxes_and_resizes_odd_frames(tmp_pa
 
 
 def test_time_scale_divides_the_controller_time_constants():
-    from agent.controller import ControllerConfig
+    from agent.runtime.controller import ControllerConfig
 
     base = ControllerConfig()
     fast = controller_config_for_time_scale(base, 2.0)
@@ -154,7 +154,7 @@ def test_sigterm_mid_drive_releases_the_keys_and_prints_the_latency(xvfb_display
 
     from drive_kit import SimWindowProcess, wait_for_window
 
-    from agent.keys.x11 import read_held_keys
+    from agent.io.keys.x11 import read_held_keys
     from perception.checkpoint import save_model
     from perception.config import DirectionConfig, TrunkConfig
     from perception.direction import DirectionNet
@@ -166,7 +166,7 @@ def test_sigterm_mid_drive_releases_the_keys_and_prints_the_latency(xvfb_display
     drive = None
     try:
         wait_for_window(title)
-        drive = subprocess.Popen([sys.executable, "-m", "agent.cli", "drive", "--model", str(ckpt), "--window", title,
+        drive = subprocess.Popen([sys.executable, "-m", "agent.apps.cli", "drive", "--model", str(ckpt), "--window", title,
                                   "--seconds", "30", "--keys", "x11", "--device", "cpu", "--threads", "1"],
                                  cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 30

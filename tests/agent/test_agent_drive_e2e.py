@@ -22,8 +22,8 @@ import pytest
 import torch
 from drive_kit import SimWindowProcess, train_tiny_perceiver, wait_for_window
 
-from agent.controller import ControllerConfig
-from agent.drive import controller_config_for_time_scale, drive_window
+from agent.runtime.controller import ControllerConfig
+from agent.apps.drive import controller_config_for_time_scale, drive_window
 from agent.types import KeysHeld
 
 pytestmark = pytest.mark.x11
@@ -57,7 +57,7 @@ ATTEMPTS = 3
 
 def _drive_once(tiny_perceiver):
     """One drive of the sim window: (DriveStats, sim process, keys still held afterwards)."""
-    from agent.keys.x11 import read_held_keys
+    from agent.io.keys.x11 import read_held_keys
 
     sim = SimWindowProcess("--title", TITLE, "--size", "320x240", "--seed", str(SIM_SEED), "--time-of-day", "day",
                            "--weather", "clear", "--traffic", "0", "--fps", str(15 * TIME_SCALE), "--seconds", "240",

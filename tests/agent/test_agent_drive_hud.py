@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.hud import CLASS_COLOURS, HudStats, HudWindow, draw_hud
+from agent.runtime.hud import CLASS_COLOURS, HudStats, HudWindow, draw_hud
 from agent.types import KeysHeld
 from perception.types import Detection, Perception
 
@@ -80,7 +80,7 @@ def test_hud_window_needs_a_display(monkeypatch):
 
 @pytest.mark.x11
 def test_hud_window_shows_on_a_real_x_server(xvfb_display):
-    from agent.window import find_window
+    from agent.io.window import find_window
 
     hud = HudWindow("TruckPilot HUD test")
     try:
@@ -107,7 +107,7 @@ def test_drive_sim_with_hud_on_a_real_x_server(xvfb_display, tmp_path):
     ckpt = save_model(tmp_path / "d.safetensors",
                       DirectionNet(DirectionConfig(input_size=(32, 32), trunk=TrunkConfig(weights="none"))))
     repo = Path(__file__).resolve().parents[2]
-    r = subprocess.run([sys.executable, "-m", "agent.cli", "drive", "--model", str(ckpt), "--sim", "--hud",
+    r = subprocess.run([sys.executable, "-m", "agent.apps.cli", "drive", "--model", str(ckpt), "--sim", "--hud",
                         "--steps", "8", "--sim-size", "160x120", "--device", "cpu"], cwd=repo, capture_output=True,
                        text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr

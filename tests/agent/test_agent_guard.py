@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from agent.capture import CaptureHealth
-from agent.guard import GuardConfig, SafetyGuard, frame_is_fresh
-from agent.guard_bench import kill_trial, process_gone, stall_trial, summarize
-from agent.keys import KeyMap, SimKeys
-from agent.keys.x11 import X11KeymapReader, X11Keys, read_held_keys
+from agent.io.capture import CaptureHealth
+from agent.io.guard import GuardConfig, SafetyGuard, frame_is_fresh
+from agent.tools.guard_bench import kill_trial, process_gone, stall_trial, summarize
+from agent.io.keys import KeyMap, SimKeys
+from agent.io.keys.x11 import X11KeymapReader, X11Keys, read_held_keys
 from agent.types import KeysHeld
 
 pytestmark = pytest.mark.x11
@@ -186,7 +186,7 @@ def test_exception_inside_the_guard_block_releases_keys(reader):
 
 
 def test_focus_moving_to_another_window_disengages(window_app, reader):
-    from agent.window import FocusCheck, find_window, focus_window
+    from agent.io.window import FocusCheck, find_window, focus_window
 
     window_app(title="TP game", x=0, y=0)
     window_app(title="TP editor", x=400, y=0)
@@ -250,7 +250,7 @@ def test_hosted_guard_process_refuses_presses_after_a_stall_until_unlocked(reade
     import sys
 
     spec = {"kind": "x11", "display": None, "keymap": dict(KeyMap.arrows().items())}
-    proc = subprocess.Popen([sys.executable, "-m", "agent.guard", "--hosted", "--spec", json.dumps(spec),
+    proc = subprocess.Popen([sys.executable, "-m", "agent.io.guard", "--hosted", "--spec", json.dumps(spec),
                              "--period", str(PERIOD)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "READY"

@@ -6,9 +6,9 @@ import ctypes
 
 import pytest
 
-from agent.keys import KeyMap, SimKeys, make_backend
-from agent.keys.uinput import uinput_problem
-from agent.keys.windows import (INPUT, INPUT_KEYBOARD, KEYEVENTF_EXTENDEDKEY, KEYEVENTF_KEYUP,
+from agent.io.keys import KeyMap, SimKeys, make_backend
+from agent.io.keys.uinput import uinput_problem
+from agent.io.keys.windows import (INPUT, INPUT_KEYBOARD, KEYEVENTF_EXTENDEDKEY, KEYEVENTF_KEYUP,
                                 KEYEVENTF_SCANCODE, WindowsSendInputKeys, keyboard_input)
 from agent.types import KeysHeld
 
@@ -102,7 +102,7 @@ def test_windows_sendinput_failure_is_reported():
 def test_uinput_keys_press_and_release():
     import evdev
 
-    from agent.keys.uinput import UinputKeys
+    from agent.io.keys.uinput import UinputKeys
 
     with UinputKeys(device_name="truckpilot-test-keys") as keys:
         device = next(evdev.InputDevice(p) for p in evdev.list_devices()
@@ -116,8 +116,8 @@ def test_uinput_keys_press_and_release():
 def test_windows_keyboard_reader_with_a_fake_getasynckeystate_drives_the_guard():
     """GetAsyncKeyState is MOCKED (no Windows here): the guard's e-stop / takeover logic on
     top of Win32KeyboardReader, with SendInput also mocked."""
-    from agent.guard import GuardConfig, SafetyGuard
-    from agent.keys.windows import VIRTUAL_KEYS, Win32KeyboardReader
+    from agent.io.guard import GuardConfig, SafetyGuard
+    from agent.io.keys.windows import VIRTUAL_KEYS, Win32KeyboardReader
 
     down_vks: set[int] = set()
     reader = Win32KeyboardReader(lambda vk: 0x8000 if vk in down_vks else 0)
@@ -153,7 +153,7 @@ class RecipeOnlyKeys(SimKeys):
 
 
 def test_backends_without_outside_release_are_hosted_by_the_guard_process_automatically():
-    from agent.guard import SafetyGuard
+    from agent.io.guard import SafetyGuard
 
     with SafetyGuard(RecipeOnlyKeys(), 0.05) as guard:
         assert guard.hosted and guard.backend.inner_kind == "sim" and guard.guard_pid
@@ -169,8 +169,8 @@ def test_uinput_keys_are_hosted_and_released_on_stall():
 
     import evdev
 
-    from agent.guard import SafetyGuard
-    from agent.keys.uinput import UinputKeys
+    from agent.io.guard import SafetyGuard
+    from agent.io.keys.uinput import UinputKeys
 
     guard = SafetyGuard(UinputKeys(device_name="truckpilot-hosted-test"), 0.05)
     try:

@@ -6,10 +6,10 @@ import os
 
 import pytest
 
-from agent.keys import KeyMap, SimKeys, probe_key_backend
-from agent.keys.x11 import X11KeymapReader, X11Keys, read_held_keys
+from agent.io.keys import KeyMap, SimKeys, probe_key_backend
+from agent.io.keys.x11 import X11KeymapReader, X11Keys, read_held_keys
 from agent.types import KeysHeld
-from agent.window import find_window, focus_window
+from agent.io.window import find_window, focus_window
 
 pytestmark = pytest.mark.x11
 
@@ -54,8 +54,8 @@ def test_probe_prefers_x11_with_a_display_and_honours_prefer(xvfb_display):
 
 
 def test_probe_without_display_or_uinput_says_why(monkeypatch):
-    from agent.keys import KeyBackendUnavailable
-    from agent.keys.uinput import uinput_problem
+    from agent.io.keys import KeyBackendUnavailable
+    from agent.io.keys.uinput import uinput_problem
 
     monkeypatch.delenv("DISPLAY", raising=False)
     if uinput_problem() is None:

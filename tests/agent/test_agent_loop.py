@@ -10,9 +10,9 @@ import torch
 from drive_kit import SimWindowProcess, TinyDirectionNet, tiny_card, wait_for_window
 
 import sim  # noqa: F401  (registers TruckSim-v0)
-from agent.controller import Controller
-from agent.keys import SimKeys
-from agent.loop import SimKeyOutput, SimSource, run_loop
+from agent.runtime.controller import Controller
+from agent.io.keys import SimKeys
+from agent.runtime.loop import SimKeyOutput, SimSource, run_loop
 from agent.types import KeysHeld
 from perception.perceiver import Perceiver
 from perception.types import DIRECTIONS, Perception
@@ -135,9 +135,9 @@ def test_takeover_is_recorded_then_the_agent_reengages_and_estop_ends_the_drive(
     A person (another XTest connection, like a second keyboard) presses Right: the guard
     disengages, the recorder stores those frames as a takeover with the person's keys; the
     person lets go and the agent re-engages; then End (the e-stop) ends the drive."""
-    from agent.drive import drive_window
-    from agent.keys.x11 import X11Keys, read_held_keys
-    from agent.sessions import Session
+    from agent.apps.drive import drive_window
+    from agent.io.keys.x11 import X11Keys, read_held_keys
+    from training.sessions import Session
 
     window = SimWindowProcess("--title", TITLE, "--size", "320x240", "--seed", "2", "--fps", "30",
                               "--seconds", "60", "--weather", "rain")
@@ -202,8 +202,8 @@ def test_stale_capture_disengages_and_reengagement_backs_off(window_app):
     then after 2 s (backing off while the picture stays frozen)."""
     import time
 
-    from agent.drive import drive_window
-    from agent.keys.x11 import read_held_keys
+    from agent.apps.drive import drive_window
+    from agent.io.keys.x11 import read_held_keys
 
     app = window_app("TruckPilot frozen game", 100, 50, 320, 240)
     ticks = []

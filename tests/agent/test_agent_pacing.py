@@ -1,5 +1,5 @@
 """RateLimiter: sleeps to the period, counts dropped ticks (fake clock, no sleeping)."""
-from agent.pacing import RateLimiter
+from agent.io.pacing import RateLimiter
 
 
 class FakeClock:

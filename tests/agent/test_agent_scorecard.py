@@ -11,8 +11,8 @@ import pytest
 import torch
 from drive_kit import TinyDirectionNet, tiny_card
 
-from agent.drivers import BaselineDriver, steer_state
-from agent.scorecard import (
+from agent.runtime.drivers import BaselineDriver, steer_state
+from agent.apps.scorecard import (
     RouteScore,
     ScorecardConfig,
     drive_route,
@@ -140,13 +140,13 @@ def test_eval_cli_prints_json_with_three_rows(tmp_path):
     torch.manual_seed(1)
     ckpt = save_model(tmp_path / "d.safetensors",
                       DirectionNet(DirectionConfig(input_size=(32, 32), trunk=TrunkConfig(weights="none"))))
-    r = subprocess.run([sys.executable, "-m", "agent.cli", "eval", "--model", str(ckpt), "--seeds", "3",
+    r = subprocess.run([sys.executable, "-m", "agent.apps.cli", "eval", "--model", str(ckpt), "--seeds", "3",
                         "--route-m", "60", "--json", "--no-progress", "--device", "cpu"], cwd=REPO,
                        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr
     card = json.loads(r.stdout)
     for name in ("agent", "expert", "baseline"):
         assert ROW_KEYS <= set(card[name])
-    r = subprocess.run([sys.executable, "-m", "agent.cli", "eval", "--model", str(ckpt), "--seeds", "9-2"],
+    r = subprocess.run([sys.executable, "-m", "agent.apps.cli", "eval", "--model", str(ckpt), "--seeds", "9-2"],
                        cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "seeds" in r.stderr

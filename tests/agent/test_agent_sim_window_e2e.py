@@ -10,10 +10,10 @@ import time
 import numpy as np
 import pytest
 
-from agent.capture import open_capture
-from agent.keys.x11 import X11Keys, read_held_keys
+from agent.io.capture import open_capture
+from agent.io.keys.x11 import X11Keys, read_held_keys
 from agent.types import KeysHeld
-from agent.window import WindowNotFound, find_window, focus_window
+from agent.io.window import WindowNotFound, find_window, focus_window
 
 pytestmark = pytest.mark.x11
 

@@ -1,4 +1,4 @@
-"""python -m perception.bench: one JSON row per configuration, the stride-4 detector beside the default."""
+"""python -m perception.tools.bench: one JSON row per configuration, the stride-4 detector beside the default."""
 from __future__ import annotations
 
 import json

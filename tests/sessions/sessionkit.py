@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent.sessions import SessionWriter
+from training.sessions import SessionWriter
 
 CLASSES = ("car", "truck", "person", "sign")
 W, H = 64, 48

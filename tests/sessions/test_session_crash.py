@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from agent.sessions import Session, SessionDiskFullError, SessionWriter
-from agent.sessions.verify import verify
+from training.sessions import Session, SessionDiskFullError, SessionWriter
+from training.sessions.verify import verify
 
 CLASSES = ("car", "truck", "person", "sign")
 
@@ -66,7 +66,7 @@ def test_disk_full_keeps_the_frames_whose_records_fit_when_every_line_is_still_p
 
 WRITER_SCRIPT = textwrap.dedent("""
     import sys, time, numpy as np
-    from agent.sessions import SessionWriter
+    from training.sessions import SessionWriter
     frame = np.zeros((120, 160, 3), np.uint8)
     with SessionWriter.create(sys.argv[1], source={"kind": "test"}, width=160, height=120, fps=0,
                               classes=("car",)) as w:

@@ -5,8 +5,8 @@ import pygame
 import pytest
 from sessionkit import make_session
 
-from agent.labeller import LabelTool
-from agent.sessions import Session
+from agent.recording.labeller import LabelTool
+from training.sessions import Session
 
 SCALE = 2
 
@@ -144,7 +144,7 @@ def test_model_draft_prefills_then_person_confirms(tmp_path, tool_for):
     from perception.detector import SSDNet
     from perception.direction import DirectionNet
 
-    from agent.labeller import ModelDrafter
+    from agent.recording.labeller import ModelDrafter
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -181,7 +181,7 @@ def test_label_command_opens_the_window_and_quits(tmp_path):
     posted from another thread (SDL's event queue is thread-safe)."""
     import threading
 
-    from agent.cli import main
+    from agent.apps.cli import main
 
     path = make_session(tmp_path / "s", n=3, labelled=False)
     done = threading.Event()

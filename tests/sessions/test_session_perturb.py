@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent.recorder import record_sim
-from agent.sessions import Session
+from agent.recording.recorder import record_sim
+from training.sessions import Session
 from sim.perturb import SteeringPerturbation
 
 

@@ -9,15 +9,15 @@ from itertools import groupby
 
 import pytest
 
-from agent.recorder import WINDOWS_VK, WindowsKeyReader, direction_from_keys
-from agent.sessions import Session
+from agent.recording.recorder import WINDOWS_VK, WindowsKeyReader, direction_from_keys
+from training.sessions import Session
 from agent.types import KeysHeld
 
 pytestmark = pytest.mark.x11
 
 
 def _wait_for_window(title: str, proc: subprocess.Popen, timeout: float = 30.0) -> int:
-    from agent.window import WindowNotFound, find_window
+    from agent.io.window import WindowNotFound, find_window
 
     deadline = time.monotonic() + timeout
     while True:
@@ -30,8 +30,8 @@ def _wait_for_window(title: str, proc: subprocess.Popen, timeout: float = 30.0) 
 
 
 def test_record_window_captures_frames_and_xtest_keys(xvfb_display, tmp_path):
-    from agent.keys.x11 import X11Keys
-    from agent.window import focus_window
+    from agent.io.keys.x11 import X11Keys
+    from agent.io.window import focus_window
 
     game = subprocess.Popen([sys.executable, "-m", "agent", "sim", "--title", "TruckSim", "--seconds", "25",
                              "--size", "320x240", "--seed", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -91,8 +91,8 @@ def test_windows_key_reader_maps_arrows_and_wasd():
 
 def test_person_drives_the_sim_window_and_their_keys_are_recorded(xvfb_display, tmp_path):
     """`truckpilot record` without --autopilot: a window a person drives; XTest plays the person."""
-    from agent.keys.x11 import X11Keys
-    from agent.window import focus_window
+    from agent.io.keys.x11 import X11Keys
+    from agent.io.window import focus_window
 
     out = tmp_path / "person"
     recorder = subprocess.Popen([sys.executable, "-m", "agent", "record", "--out", str(out), "--seconds", "3.5",

@@ -7,10 +7,10 @@ import sys
 import numpy as np
 import pytest
 
-from agent.cli import main
-from agent.sessions import Session
-from agent.sessions.bench import measure_record_fps, run_kill_trials
-from agent.sessions.verify import verify
+from agent.apps.cli import main
+from training.sessions import Session
+from agent.tools.sessions_bench import measure_record_fps, run_kill_trials
+from training.sessions.verify import verify
 
 
 def test_record_headless_autopilot(tmp_path, capsys):
@@ -62,7 +62,7 @@ def test_min_box_height_labels_the_same_objects_at_twice_the_size(tmp_path, caps
 
 def test_record_sim_window_path_runs(tmp_path):
     """The windowed sim path (autopilot driving, frames shown in a pygame window; dummy video driver)."""
-    from agent.recorder import record_sim
+    from agent.recording.recorder import record_sim
 
     result = record_sim(tmp_path / "s", seed=1, autopilot=True, headless=False, frames=12, fps=60, progress=False)
     assert result.stopped_by == "frames" and result.frames == 12
@@ -80,7 +80,7 @@ def test_record_refuses_headless_without_autopilot_and_existing_out(tmp_path, ca
 
 
 def test_kill9_during_headless_recording_loses_at_most_a_second(tmp_path):
-    """5 random kill -9s (the 50-run figure: python -m agent.sessions.bench kill --trials 50)."""
+    """5 random kill -9s (the 50-run figure: python -m agent.tools.sessions_bench kill --trials 50)."""
     summary = run_kill_trials(trials=5, seed=7, root=tmp_path, max_delay_s=1.5)
     details = summary["details"]
     assert summary["opened"] == 5, details

@@ -10,10 +10,10 @@ import zlib
 import numpy as np
 import pytest
 
-from agent.sessions import Session, SessionError, SessionWriter
-from agent.sessions.edits import SessionEditor
-from agent.sessions.records import encode_line
-from agent.sessions.verify import verify
+from training.sessions import Session, SessionError, SessionWriter
+from training.sessions.edits import SessionEditor
+from training.sessions.records import encode_line
+from training.sessions.verify import verify
 
 from sessionkit import CLASSES, H, W, frame_image, make_session
 
@@ -207,7 +207,7 @@ def test_export_images_csv_and_coco(tmp_path):
     import cv2
     from pycocotools.coco import COCO
 
-    from agent.sessions.export import export_session
+    from training.sessions.export import export_session
 
     path = make_session(tmp_path / "s", n=6)
     with SessionEditor.open(path) as editor:
@@ -225,7 +225,7 @@ def test_export_images_csv_and_coco(tmp_path):
 
 
 def test_sessions_cli(tmp_path, capsys):
-    from agent.cli import main
+    from agent.apps.cli import main
 
     make_session(tmp_path / "root" / "a", n=4)
     make_session(tmp_path / "root" / "b", n=3)

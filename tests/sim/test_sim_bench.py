@@ -1,8 +1,8 @@
 """The benchmark entry point the lead's ``truckpilot bench`` calls (a smoke run,
-not a speed check: speed is measured with ``python -m sim.bench``)."""
+not a speed check: speed is measured with ``python -m sim.tools.bench``)."""
 from __future__ import annotations
 
-from sim.bench import measure_env_steps_per_s
+from sim.tools.bench import measure_env_steps_per_s
 
 
 def test_measure_env_steps_per_s_runs_and_reports_a_rate():

@@ -83,7 +83,7 @@ def _hold_key_with_xtest(display: str, title: str, keysym_name: str, seconds: fl
 def _run_sim(display: str, title: str, seconds: float, extra: list[str], key: str | None) -> str:
     env = dict(os.environ, DISPLAY=display, PYTHONPATH=str(REPO))
     env.pop("SDL_VIDEODRIVER", None)
-    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "sim", "--title", title, "--size", "160x120",
+    proc = subprocess.Popen([sys.executable, "-m", "agent.apps.cli", "sim", "--title", title, "--size", "160x120",
                              "--seconds", str(seconds), *extra], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim.env import TruckSimEnv
-from sim.evaluate_expert import evaluate_expert
+from sim.tools.evaluate_expert import evaluate_expert
 from sim.expert import Expert
 from sim.road import LANE_CENTRES_M, Road
 from sim.actors import Pedestrian, Vehicle

@@ -4,7 +4,7 @@ The scenes are drawn with numpy (no simulator needed): a road whose far end
 bends left, stays centred or bends right (the direction label) and coloured
 boxes for the four object classes (car red, truck blue, person yellow,
 sign green) with their exact xyxy boxes. They are written to disk with the
-real session store (agent.sessions.SessionWriter) and read back through it.
+real session store (training.sessions.SessionWriter) and read back through it.
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def draw_scene(rng: np.random.Generator, width: int = 96, height: int = 72):
 
 
 def write_session(path: Path, seed: int, frames: int, width: int = 96, height: int = 72) -> Path:
-    from agent.sessions import SessionWriter
+    from training.sessions import SessionWriter
 
     rng = np.random.default_rng(seed)
     with SessionWriter.create(path, source={"kind": "test-scenes", "seed": seed}, width=width, height=height,

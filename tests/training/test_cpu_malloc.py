@@ -83,7 +83,7 @@ def test_the_train_and_evaluate_commands_offer_it():
 
 def test_malloc_bench_reports_both_modes_side_by_side(tmp_path):
     out = tmp_path / "bench.json"
-    done = subprocess.run([sys.executable, "-m", "training.malloc_bench", "--input-height", "64", "--input-width",
+    done = subprocess.run([sys.executable, "-m", "training.tools.malloc_bench", "--input-height", "64", "--input-width",
                            "96", "--batch-size", "2", "--rounds", "1", "--warmup", "1", "--steps", "1",
                            "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -96,6 +96,6 @@ def test_malloc_bench_reports_both_modes_side_by_side(tmp_path):
 
 
 def test_malloc_bench_refuses_a_bad_count():
-    done = subprocess.run([sys.executable, "-m", "training.malloc_bench", "--rounds", "0"], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "training.tools.malloc_bench", "--rounds", "0"], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 2 and "--rounds must be >= 1, got 0" in done.stderr

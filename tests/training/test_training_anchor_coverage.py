@@ -8,8 +8,8 @@ import pytest
 
 from perception.config import AnchorConfig, DetectorConfig, TrunkConfig
 from perception.detector import SSDNet
-from training.anchor_coverage import anchor_coverage, main, scaled_boxes
-from training.samples import FrameSample
+from training.tools.anchor_coverage import anchor_coverage, main, scaled_boxes
+from training.data.samples import FrameSample
 
 
 def _sample(boxes, labels, size=(240, 320)):

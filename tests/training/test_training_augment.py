@@ -5,7 +5,7 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as F
 
-from training.augment import IDENTITY_JITTER, AugmentConfig, Augmenter, swap_left_right
+from training.data.augment import IDENTITY_JITTER, AugmentConfig, Augmenter, swap_left_right
 
 LEFT, STRAIGHT, RIGHT = 0, 1, 2
 
@@ -77,7 +77,7 @@ def test_same_seed_same_result_and_global_rng_untouched():
 
 
 def test_color_jitter_batch():
-    from training.augment import IDENTITY_JITTER, color_jitter_batch
+    from training.data.augment import IDENTITY_JITTER, color_jitter_batch
 
     x = torch.rand(3, 3, 8, 8)
     same = color_jitter_batch(x, torch.tensor([IDENTITY_JITTER] * 3))

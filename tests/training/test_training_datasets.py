@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.datasets import DetectionDataset, DirectionDataset, build_frame_cache
-from training.samples import sample_from_array, samples_from_session, samples_from_sim
+from training.data.datasets import DetectionDataset, DirectionDataset, build_frame_cache
+from training.data.samples import sample_from_array, samples_from_session, samples_from_sim
 
 CLASSES = ("car", "truck", "person", "sign")
 
@@ -49,8 +49,8 @@ def test_session_samples_keep_labels_and_group(scene_sessions):
 def test_training_crops_decode_frames_at_their_own_size():
     """A detector run whose samples are cropped decodes frames at no more than their recorded size (the crop
     resizes them), and its items come out at the training crop's size with boxes at the input's scale."""
-    from training.augment import AugmentConfig
-    from training.datasets import source_size
+    from training.data.augment import AugmentConfig
+    from training.data.datasets import source_size
     from training.tasks import DetectorTask
     from perception.config import DetectorConfig, TrunkConfig
 
@@ -110,7 +110,7 @@ def test_size_balancing_draws_every_class_and_height_band_alike():
 def test_size_balancing_places_crops_on_the_rare_box():
     """With rarity-weighted crops, a crop placed on a box (--crop-on-boxes 1) holds the frame's rare far
     walker far more often than a uniform pick among its boxes does."""
-    from training.augment import AugmentConfig
+    from training.data.augment import AugmentConfig
     from training.tasks import DetectorTask
     from perception.config import DetectorConfig, TrunkConfig
 

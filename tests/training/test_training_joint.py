@@ -14,9 +14,9 @@ from safetensors.torch import load_file
 
 from perception.config import DetectorConfig, DirectionConfig, TrunkConfig
 from training import cli as train_cli
-from training.augment import AugmentConfig, Augmenter
+from training.data.augment import AugmentConfig, Augmenter
 from training.joint import JointConfig, JointDataset, JointNet, JointTask
-from training.samples import sample_from_array
+from training.data.samples import sample_from_array
 
 SIZE = (64, 64)
 

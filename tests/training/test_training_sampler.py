@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from training.sampler import EpochSampler
-from training.samples import sample_from_array, split_by_group
+from training.data.sampler import EpochSampler
+from training.data.samples import sample_from_array, split_by_group
 
 import numpy as np
 import pytest

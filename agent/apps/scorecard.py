@@ -1,0 +1,358 @@
+"""``truckpilot eval``: a closed-loop scorecard in the simulator, three drivers side by side.
+
+    truckpilot eval --model runs/dir/best.safetensors --seeds 0-4 --conditions day/clear,night/rain --json
+    truckpilot eval --model d.safetensors --detector det.safetensors --seeds 0-9 --route-m 2000 --json out.json
+
+Drivers (``agent.runtime.drivers``): ``agent`` (Perceiver + Controller + PWM keys), ``expert``
+(the scripted autopilot, from ground truth) and ``baseline`` (the source article:
+argmax direction, 0.09 s key pulses, throttle always held). Every driver drives the
+same routes: one per seed x condition, ``route_m`` metres, traffic on.
+
+Per driver:
+
+* ``route_completion``: distance covered / route length (0..1) within the time budget
+  (``budget_factor`` x the expert's time on that route), averaged over routes;
+* ``collisions``: a collision ends the route;
+* ``interventions`` and ``km_per_intervention``: an intervention is a moment the expert
+  must take over: off-road, the truck's centre in the oncoming lanes, or
+  |lateral offset| > 1.5 m for more than ``offset_grace_s`` (a lane change crosses the
+  line faster; a drift does not). It is counted, the expert drives ``recover_s`` (and
+  until the truck is back within 0.5 m of a lane centre, at most ``max_recover_s``), then
+  hands back. km are those the driver itself drove; with no intervention
+  ``km_per_intervention`` is the km driven and ``km_per_intervention_lower_bound`` is true;
+* ``lane_departures_per_km``: lane changes (the "lane_departure" event) per km driven;
+* ``mean_abs_offset_m``: mean |offset from the nearest lane centre| while driving;
+* ``steer_changes_per_s``: changes of the steering keys (left / none / right) per second driven.
+
+Time is the simulator's (step x dt): the controller's clock is sim time, so a run is
+deterministic and faster than real time. The JSON has the three driver rows at the top
+level ("agent", "expert", "baseline"), plus "routes" (per route detail) and "config".
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from agent.runtime.drivers import DRIVER_NAMES, AgentDriver, BaselineDriver, ExpertDriver, steer_state
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScorecardConfig:
+    """How the routes are driven and judged (units: m, s)."""
+
+    route_m: float = 1000.0  #: route length per seed x condition
+    width: int = 320  #: frame size given to the drivers
+    height: int = 240
+    traffic_density: float = 1.0  #: traffic on the road (sim default)
+    budget_factor: float = 2.0  #: time budget = this x the expert's time on the route
+    intervention_offset_m: float = 1.5  #: |offset| beyond this (for offset_grace_s) is an intervention
+    offset_grace_s: float = 1.0  #: how long |offset| may exceed the limit (a lane change passes faster)
+    recover_s: float = 2.0  #: the expert drives at least this long after an intervention
+    max_recover_s: float = 6.0  #: ... and until back within 0.5 m of a lane centre, at most this long
+    settled_offset_m: float = 0.5
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-4' -> [0, 1, 2, 3, 4]; '3' -> [3]; '1,5,7' -> [1, 5, 7] (ranges inclusive, mixable)."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part:
+                lo, hi = (int(v) for v in part.split("-"))
+                if hi < lo or lo < 0:
+                    raise ValueError
+                seeds.extend(range(lo, hi + 1))
+            else:
+                seeds.append(int(part))
+    except ValueError:
+        raise ValueError(f"seeds {text!r}: use A-B (inclusive), a number, or a comma list, e.g. 0-4 or 1,5,7") from None
+    if not seeds:
+        raise ValueError(f"seeds {text!r} names no seed")
+    return seeds
+
+
+def parse_conditions(text: str) -> list[tuple[str, str]]:
+    """'day/clear,night/rain' -> [("day", "clear"), ("night", "rain")], checked against the sim's."""
+    from sim import TIMES_OF_DAY, WEATHERS
+
+    out = []
+    for part in text.split(","):
+        bits = part.strip().split("/")
+        if len(bits) != 2 or bits[0] not in TIMES_OF_DAY or bits[1] not in WEATHERS:
+            raise ValueError(f"condition {part!r}: use TIME/WEATHER with TIME in {TIMES_OF_DAY} and WEATHER in "
+                             f"{WEATHERS}, e.g. day/clear,night/rain")
+        out.append((bits[0], bits[1]))
+    return out
+
+
+@dataclass(frozen=True)
+class RouteScore:
+    """One driver on one route. Distances in m, times in sim seconds."""
+
+    driver: str
+    seed: int
+    time_of_day: str
+    weather: str
+    route_m: float
+    distance_m: float
+    driver_distance_m: float
+    finished: bool
+    collisions: int
+    interventions: int
+    lane_departures: int
+    offset_sum_m: float
+    driver_steps: int
+    steer_changes: int
+    steps: int
+    budget_steps: int
+    dt: float
+    wall_s: float
+
+    @property
+    def route_completion(self) -> float:
+        return min(1.0, max(0.0, self.distance_m / self.route_m))
+
+
+def _make_env(config: ScorecardConfig, time_of_day: str, weather: str):
+    import gymnasium
+
+    import sim  # noqa: F401  (registers TruckSim-v0)
+
+    return gymnasium.make("TruckSim-v0", width=config.width, height=config.height, time_of_day=time_of_day,
+                          weather=weather, traffic_density=config.traffic_density, route_length_m=config.route_m)
+
+
+def drive_route(driver, seed: int, time_of_day: str, weather: str, budget_steps: int,
+                config: ScorecardConfig = ScorecardConfig()) -> RouteScore:
+    """``driver`` drives one route (seed, condition) for at most ``budget_steps``; an expert
+    takes over at each intervention (see the module doc). Returns its RouteScore."""
+    env = _make_env(config, time_of_day, weather)
+    t0 = time.perf_counter()
+    try:
+        obs, info = env.reset(seed=seed)
+        dt = float(env.unwrapped.config.dt)
+        rescuer = ExpertDriver(seed=seed, dt=dt)
+        driver.reset()
+        grace_steps = max(1, int(round(config.offset_grace_s / dt)))
+        min_recover = int(round(config.recover_s / dt))
+        max_recover = int(round(config.max_recover_s / dt))
+        steps = driver_steps = interventions = collisions = lane_departures = steer_changes = 0
+        offset_sum = driver_distance = 0.0
+        over_limit = 0  # consecutive driver steps beyond the offset limit
+        recovering = 0  # steps the rescuer has driven in the current recovery (0 = driver in control)
+        last_steer: int | None = None
+        finished = False
+        while steps < budget_steps:
+            in_control = recovering == 0
+            if in_control:
+                keys = driver.act(obs, info, env, steps * dt)
+            else:
+                keys = rescuer.act(obs, info, env, steps * dt)
+            before = float(info["distance"])
+            obs, _reward, terminated, truncated, info = env.step(keys.as_array())
+            steps += 1
+            events = info["events"]
+            if in_control:
+                driver_steps += 1
+                driver_distance += float(info["distance"]) - before
+                offset_sum += abs(float(info["lateral_offset"]))
+                lane_departures += events.count("lane_departure")
+                s = steer_state(keys)
+                if last_steer is not None and s != last_steer:
+                    steer_changes += 1
+                last_steer = s
+            if "collision" in events:
+                collisions += 1
+                break
+            if terminated or truncated:
+                finished = bool(info["distance"] >= config.route_m - 1e-6)
+                break
+            if in_control:
+                over_limit = over_limit + 1 if abs(info["lateral_offset"]) > config.intervention_offset_m else 0
+                if "off_road" in events or "oncoming_lane" in events or over_limit > grace_steps:
+                    interventions += 1
+                    recovering, over_limit = 1, 0
+                    rescuer.reset()
+                    log.debug("%s seed %d: intervention %d at %.0f m (%s)", driver.name, seed, interventions,
+                              info["distance"], ",".join(events) or "offset")
+            else:
+                recovering += 1
+                settled = (abs(info["lateral_offset"]) < config.settled_offset_m and "off_road" not in events
+                           and "oncoming_lane" not in events)
+                if (recovering > min_recover and settled) or recovering > max_recover:
+                    recovering = 0
+                    last_steer = None
+                    driver.handback()
+        return RouteScore(driver.name, seed, time_of_day, weather, config.route_m, float(info["distance"]),
+                          driver_distance, finished, collisions, interventions, lane_departures, offset_sum,
+                          driver_steps, steer_changes, steps, budget_steps, dt, time.perf_counter() - t0)
+    finally:
+        env.close()
+
+
+def summarise(routes: list[RouteScore]) -> dict:
+    """One driver's row from its routes (see the module doc for each figure)."""
+    km = sum(r.driver_distance_m for r in routes) / 1000.0
+    interventions = sum(r.interventions for r in routes)
+    driver_s = sum(r.driver_steps * r.dt for r in routes)
+    driver_steps = sum(r.driver_steps for r in routes)
+    return {
+        "route_completion": round(sum(r.route_completion for r in routes) / max(1, len(routes)), 4),
+        "collisions": sum(r.collisions for r in routes),
+        "interventions": interventions,
+        "km_per_intervention": round(km / interventions if interventions else km, 4),
+        "km_per_intervention_lower_bound": interventions == 0,
+        "lane_departures_per_km": round(sum(r.lane_departures for r in routes) / km, 4) if km > 0 else None,
+        "mean_abs_offset_m": round(sum(r.offset_sum_m for r in routes) / driver_steps, 4) if driver_steps else None,
+        "steer_changes_per_s": round(sum(r.steer_changes for r in routes) / driver_s, 4) if driver_s > 0 else None,
+        "km_driven": round(km, 4),
+        "routes": len(routes),
+        "routes_finished": sum(r.finished for r in routes),
+        "wall_s": round(sum(r.wall_s for r in routes), 2),
+    }
+
+
+def run_scorecard(perceiver, seeds, conditions=(("day", "clear"),), route_m: float = 1000.0, *,
+                  drivers: tuple[str, ...] = DRIVER_NAMES, controller_config=None,
+                  config: ScorecardConfig | None = None, progress: bool = True) -> dict:
+    """Drive every route with each driver and return the scorecard dict.
+
+    perceiver: callable frame -> Perception (a Perceiver), used by "agent" and "baseline"
+        (None only when ``drivers`` is just ("expert",)).
+    seeds: ints; conditions: (time_of_day, weather) pairs; route_m: route length, m.
+    Returns {"agent": {...}, "expert": {...}, "baseline": {...}, "routes": [...], "config": {...}}
+    (rows only for the drivers asked for). The expert drives each route first: its time sets
+    the budget (``budget_factor`` x its steps; 2 x route_m / 10 m/s if it did not finish).
+    """
+    from tqdm import tqdm
+
+    config = ScorecardConfig(**{**asdict(config or ScorecardConfig()), "route_m": float(route_m)})
+    unknown = sorted(set(drivers) - set(DRIVER_NAMES))
+    if unknown:
+        raise ValueError(f"unknown driver(s) {unknown}; choose from {DRIVER_NAMES}")
+    if perceiver is None and set(drivers) - {"expert"}:
+        raise ValueError("the agent and baseline drivers need a perceiver (a direction and/or detector model)")
+    seeds, conditions = list(seeds), [tuple(c) for c in conditions]
+    per_driver: dict[str, list[RouteScore]] = {name: [] for name in drivers}
+    detail = []
+    jobs = [(seed, tod, weather) for tod, weather in conditions for seed in seeds]
+    bar = tqdm(total=len(jobs) * (len(drivers) + ("expert" not in drivers)), desc="scorecard", unit="route",
+               disable=not progress, file=sys.stderr)
+    for seed, tod, weather in jobs:
+        expert = drive_route(ExpertDriver(seed=seed), seed, tod, weather, generous_steps(config), config)
+        bar.update(1)
+        dt = expert.dt
+        base_steps = expert.steps if expert.finished else int(math.ceil(config.route_m / 10.0 / dt))
+        budget = int(math.ceil(config.budget_factor * base_steps))
+        for name in drivers:
+            if name == "expert":
+                score = RouteScore(**{**asdict(expert), "budget_steps": budget})
+            else:
+                driver = (AgentDriver(perceiver, controller_config) if name == "agent"
+                          else BaselineDriver(perceiver, dt=dt))
+                score = drive_route(driver, seed, tod, weather, budget, config)
+                bar.update(1)
+            per_driver[name].append(score)
+            detail.append({**asdict(score), "route_completion": round(score.route_completion, 4)})
+            log.info("%s seed %d %s/%s: %.0f m%s, %d interventions, %d collisions", name, seed, tod, weather,
+                     score.distance_m, " (finished)" if score.finished else "", score.interventions, score.collisions)
+    bar.close()
+    out: dict = {name: summarise(per_driver[name]) for name in drivers}
+    out["routes"] = detail
+    out["config"] = {**asdict(config), "seeds": seeds, "conditions": ["/".join(c) for c in conditions],
+                     "drivers": list(drivers)}
+    return out
+
+
+def generous_steps(config: ScorecardConfig) -> int:
+    """The expert's own budget: enough for the route at 2 m/s on average."""
+    from sim.config import DEFAULT_DT
+
+    return int(math.ceil(config.route_m / 2.0 / DEFAULT_DT))
+
+
+def format_table(card: dict) -> str:
+    """The scorecard as a text table, one column per driver."""
+    drivers = [d for d in DRIVER_NAMES if d in card]
+    rows = ["route_completion", "collisions", "interventions", "km_per_intervention", "lane_departures_per_km",
+            "mean_abs_offset_m", "steer_changes_per_s", "km_driven"]
+    lines = [f"{'':<24}" + "".join(f"{d:>12}" for d in drivers)]
+    for row in rows:
+        cells = []
+        for d in drivers:
+            v = card[d].get(row)
+            text = "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+            if row == "km_per_intervention" and card[d].get("km_per_intervention_lower_bound"):
+                text = ">=" + text
+            cells.append(f"{text:>12}")
+        lines.append(f"{row:<24}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="truckpilot eval", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    from agent.apps.drive import add_perceiver_args
+
+    add_perceiver_args(p)
+    p.add_argument("--seeds", default="0-4", help="seeds, A-B inclusive or a comma list (default 0-4)")
+    p.add_argument("--conditions", default="day/clear",
+                   help="TIME/WEATHER list, e.g. day/clear,night/rain (default day/clear)")
+    p.add_argument("--route-m", type=float, default=1000.0, help="route length per seed x condition, m (default 1000)")
+    p.add_argument("--drivers", default=",".join(DRIVER_NAMES), help="which drivers (default agent,expert,baseline)")
+    p.add_argument("--traffic", type=float, default=1.0, help="traffic density (default 1)")
+    p.add_argument("--budget-factor", type=float, default=2.0, help="time budget = this x the expert's time")
+    p.add_argument("--target-speed", type=float, help="speed the agent's controller holds, m/s (default 12)")
+    p.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                   help="print the scorecard as JSON (to FILE if given, else stdout)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = get_args_parser().parse_args(argv)
+    from agent.apps.drive import perceiver_from_args, set_torch_threads
+
+    set_torch_threads(args)
+    try:
+        seeds = parse_seeds(args.seeds)
+        conditions = parse_conditions(args.conditions)
+        drivers = tuple(d.strip() for d in args.drivers.split(",") if d.strip())
+        perceiver = None
+        if set(drivers) - {"expert"}:
+            perceiver = perceiver_from_args(args)
+        controller_config = None
+        if args.target_speed is not None:
+            from agent.runtime.controller import ControllerConfig
+
+            controller_config = ControllerConfig(target_speed_mps=args.target_speed)
+        config = ScorecardConfig(route_m=args.route_m, traffic_density=args.traffic, budget_factor=args.budget_factor)
+        card = run_scorecard(perceiver, seeds, conditions, args.route_m, drivers=drivers,
+                             controller_config=controller_config, config=config, progress=not args.no_progress)
+    except Exception as exc:  # noqa: BLE001 - bad options, checkpoints: one clear line
+        from perception.checkpoint import CheckpointError
+
+        if not isinstance(exc, (ValueError, CheckpointError, FileNotFoundError)):
+            raise
+        print(f"truckpilot eval: {exc}", file=sys.stderr)
+        return 1
+    if args.json is None:
+        print(format_table(card))
+    else:
+        text = json.dumps(card, indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            Path(args.json).write_text(text + "\n")
+            print(format_table(card))
+            print(f"scorecard written to {args.json}")
+    return 0

@@ -1,0 +1,600 @@
+"""Safety guard: no driving key stays down when something goes wrong.
+
+Two halves:
+
+* ``SafetyGuard`` (in the driving process) wraps a key backend. Each tick the
+  loop calls ``guard.apply(keys, capture_health)``: the guard checks the
+  e-stop hotkey (End / Pause), a person's takeover (a driving key down on the
+  X server that the agent did not press), stale capture and news from the
+  guard process; if all is well and it is engaged, it applies the keys,
+  otherwise it releases every key; then it sends a heartbeat. ``engage``
+  needs fresh frames; after any disengagement the agent stays off until
+  engaged again.
+
+* The guard process (``python -m agent.io.guard``), started by SafetyGuard for
+  backends that another process can release (X11 XTest, Windows SendInput).
+  It reads heartbeats with the keys held from its stdin pipe. When they stop
+  for more than ``stall_periods`` periods (the loop hangs or is SIGSTOPped) it
+  releases, through its own connection, every key the last heartbeat said was
+  held, and tells the parent ("RELEASED stall"); when the pipe closes (the
+  parent exited or was killed, even by kill -9) it does the same and exits.
+  Each tick the parent announces the keys it is about to press *before*
+  pressing them, so a stall between the two cannot hide a key from the guard.
+  Only the agent's keys are released: a person who took over keeps theirs. uinput needs no
+  guard process on death (the kernel destroys the device and its keys).
+
+A driving loop puts the pieces together like this::
+
+    with open_capture("Euro Truck Simulator 2", fps=20) as capture, \
+            SafetyGuard(probe_key_backend()[0], period_s=1 / 20) as guard:
+        guard.install_signal_handlers()
+        controller = Controller()
+        frame = capture.grab()
+        guard.engage(frame_is_fresh(frame.timestamp, time.monotonic(), guard.config.period_s))
+        while True:
+            frame = capture.grab()                      # paced; CaptureLost ends the drive
+            action = controller.update(perceiver(frame.image), frame.timestamp,
+                                       (frame.image.shape[1], frame.image.shape[0]))
+            guard.apply(controller.keys_for(action, time.monotonic()), capture.health())
+            if not guard.engaged:
+                controller.reset()                      # re-engage on the user's request
+
+Long pauses (loading a model, the first CUDA call) must not fall between
+``apply`` calls while keys are held, or the guard process releases them and
+the agent disengages: do them before engaging, or call ``guard.heartbeat``.
+
+uinput keys belong to the process that owns the device, so no other process
+can release them: for uinput (or with ``GuardConfig.host_keys``) the guard
+process *hosts* the backend, the agent sends it each key state and waits for
+the acknowledgement; a stall or a death of the agent then releases them just
+the same, and if the guard process itself dies the kernel does.
+
+Pipe protocol, one ASCII line each: parent -> guard ``H <mask>`` (heartbeat,
+mask = 4 chars of 0/1 in DRIVING_KEYS order), ``Q`` (release and quit), and
+in hosted mode ``K <mask> <seq>`` (apply this key state; also a heartbeat)
+and ``U`` (unlock after a stall release, sent by ``engage``); guard -> parent
+``READY``, ``RELEASED <why> <ms>``, hosted: ``A <seq>`` or ``A <seq> locked``
+(presses refused after a stall release until ``U``).
+"""
+from __future__ import annotations
+
+import argparse
+import atexit
+import dataclasses
+import json
+import logging
+import os
+import queue
+import threading
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from agent.io.keys.base import KeyBackend, KeyMap, keys_down
+from agent.types import DRIVING_KEYS, KeysHeld
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    """Safety guard settings."""
+
+    period_s: float = 0.05
+    """the driving loop's period in seconds (heartbeats come once per period)"""
+    stall_periods: float = 3.0
+    """heartbeat silence, in periods, after which the guard process releases every key"""
+    estop_keys: tuple[str, ...] = ("End", "Pause")
+    """X keysym names of the emergency-stop hotkeys (polled from the X server keymap)"""
+    detect_takeover: bool = True
+    """disengage when a person holds a driving key (arrows or WASD) the agent did not press"""
+    frozen_while_driving_frames: int = 15
+    """identical captured frames while the agent holds a key before the capture counts as
+    stale (a key press must change the picture; a static scene while standing still is fine)"""
+    guard_process: bool = True
+    """start the separate guard process when the backend supports it"""
+    host_keys: bool | None = None
+    """run the key backend itself inside the guard process (the parent sends key states over
+    the pipe); None: only when the guard cannot release the backend's keys from outside (uinput)"""
+    ready_timeout_s: float = 10.0
+    """how long to wait for the guard process to start"""
+
+
+def mask_of(keys: KeysHeld) -> str:
+    return "".join("1" if getattr(keys, k) else "0" for k in DRIVING_KEYS)
+
+
+def keys_of_mask(mask: str) -> KeysHeld:
+    if len(mask) != len(DRIVING_KEYS) or set(mask) - {"0", "1"}:
+        raise ValueError(f"bad key mask {mask!r}: expected {len(DRIVING_KEYS)} chars of 0/1")
+    return KeysHeld(*(c == "1" for c in mask))
+
+
+def backend_from_spec(spec: dict) -> KeyBackend:
+    """Rebuild a key backend in the guard process from ``KeyBackend.guard_spec()``."""
+    kind = spec.get("kind")
+    keymap = KeyMap(**spec["keymap"]) if "keymap" in spec else None
+    if kind == "x11":
+        from agent.io.keys.x11 import X11Keys
+
+        return X11Keys(keymap, display_name=spec.get("display"))
+    if kind == "windows":
+        from agent.io.keys.windows import WindowsSendInputKeys
+
+        return WindowsSendInputKeys(keymap)
+    if kind == "uinput":
+        from agent.io.keys.uinput import UinputKeys
+
+        return UinputKeys(keymap, device_name=spec.get("device_name", "truckpilot-keys"))
+    if kind == "sim":
+        from agent.io.keys.sim import SimKeys
+
+        return SimKeys(keymap)
+    raise ValueError(f"guard process cannot release keys of backend kind {kind!r}")
+
+
+def frame_is_fresh(frame_timestamp: float, now: float, period_s: float, max_periods: float = 3.0) -> bool:
+    """Whether a frame captured at ``frame_timestamp`` (monotonic s) is recent
+    enough at ``now`` to engage on: at most ``max_periods`` loop periods old."""
+    return 0.0 <= now - frame_timestamp <= max_periods * period_s
+
+
+class GuardProcessError(RuntimeError):
+    """The guard process did not start or died."""
+
+
+class HostedKeys(KeyBackend):
+    """Stand-in for a key backend that lives in the guard process (``host_keys``).
+
+    Every change is sent as the full key state ("K <mask> <seq>") and waits for
+    the guard process's acknowledgement, so the keys are really down or up when
+    ``apply`` returns, exactly as with an in-process backend.
+    """
+
+    kind = "hosted"
+
+    def __init__(self, guard: "SafetyGuard", keymap: KeyMap, inner_kind: str) -> None:
+        super().__init__(keymap)
+        self.inner_kind = inner_kind
+        self._guard = guard
+
+    def _send(self, key: str, down: bool) -> None:
+        pass  # the whole state goes out in _flush
+
+    def _flush(self) -> None:
+        self._guard._host_apply(self.held())
+
+
+class SafetyGuard:
+    """Wraps a KeyBackend so keys are only held while it is safe.
+
+    backend: the key backend to drive (the guard releases through it and,
+        out of process, through a twin built from ``backend.guard_spec()``).
+    keyboard: something with ``down(names) -> set[str]`` reading the physical
+        keyboard state (agent.io.keys.x11.X11KeymapReader,
+        agent.io.keys.windows.Win32KeyboardReader); default: one of those for the
+        X11 / Windows backends, None for others (then no e-stop hotkey or
+        takeover detection; said in the log).
+    focus_check: optional callable -> bool, True while the game window has
+        the keyboard focus (agent.io.window.FocusCheck); when it turns False the
+        agent disengages, so keys never land in another window. Not closed here.
+
+    With ``host_keys`` (automatic for uinput) the given backend is closed and
+    rebuilt inside the guard process; ``guard.backend`` is then a HostedKeys
+    stand-in: always press keys through ``guard.backend`` / ``guard.apply``.
+    """
+
+    def __init__(self, backend: KeyBackend, period_s: float | None = None, *,
+                 config: GuardConfig | None = None, keyboard=None, focus_check=None) -> None:
+        config = config or GuardConfig()
+        if period_s is not None:
+            config = dataclasses.replace(config, period_s=float(period_s))
+        if config.period_s <= 0:
+            raise ValueError(f"period_s must be > 0, got {config.period_s}")
+        self.config = config
+        self.backend = backend
+        self.focus_check = focus_check
+        self._engaged = False
+        self.disengage_reason: str | None = "not engaged yet"
+        self.events: list[str] = []
+        self._owns_keyboard = False
+        if keyboard is None and backend.kind == "x11":
+            from agent.io.keys.x11 import X11KeymapReader
+
+            keyboard = X11KeymapReader(getattr(backend, "display_name", None))
+            self._owns_keyboard = True
+        elif keyboard is None and backend.kind == "windows" and sys.platform == "win32":
+            from agent.io.keys.windows import Win32KeyboardReader
+
+            keyboard = Win32KeyboardReader()
+            self._owns_keyboard = True
+        self.keyboard = keyboard
+        if keyboard is None:
+            log.warning("no keyboard reader for backend %r: no e-stop hotkey or takeover detection",
+                        backend.kind)
+        self._watch_keys = ()
+        if keyboard is not None:
+            maps = (backend.keymap, KeyMap.arrows(), KeyMap.wasd())
+            self._watch_keys = tuple(sorted({p for km in maps for _, p in km.items()}))
+        self._proc: subprocess.Popen | None = None
+        self._news: queue.Queue[str] = queue.Queue()
+        self._stash: list[str] = []
+        self._seq = 0
+        self._host_failed: str | None = None
+        host = config.host_keys
+        if host is None:
+            host = backend.guard_spec() is None and backend.recipe() is not None
+        self.hosted = bool(host and config.guard_process)
+        if self.hosted:
+            spec = backend.recipe()
+            if spec is None:
+                raise ValueError(f"backend {backend.kind!r} cannot be hosted in the guard process")
+        else:
+            spec = backend.guard_spec() if config.guard_process else None
+        if spec is not None:
+            try:
+                if self.hosted:
+                    backend.close()  # frees the device / connection; the guard process makes its own
+                    self.backend = HostedKeys(self, backend.keymap, spec["kind"])
+                self._start_process(spec)
+            except Exception:
+                if self._owns_keyboard:
+                    self.keyboard.close()
+                raise
+        self._closed = False
+        atexit.register(self.close)
+
+    # ---- the guard process -------------------------------------------------
+    def _start_process(self, spec: dict) -> None:
+        cmd = [sys.executable, "-m", "agent.io.guard", "--spec", json.dumps(spec),
+               "--period", repr(self.config.period_s), "--stall-periods", repr(self.config.stall_periods)]
+        if self.hosted:
+            cmd.append("--hosted")
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        # a thread reads the guard's news (portable: Windows cannot select() on pipes)
+        threading.Thread(target=self._pump_news, args=(self._proc.stdout,), daemon=True,
+                         name="guard-news").start()
+        try:
+            first = self._news.get(timeout=self.config.ready_timeout_s)
+        except queue.Empty:
+            first = None
+        if first != "READY":
+            self._proc.kill()
+            self._proc.wait()
+            raise GuardProcessError(f"guard process did not start (exit code {self._proc.poll()}); "
+                                    f"run `{sys.executable} -m agent.io.guard --help` to see why")
+        log.info("guard process %d %s %s keys, stall after %.0f ms", self._proc.pid,
+                 "hosting" if self.hosted else "watching", spec["kind"],
+                 1e3 * self.config.period_s * self.config.stall_periods)
+
+    @property
+    def guard_pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def _pump_news(self, stream) -> None:
+        for raw in iter(stream.readline, b""):
+            line = raw.decode(errors="replace").strip()
+            if line:
+                self._news.put(line)
+
+    def _read_process_lines(self) -> list[str]:
+        lines, self._stash = self._stash, []
+        while True:
+            try:
+                lines.append(self._news.get_nowait())
+            except queue.Empty:
+                return lines
+
+    def _host_apply(self, keys: KeysHeld) -> None:
+        """Hosted mode: send the key state, wait for the guard process to apply it."""
+        if self._host_failed:
+            return
+        self._seq += 1
+        if not self._send_line(f"K {mask_of(keys)} {self._seq}"):
+            self._host_failed = "guard process died"
+            return
+        deadline = time.monotonic() + self.config.period_s * self.config.stall_periods
+        while True:
+            try:
+                line = self._news.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                # as stalled as a stalled loop: hang up, so it releases as soon as it runs
+                self._host_failed = "guard process did not answer"
+                log.error("guard process did not acknowledge key state %s: hanging up", mask_of(keys))
+                try:
+                    self._proc.stdin.close()
+                except OSError:
+                    pass
+                return
+            parts = line.split()
+            if parts[:2] == ["A", str(self._seq)]:
+                if "locked" in parts[2:] and any(keys.as_array()):
+                    self._stash.append("RELEASED stall-locked")
+                return
+            self._stash.append(line)
+
+    def _send_line(self, line: str) -> bool:
+        if self._proc is None:
+            return True
+        try:
+            self._proc.stdin.write(line.encode() + b"\n")
+            self._proc.stdin.flush()
+            return True
+        except (BrokenPipeError, ValueError, OSError):
+            return False
+
+    # ---- state -------------------------------------------------------------
+    @property
+    def engaged(self) -> bool:
+        return self._engaged
+
+    def engage(self, frame_fresh: bool) -> bool:
+        """Start driving if safe: needs a fresh frame, no e-stop or person on the
+        keys, a live guard process. Returns whether it is engaged."""
+        refusal = None
+        if not frame_fresh:
+            refusal = "no fresh frames"
+        elif (self._proc is not None and self._proc.poll() is not None) or self._host_failed:
+            refusal = self._host_failed or "guard process is not running"
+        elif self.focus_check is not None and not self.focus_check():
+            refusal = "the game window does not have the keyboard focus"
+        else:
+            physical = self._physical_down()
+            if physical & set(self.config.estop_keys):
+                refusal = f"e-stop key held ({', '.join(sorted(physical & set(self.config.estop_keys)))})"
+            elif physical & set(self._watch_keys):
+                refusal = f"a person holds {', '.join(sorted(physical & set(self._watch_keys)))}"
+        if refusal:
+            log.warning("not engaging: %s", refusal)
+            self.disengage_reason = refusal
+            return False
+        self._read_process_lines()  # forget stale news from before
+        if self.hosted:
+            self._send_line("U")  # the guard process accepts key presses again
+        self._engaged = True
+        self.disengage_reason = None
+        self.events.append("engaged")
+        log.info("engaged")
+        return True
+
+    def disengage(self, reason: str) -> None:
+        """Stop driving: release every key the agent holds (only those: a person
+        who took over keeps the keys they hold)."""
+        if self._engaged:
+            log.warning("disengaged: %s", reason)
+            self.events.append(f"disengaged: {reason}")
+        self._engaged = False
+        self.disengage_reason = reason
+        self.backend.release_all()
+        self.heartbeat(self.backend.held())
+
+    def heartbeat(self, keys_held: KeysHeld) -> None:
+        """Tell the guard process we are alive and what we hold."""
+        if not self._send_line(f"H {mask_of(keys_held)}") and self._engaged:
+            self._engaged = False
+            self.disengage_reason = "guard process died"
+            self.backend.release_all()
+            log.error("guard process died: disengaged")
+
+    def _physical_down(self) -> set[str]:
+        if self.keyboard is None:
+            return set()
+        return self.keyboard.down(self._watch_keys + tuple(self.config.estop_keys))
+
+    def check(self, capture_health=None) -> str | None:
+        """Look for a reason to stop; disengage and return it, or None."""
+        if not self._engaged:
+            return None
+        reason = None
+        for line in self._read_process_lines():
+            if line.startswith("RELEASED"):
+                reason = f"guard process released the keys ({line.split()[1]})"
+        if reason is None and self._proc is not None and self._proc.poll() is not None:
+            reason = "guard process died"
+        if reason is None and self._host_failed:
+            reason = self._host_failed
+        if reason is None and capture_health is not None:
+            if not capture_health.ok:
+                reason = "capture stale: " + ", ".join(capture_health.problems() or ["no frames"])
+            elif (capture_health.identical_frames >= self.config.frozen_while_driving_frames
+                  and any(self.backend.held().as_array())):
+                reason = (f"capture stale: frozen ({capture_health.identical_frames} identical frames) "
+                          "while keys are held")
+        if reason is None and self.focus_check is not None and not self.focus_check():
+            reason = "the game window lost the keyboard focus"
+        if reason is None and self.keyboard is not None:
+            physical = self._physical_down()
+            estop = physical & set(self.config.estop_keys)
+            ours = {self.backend.keymap.physical(k) for k in keys_down(self.backend.held())}
+            foreign = (physical & set(self._watch_keys)) - ours
+            if estop:
+                reason = f"e-stop ({', '.join(sorted(estop))})"
+            elif foreign and self.config.detect_takeover:
+                reason = f"takeover: a person pressed {', '.join(sorted(foreign))}"
+        if reason:
+            self.disengage(reason)
+        return reason
+
+    def apply(self, keys: KeysHeld, capture_health=None) -> KeysHeld:
+        """The per-tick call: check, apply ``keys`` if engaged (else release),
+        heartbeat. Returns the keys actually held afterwards."""
+        self.check(capture_health)
+        if self._engaged:
+            # tell the guard process first what may be down, so a stall between
+            # the key events and the heartbeat cannot hide a key from it
+            before = self.backend.held()
+            self.heartbeat(KeysHeld(*(a or b for a, b in zip(before.as_array(), keys.as_array()))))
+            self.backend.apply(keys)
+        else:
+            self.backend.release_all()
+        held = self.backend.held()
+        self.heartbeat(held)
+        return held
+
+    def install_signal_handlers(self) -> None:
+        """Turn SIGTERM (and SIGHUP) into SystemExit so ``finally`` / ``with`` blocks
+        release the keys (SIGINT already raises KeyboardInterrupt). Call from the
+        main thread of the driving program; the guard process covers the rest."""
+        def _exit(signum, _frame):
+            raise SystemExit(128 + signum)
+
+        signal.signal(signal.SIGTERM, _exit)
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, _exit)
+
+    def close(self) -> None:
+        """Release every key, stop the guard process, close the keyboard reader."""
+        if getattr(self, "_closed", True):
+            return
+        self._closed = True
+        atexit.unregister(self.close)
+        self._engaged = False
+        try:
+            self.backend.release_all()
+        finally:
+            if self._proc is not None:
+                self._send_line("Q")
+                try:
+                    self._proc.stdin.close()
+                except OSError:
+                    pass
+                try:
+                    self._proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    self._proc.kill()
+                    self._proc.wait()
+                self._proc.stdout.close()
+            if self._owns_keyboard and self.keyboard is not None:
+                self.keyboard.close()
+
+    def __enter__(self) -> "SafetyGuard":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# ---- the guard process ------------------------------------------------------
+def _say(line: str) -> None:
+    """Tell the parent something; it may be gone (killed), which is fine."""
+    try:
+        os.write(sys.stdout.fileno(), (line + "\n").encode())
+    except OSError:
+        pass
+
+
+@dataclass
+class _Watch:
+    period_s: float
+    stall_periods: float
+    last_beat: float = field(default_factory=time.monotonic)
+    held: KeysHeld = field(default_factory=KeysHeld)
+    released: bool = True
+    locked: bool = False
+
+
+#: The guard process releases this much before the stall limit, for its own wake-up and X round trip.
+RELEASE_MARGIN_S: float = 0.01
+
+
+def run_guard_process(spec: dict, period_s: float, stall_periods: float, stdin_fd: int = 0,
+                      hosted: bool = False) -> int:
+    """Body of ``python -m agent.io.guard``: watch heartbeats on ``stdin_fd``.
+
+    hosted: the backend is the agent's own (uinput): "K <mask> <seq>" applies a
+    key state and answers "A <seq>" (plus " locked" when presses are refused
+    after a stall release, until "U" from SafetyGuard.engage)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the parent's; its exit closes our pipe
+    backend = backend_from_spec(spec)
+    watch = _Watch(period_s, stall_periods)
+    # Act a little early so the keys are up by ``stall_periods`` periods after the last heartbeat,
+    # the wake-up and the X round trip (1-5 ms measured) included.
+    stall_s = period_s * stall_periods - min(0.1 * period_s, RELEASE_MARGIN_S)
+
+    def release(why: str) -> None:
+        start = time.monotonic()
+        if hosted:
+            backend.release_all()  # we hold the keys ourselves
+            watch.locked = why == "stall"
+        else:
+            backend.force_release(watch.held)  # only what the agent held: a person keeps theirs
+        _say(f"RELEASED {why} {1e3 * (time.monotonic() - start):.1f}")
+        watch.released = True
+
+    def on_term(signum, _frame):
+        release("sigterm")
+        backend.close()
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, on_term)
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump_stdin() -> None:  # a thread: portable (Windows cannot select() on pipes)
+        with os.fdopen(stdin_fd, "rb", buffering=0, closefd=False) as stream:
+            buffer = b""
+            while True:
+                chunk = stream.read(4096)
+                if not chunk:
+                    lines.put(None)  # EOF: the parent is gone
+                    return
+                buffer += chunk
+                *done, buffer = buffer.split(b"\n")
+                for raw in done:
+                    lines.put(raw.decode(errors="replace").strip())
+
+    threading.Thread(target=pump_stdin, daemon=True, name="guard-stdin").start()
+    _say("READY")
+    try:
+        while True:
+            timeout = max(0.0, watch.last_beat + stall_s - time.monotonic())
+            try:
+                line = lines.get(timeout=timeout)
+            except queue.Empty:
+                if not watch.released:
+                    release("stall")
+                watch.last_beat = time.monotonic()  # re-arm; released stays True until a heartbeat
+                continue
+            if line is None:
+                release("eof")
+                return 0
+            if line == "Q":
+                release("quit")
+                return 0
+            if line.startswith("H "):
+                if not hosted:
+                    watch.held = keys_of_mask(line[2:])
+                watch.last_beat = time.monotonic()
+                watch.released = False
+            elif hosted and line.startswith("K "):
+                _, mask, seq = line.split()
+                keys = KeysHeld() if watch.locked else keys_of_mask(mask)
+                backend.apply(keys)
+                watch.held = keys
+                watch.last_beat = time.monotonic()
+                watch.released = False
+                _say(f"A {seq}" + (" locked" if watch.locked else ""))
+            elif hosted and line == "U":
+                watch.locked = False
+    finally:
+        backend.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m agent.io.guard",
+        description="Guard process: releases every driving key when heartbeats on stdin stop "
+                    "or stdin closes. Started by agent.io.guard.SafetyGuard.")
+    parser.add_argument("--spec", required=True, help='backend recipe as JSON, e.g. {"kind": "x11", "display": ":0"}')
+    parser.add_argument("--period", type=float, required=True, help="loop period in seconds")
+    parser.add_argument("--stall-periods", type=float, default=3.0, help="silence in periods before releasing")
+    parser.add_argument("--hosted", action="store_true",
+                        help="own the key backend: apply the key states sent as K lines (uinput)")
+    args = parser.parse_args(argv)
+    return run_guard_process(json.loads(args.spec), args.period, args.stall_periods, hosted=args.hosted)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

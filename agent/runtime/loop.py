@@ -1,0 +1,543 @@
+"""The live driving loop: capture -> perceive -> control -> keys, at a fixed rate.
+
+A donkeycar-style loop with explicit parts, each timed every tick:
+
+    source.grab()            "capture"   a Frame (+ speed, health) from mss or the sim
+    perceiver(frame.image)   "perceive"  a Perception; the Perceiver's own stages are
+                                         kept as "perceive.<stage>" (preprocess, direction, ...)
+    controller.update/keys   "control"   an Action, then KeysHeld by PWM
+    keys_out.send(keys)      "keys"      the key events (sim keys, or X11 / uinput / SendInput
+                                         behind the SafetyGuard)
+    recorder / hud           "record", "hud" (when given)
+
+plus "frame_to_key": milliseconds from the frame's capture timestamp to the
+moment its keys were sent, and "tick": the whole iteration.
+
+``run_loop`` stops after ``max_steps`` ticks or ``max_seconds`` of wall time,
+when the source ends (sim episode over, captured window gone), on an
+e-stop, when the HUD window is closed, or on Ctrl+C / SIGTERM; whatever the
+reason, every key is released before it returns a ``LoopStats``.
+
+Clocks: the controller runs on ``Observation.clock_s``: wall time
+(``time.monotonic()``) for a real game, simulated time (step x dt) for the
+in-process simulator, so a sim drive is deterministic at any loop speed.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Protocol
+
+import numpy as np
+
+from agent.types import Action, Frame, HudStats, KeysHeld
+
+log = logging.getLogger(__name__)
+
+#: Stages timed by the loop, in display order (plus "perceive.<stage>" from the Perceiver).
+LOOP_STAGES: tuple[str, ...] = ("capture", "perceive", "control", "keys", "record", "hud", "tick", "frame_to_key")
+
+
+# ----------------------------------------------------------------------------- seam types
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One tick's input.
+
+    frame: the captured frame (image HxWx3 uint8 RGB, timestamp = time.monotonic() at capture).
+    clock_s: the controller's clock for this frame, seconds (sim time in the sim, else frame.timestamp).
+    speed_mps: the truck's speed if known (the sim), else None.
+    health: the capture's CaptureHealth (real capture) or None.
+    ended: why the source has no more frames ("collision", "route_done", "capture_lost", ...), else None;
+        when set, ``frame`` is the last frame and the loop stops.
+    info: the simulator's ground truth for this frame (sim only), else None.
+    repeated: the picture is identical to the previous frame's (the game has not drawn a new one).
+    """
+
+    frame: Frame
+    clock_s: float
+    speed_mps: float | None = None
+    health: object | None = None
+    ended: str | None = None
+    info: dict | None = None
+    repeated: bool = False
+
+
+@dataclass(frozen=True)
+class KeyResult:
+    """What a key output did this tick.
+
+    held: the driving keys held after the tick (by the agent).
+    engaged: the agent drives (False: disengaged, keys released).
+    person_keys: driving keys a person holds (takeover), when known.
+    takeover: this tick is a person's intervention (record it as such).
+    event: a one-line note when engagement changed ("engaged", "disengaged: takeover ...").
+    stop: a reason to end the drive (e.g. "estop"), else None.
+    """
+
+    held: KeysHeld
+    engaged: bool = True
+    person_keys: KeysHeld | None = None
+    takeover: bool = False
+    event: str | None = None
+    stop: str | None = None
+
+
+class FrameSource(Protocol):
+    def grab(self) -> Observation: ...
+
+    def close(self) -> None: ...
+
+
+class KeyOutput(Protocol):
+    def send(self, keys: KeysHeld, observation: Observation) -> KeyResult: ...
+
+    def release(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+@dataclass(frozen=True)
+class StageStats:
+    """Wall milliseconds of one stage over the ticks it ran."""
+
+    count: int
+    p50_ms: float
+    p95_ms: float
+    mean_ms: float
+    max_ms: float
+
+    @classmethod
+    def of(cls, values_ms: list[float]) -> "StageStats":
+        if not values_ms:
+            return cls(0, float("nan"), float("nan"), float("nan"), float("nan"))
+        a = np.asarray(values_ms, dtype=np.float64)
+        return cls(int(a.size), float(np.percentile(a, 50)), float(np.percentile(a, 95)), float(a.mean()),
+                   float(a.max()))
+
+
+@dataclass(frozen=True)
+class LoopStats:
+    """How a drive went (returned by ``run_loop``; ``truckpilot bench`` reports it).
+
+    steps: ticks run; wall_s: seconds from the first tick to the end; fps: steps / wall_s.
+    stages: StageStats per stage name (LOOP_STAGES and "perceive.<stage>").
+    stopped_by: "steps" | "seconds" | "user" | "signal" | "estop" | "hud_closed" | a source's end reason.
+    engaged_steps: ticks the agent drove; takeover_steps: ticks a person drove (recorded as takeovers).
+    events: engagement changes in order ("engaged", "disengaged: ...").
+    dropped: ticks the fixed-rate pacing skipped because the loop was late.
+    distance_m: distance driven when the source knows it (the sim), else None.
+    repeated_steps: ticks that found no new frame and only re-sent the keys (``skip_repeated``).
+    """
+
+    steps: int
+    wall_s: float
+    fps: float
+    stages: dict[str, StageStats]
+    stopped_by: str
+    engaged_steps: int = 0
+    takeover_steps: int = 0
+    events: tuple[str, ...] = ()
+    dropped: int = 0
+    distance_m: float | None = None
+    repeated_steps: int = 0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["events"] = list(self.events)
+        return d
+
+    def summary(self) -> str:
+        """A few human-readable lines: loop FPS, then p50/p95 per stage."""
+        lines = [f"drive: {self.steps} steps in {self.wall_s:.1f} s = {self.fps:.1f} FPS; "
+                 f"stopped by {self.stopped_by}; engaged {self.engaged_steps} steps, "
+                 f"takeover {self.takeover_steps} steps, dropped {self.dropped} ticks"
+                 + (f", {self.repeated_steps} without a new frame" if self.repeated_steps else "")
+                 + (f"; distance {self.distance_m:.0f} m" if self.distance_m is not None else "")]
+        lines.append(f"  {'stage':<26}{'p50 ms':>9}{'p95 ms':>9}{'mean ms':>9}{'max ms':>9}")
+        for name in _ordered(self.stages):
+            s = self.stages[name]
+            if s.count:
+                lines.append(f"  {name:<26}{s.p50_ms:9.2f}{s.p95_ms:9.2f}{s.mean_ms:9.2f}{s.max_ms:9.2f}")
+        return "\n".join(lines)
+
+
+def _ordered(names) -> list[str]:
+    def key(name: str):
+        base = name.split(".")[0]
+        return (LOOP_STAGES.index(base) if base in LOOP_STAGES else len(LOOP_STAGES), name)
+
+    return sorted(names, key=key)
+
+
+class StageTimer:
+    """Collects wall milliseconds per stage name; ``last`` holds each stage's latest value."""
+
+    def __init__(self) -> None:
+        self.samples: dict[str, list[float]] = {}
+        self.last: dict[str, float] = {}
+
+    def add(self, name: str, ms: float) -> None:
+        self.samples.setdefault(name, []).append(ms)
+        self.last[name] = ms
+
+    def stats(self) -> dict[str, StageStats]:
+        return {name: StageStats.of(values) for name, values in self.samples.items()}
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def run_loop(
+    source: FrameSource,
+    perceiver: Callable,
+    controller,
+    keys_out: KeyOutput,
+    *,
+    max_steps: int | None = None,
+    max_seconds: float | None = None,
+    fps: float | None = None,
+    recorder=None,
+    hud=None,
+    on_tick: Callable | None = None,
+    stop_when: Callable[[], str | None] | None = None,
+    skip_repeated: bool = False,
+) -> LoopStats:
+    """Drive until a budget or a stop reason; returns LoopStats. Keys are released on any exit.
+
+    source: FrameSource (``SimSource``, ``CaptureSource``).
+    perceiver: callable HxWx3 uint8 RGB -> perception.types.Perception (a Perceiver).
+    controller: agent.runtime.controller.Controller (``update``, ``keys_for``, ``reset``).
+    keys_out: KeyOutput (``SimKeyOutput``, ``GuardedKeyOutput``).
+    fps: pace the loop at this rate (None: as fast as the parts go; a paced capture paces itself).
+    recorder: object with ``record(observation, perception, action, result, latency_ms)`` and ``close()``
+        (``DriveRecorder``); hud: object with ``show(frame, perception, keys, live) -> bool`` (False =
+        the person closed it).
+    on_tick: called as on_tick(step, observation, perception, action, result) after each tick (tests, demo).
+    stop_when: called before each tick; a non-empty string it returns ends the drive with that reason.
+    skip_repeated: when the game has not drawn a new frame since the last tick (``repeated``), do not
+        perceive or decide again: send the previous keys (the guard still checks and beats) and do
+        not record the duplicate. Run the loop faster than the game's frame rate with this, and
+        every new frame is acted on once, soon after it appears, with no aliasing of the key PWM
+        against the game's frame clock. Such ticks count in ``repeated_steps``, not in the stages
+        "perceive" / "control" / "frame_to_key".
+    Ctrl+C (KeyboardInterrupt) and SystemExit (SIGTERM via the guard's handlers) end the drive
+    cleanly with stopped_by "user" / "signal".
+    """
+    from agent.io.pacing import RateLimiter
+
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+    if max_seconds is not None and max_seconds <= 0:
+        raise ValueError(f"max_seconds must be > 0, got {max_seconds}")
+    timer = StageTimer()
+    pacer = RateLimiter(fps) if fps else None
+    live = HudStats()
+    events: list[str] = []
+    steps = engaged_steps = takeover_steps = repeated_steps = 0
+    last_keys: KeysHeld | None = None
+    last_perception = last_action = None
+    stopped_by = "steps"
+    distance = None
+    was_engaged = True
+    t_start = time.monotonic()
+    perf = time.perf_counter
+    try:
+        while True:
+            if max_steps is not None and steps >= max_steps:
+                stopped_by = "steps"
+                break
+            if max_seconds is not None and time.monotonic() - t_start >= max_seconds:
+                stopped_by = "seconds"
+                break
+            reason = stop_when() if stop_when is not None else None
+            if reason:
+                stopped_by = reason
+                break
+            if pacer is not None:
+                pacer.wait()
+            t0 = perf()
+            observation = source.grab()
+            t1 = perf()
+            timer.add("capture", (t1 - t0) * 1e3)
+            if observation.info is not None and "distance" in observation.info:
+                distance = float(observation.info["distance"])
+            if observation.ended:
+                stopped_by = observation.ended
+                break
+            if skip_repeated and observation.repeated and last_keys is not None:
+                result = keys_out.send(last_keys, observation)
+                timer.add("keys", (perf() - t1) * 1e3)
+                repeated_steps += 1
+                steps += 1
+                if result.event:
+                    events.append(result.event)
+                engaged_steps += bool(result.engaged)
+                if not result.engaged and was_engaged:
+                    controller.reset()
+                    last_keys = None
+                was_engaged = result.engaged
+                takeover_steps += bool(result.takeover)
+                if on_tick is not None:
+                    on_tick(steps - 1, observation, last_perception, last_action, result)
+                if result.stop:
+                    stopped_by = result.stop
+                    break
+                continue
+            frame = observation.frame
+            perception = perceiver(frame.image)
+            t2 = perf()
+            timer.add("perceive", (t2 - t1) * 1e3)
+            for stage, ms in perception.timings_ms.items():
+                timer.add(f"perceive.{stage}", ms)
+            size = (frame.image.shape[1], frame.image.shape[0])
+            action: Action = controller.update(perception, observation.clock_s, size, observation.speed_mps)
+            keys = controller.keys_for(action, observation.clock_s)
+            t3 = perf()
+            timer.add("control", (t3 - t2) * 1e3)
+            result = keys_out.send(keys, observation)
+            last_keys, last_perception, last_action = keys, perception, action
+            t4 = perf()
+            timer.add("keys", (t4 - t3) * 1e3)
+            latency_ms = (time.monotonic() - frame.timestamp) * 1e3
+            timer.add("frame_to_key", latency_ms)
+            if result.event:
+                events.append(result.event)
+            if result.engaged:
+                engaged_steps += 1
+            elif was_engaged:
+                controller.reset()  # start afresh when engaged again
+            was_engaged = result.engaged
+            takeover_steps += bool(result.takeover)
+            if recorder is not None:
+                recorder.record(observation, perception, action, result, latency_ms)
+                t5 = perf()
+                timer.add("record", (t5 - t4) * 1e3)
+                t4 = t5
+            steps += 1
+            live.step = steps
+            live.engaged = result.engaged
+            live.speed_mps = observation.speed_mps
+            live.status = "ENGAGED" if result.engaged else ("TAKEOVER" if result.takeover else "DISENGAGED")
+            if hud is not None:
+                live.stage_ms = dict(timer.last)
+                if not hud.show(frame, perception, result.held, live):
+                    stopped_by = "hud_closed"
+                    timer.add("hud", (perf() - t4) * 1e3)
+                    break
+                timer.add("hud", (perf() - t4) * 1e3)
+            tick_ms = (perf() - t0) * 1e3
+            timer.add("tick", tick_ms)
+            elapsed = time.monotonic() - t_start
+            live.fps = steps / elapsed if elapsed > 0 else 0.0
+            if on_tick is not None:
+                on_tick(steps - 1, observation, perception, action, result)
+            if result.stop:
+                stopped_by = result.stop
+                break
+    except KeyboardInterrupt:
+        stopped_by = "user"
+    except SystemExit:
+        stopped_by = "signal"
+    finally:
+        try:
+            keys_out.release()
+        except Exception:  # noqa: BLE001 - the caller still closes the backend
+            log.exception("releasing the keys failed")
+    wall = time.monotonic() - t_start
+    return LoopStats(steps=steps, wall_s=wall, fps=steps / wall if wall > 0 else 0.0, stages=timer.stats(),
+                     stopped_by=stopped_by, engaged_steps=engaged_steps, takeover_steps=takeover_steps,
+                     events=tuple(events), dropped=pacer.dropped if pacer is not None else 0,
+                     distance_m=distance, repeated_steps=repeated_steps)
+
+
+# ----------------------------------------------------------------------------- simulator parts
+
+
+class SimSource:
+    """Frames from the in-process simulator; the env advances one step per grab with the
+    keys the SimKeys backend holds (the game moves between key press and next frame).
+
+    env: a TruckSim-v0 env (gymnasium.make or TruckSimEnv). The first grab resets it with ``seed``
+    (and ``options``, e.g. {"time_of_day": "night", "weather": "rain"}). ``clock_s`` is sim time.
+    An episode that terminates ends the drive (``ended`` = "collision" or "route_done").
+    """
+
+    def __init__(self, env, keys, seed: int | None = None, options: dict | None = None) -> None:
+        self.env = env
+        self.keys = keys
+        self.seed, self.options = seed, options
+        self.dt = float(env.unwrapped.config.dt)
+        self.step = 0
+        self.info: dict | None = None
+        self._obs: np.ndarray | None = None
+        self._ended: str | None = None
+
+    def grab(self) -> Observation:
+        if self._obs is None:
+            self._obs, self.info = self.env.reset(seed=self.seed, options=self.options)
+        elif self._ended is None:
+            obs, _reward, terminated, truncated, info = self.env.step(self.keys.held().as_array())
+            self.step += 1
+            self._obs, self.info = obs, info
+            if terminated or truncated:
+                if "collision" in info["events"]:
+                    self._ended = "collision"
+                elif truncated:
+                    self._ended = "truncated"
+                else:
+                    self._ended = "route_done"
+        frame = Frame(image=self._obs, timestamp=time.monotonic(), index=self.step)
+        return Observation(frame=frame, clock_s=self.step * self.dt, speed_mps=float(self.info["speed"]),
+                           ended=self._ended, info=self.info)
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class SimKeyOutput:
+    """Keys for the in-process simulator: a SimKeys backend (read by SimSource on the next grab)."""
+
+    def __init__(self, backend) -> None:
+        self.backend = backend
+
+    def send(self, keys: KeysHeld, observation: Observation) -> KeyResult:
+        self.backend.apply(keys)
+        return KeyResult(held=self.backend.held())
+
+    def release(self) -> None:
+        self.backend.release_all()
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+# ----------------------------------------------------------------------------- real game parts
+
+
+class CaptureSource:
+    """Frames from an ``agent.io.capture.Capture`` (mss); a vanished window ends the drive."""
+
+    def __init__(self, capture) -> None:
+        self.capture = capture
+        self._last: Frame | None = None
+
+    def grab(self) -> Observation:
+        from agent.io.capture import CaptureLost
+
+        try:
+            frame = self.capture.grab()
+        except CaptureLost as exc:
+            log.warning("capture lost: %s", exc)
+            last = self._last or Frame(np.zeros((2, 2, 3), np.uint8), time.monotonic(), -1)
+            return Observation(frame=last, clock_s=last.timestamp, health=self.capture.health(),
+                               ended="capture_lost")
+        self._last = frame
+        health = self.capture.health()
+        return Observation(frame=frame, clock_s=frame.timestamp, health=health,
+                           repeated=getattr(health, "identical_frames", 0) > 0)
+
+    def close(self) -> None:
+        self.capture.close()
+
+
+class GuardedKeyOutput:
+    """Keys through a ``SafetyGuard`` (X11 XTest, uinput, SendInput).
+
+    Engages on the first fresh frame. After a disengagement it re-engages by itself once the
+    cause is gone for ``reengage_after_s`` (a person's takeover: their hands off the driving
+    keys; lost focus: the game focused again; a stall of the loop: fresh frames, after only
+    ``stall_reengage_after_s``; a frozen picture: 1 s, then 2, 4 ... 30 s while it stays frozen),
+    unless ``reengage`` is False. An e-stop ends the
+    drive (``KeyResult.stop`` = "estop"). While a person drives, ``person_keys`` are their keys
+    (read from the guard's keyboard reader when it can say) and ``takeover`` is True, so the
+    recorder stores the intervention as training data.
+    """
+
+    def __init__(self, guard, *, reengage: bool = True, reengage_after_s: float = 1.0,
+                 stall_reengage_after_s: float = 0.2, max_frame_age_s: float | None = None) -> None:
+        self.guard = guard
+        self.reengage = reengage
+        self.reengage_after_s = reengage_after_s
+        self.stall_reengage_after_s = stall_reengage_after_s
+        self.max_frame_age_s = max_frame_age_s if max_frame_age_s is not None else 3 * guard.config.period_s
+        self._clear_since: float | None = None
+        self._ever_engaged = False
+        self._in_takeover = False
+        self._stale_strikes = 0
+
+    def _person_keys(self) -> KeysHeld | None:
+        reader = getattr(self.guard, "keyboard", None)
+        if reader is None or not hasattr(reader, "driving_keys"):
+            return None
+        return reader.driving_keys()
+
+    def _fresh(self, observation: Observation, now: float) -> bool:
+        """A usable, recent frame, and the game window focused (when the guard can tell)."""
+        health = observation.health
+        healthy = health is None or getattr(health, "ok", True)
+        focus_check = getattr(self.guard, "focus_check", None)
+        if healthy and focus_check is not None:
+            healthy = bool(focus_check())
+        return healthy and 0.0 <= now - observation.frame.timestamp <= self.max_frame_age_s
+
+    def send(self, keys: KeysHeld, observation: Observation) -> KeyResult:
+        guard = self.guard
+        now = time.monotonic()
+        event = None
+        if not guard.engaged:
+            reason = guard.disengage_reason or ""
+            if reason.startswith("e-stop"):
+                guard.heartbeat(guard.backend.held())
+                return KeyResult(held=guard.backend.held(), engaged=False, event=None, stop="estop")
+            person = self._person_keys()
+            person_active = person is not None and any(person.as_array())
+            cause_gone = self._fresh(observation, now) and not person_active
+            if not cause_gone:
+                self._clear_since = None
+            elif self._clear_since is None:
+                self._clear_since = now
+            wait = 0.0 if not self._ever_engaged else self.reengage_after_s
+            if reason.startswith("capture stale"):  # a frozen game: back off 1, 2, 4 ... 30 s
+                wait = min(30.0, self.reengage_after_s * 2.0 ** max(0, self._stale_strikes - 1))
+            elif reason.startswith("guard process released the keys (stall"):
+                wait = min(wait, self.stall_reengage_after_s)  # a hiccup of the loop: resume soon
+            may_engage = (not self._ever_engaged) or self.reengage
+            if cause_gone and may_engage and now - self._clear_since >= wait:
+                if guard.engage(True):
+                    self._ever_engaged = True
+                    self._in_takeover = False
+                    event = "engaged"
+            if not guard.engaged:
+                held = guard.apply(KeysHeld(), observation.health)  # releases; heartbeat
+                takeover = self._in_takeover and person_active
+                return KeyResult(held=held, engaged=False, person_keys=person, takeover=takeover, event=event)
+        held = guard.apply(keys, observation.health)
+        if guard.engaged and not observation.repeated:
+            self._stale_strikes = 0  # the picture moves while we drive: forget earlier frozen stops
+        if not guard.engaged:
+            reason = guard.disengage_reason or "disengaged"
+            event = f"disengaged: {reason}"
+            if reason.startswith("capture stale"):
+                self._stale_strikes += 1
+            self._clear_since = None
+            self._in_takeover = reason.startswith("takeover")
+            person = self._person_keys()
+            stop = "estop" if reason.startswith("e-stop") else None
+            return KeyResult(held=held, engaged=False, person_keys=person,
+                             takeover=self._in_takeover and person is not None and any(person.as_array()),
+                             event=event, stop=stop)
+        return KeyResult(held=held, engaged=True, event=event)
+
+    def release(self) -> None:
+        self.guard.backend.release_all()
+        self.guard.heartbeat(self.guard.backend.held())
+
+    def close(self) -> None:
+        self.guard.close()
+        self.guard.backend.close()

@@ -1,0 +1,1 @@
+"""Benchmarks and design studies of perception; not product code."""

@@ -1,0 +1,1 @@
+"""Benchmarks and studies of the simulator (step speed, the expert's figures); not product code."""

@@ -1,0 +1,1 @@
+"""From sessions to batches: samples (frames + labels), datasets, augmentation, samplers."""

@@ -1,0 +1,26 @@
+"""The one session store: recorder, labeller and training all read and write sessions through it.
+
+See ``records.py`` for the on-disk layout. Public API::
+
+    from training.sessions import SessionWriter, Session, FrameRecord, SessionManifest, list_sessions
+"""
+from .records import (
+    LABEL_SOURCES,
+    FrameRecord,
+    SessionDiskFullError,
+    SessionError,
+    SessionManifest,
+)
+from .store import Session, list_sessions
+from .writer import SessionWriter
+
+__all__ = [
+    "LABEL_SOURCES",
+    "FrameRecord",
+    "Session",
+    "SessionDiskFullError",
+    "SessionError",
+    "SessionManifest",
+    "SessionWriter",
+    "list_sessions",
+]

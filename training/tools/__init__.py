@@ -1,0 +1,1 @@
+"""Benchmarks and studies of training (allocator, joint trunk, anchor coverage); not product code."""
