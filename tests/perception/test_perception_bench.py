@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from perception import bench
+from perception.tools import bench
 
 
 def test_bench_rows_compare_the_stride_4_detector_with_the_default(capsys):
