@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("agent.apps.doctor", "check display, capture, keys, GPU and weights"),
     "demo": ("agent.apps.demo", "record, train and drive on the simulator; write a report"),
     "bench": ("agent.apps.bench", "speed benchmarks"),
+    "telemetry": ("agent.apps.telemetry", "print the game's SCS telemetry (or the simulator's): speed, inputs, pause"),
 }
 
 

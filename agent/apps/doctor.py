@@ -3,8 +3,9 @@
 Checks, each printed as one OK / WARN / FAIL line with what to fix:
 display server (X11, or Wayland with XWayland), screen or window capture
 (black, frozen, offset), optional key injection read back from the X server
-(``--key-test``), key backend choice, uinput permissions, GPU, and whether the
-ImageNet ResNet34 weights are in the torch hub cache. Exit code 1 on any FAIL.
+(``--key-test``), key backend choice, uinput permissions, GPU, whether the
+ImageNet ResNet34 weights are in the torch hub cache, and whether the game's SCS
+telemetry block is reachable (path and plugin revision). Exit code 1 on any FAIL.
 """
 from __future__ import annotations
 
@@ -234,6 +235,21 @@ def check_weights() -> CheckResult:
                        "and copy the file there")
 
 
+def check_telemetry(path: str | None = None) -> CheckResult:
+    """Whether the game's SCS telemetry block is readable (optional: WARN, not FAIL, when it is not)."""
+    from agent.io.telemetry import TelemetryError, TelemetrySource
+
+    try:
+        with TelemetrySource.open(path) as source:
+            r = source.read()
+    except TelemetryError as exc:
+        return CheckResult("telemetry", WARN, f"not reachable: {exc}",
+                           "only needed to read the game's speed and inputs (`truckpilot telemetry`)")
+    state = ("paused" if r.paused else "running") if r.sdk_active else "sdk inactive"
+    return CheckResult("telemetry", OK, f"{r.path}: plugin revision {r.revision}, {r.game} "
+                                        f"{r.version_major}.{r.version_minor}, {state}")
+
+
 def run_checks(window: str | None = None, key_test: bool = False, capture: bool = True) -> list[CheckResult]:
     results = [check_display()]
     x_ok = results[0].status != FAIL or sys.platform == "win32"
@@ -243,7 +259,7 @@ def run_checks(window: str | None = None, key_test: bool = False, capture: bool 
     if key_test:
         results.append(check_key_test(window) if x_ok else
                        CheckResult("keys", FAIL, "skipped: no display", "fix the display first"))
-    results += [check_key_backend(), check_uinput(), check_gpu(), check_weights()]
+    results += [check_key_backend(), check_uinput(), check_gpu(), check_weights(), check_telemetry()]
     return results
 
 
