@@ -3,10 +3,11 @@
     truckpilot sim                       # drive with arrow keys or WASD; Esc quits
     truckpilot sim --autopilot --title "TruckSim" --size 640x480
     truckpilot sim --contact-sheet out.png
+    truckpilot sim --autopilot --telemetry /dev/shm/SCSTelemetry   # publish SCS telemetry (rev 12)
 
 In the window, the driving keys are read with ``pygame.key.get_pressed()``
 every frame, so key presses injected with X11 XTest by another process drive
-the truck just like a keyboard.
+the truck just like a keyboard. P pauses and resumes.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import logging
 import time
 
 from .config import DEFAULT_DT, TIMES_OF_DAY, WEATHERS, SimConfig, parse_size
+from .scs_telemetry import TelemetryPublisher, frame_from_sim
+from .truck import TruckControls
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +37,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-every", type=float, default=5.0, metavar="SECONDS",
                    help="log time, speed, distance and direction every this many simulated seconds (default 5)")
     p.add_argument("--fps", type=float, default=1.0 / DEFAULT_DT, help="frames per second (simulated dt = 1/15 s each)")
+    p.add_argument("--telemetry", metavar="PATH", default=None,
+                   help="publish the SCS Telemetry plugin's block (revision 12) in this file each frame, "
+                        "e.g. /dev/shm/SCSTelemetry; read it with `truckpilot telemetry --path PATH`")
     p.add_argument("--contact-sheet", metavar="PNG", default=None,
                    help="save a grid of frames (seeds x every condition) with ground-truth boxes, then exit")
     p.add_argument("--sheet-seeds", type=int, default=3, help="seeds (columns) in the contact sheet")
     p.add_argument("--sheet-steps", type=int, default=700,
                    help="per frame, the expert drives up to this many steps and the busiest frame is kept")
     return p
+
+
+def _publish(publisher, keys, info: dict, simulated_s: float, wall_s: float, paused: bool) -> None:
+    """Write this frame's telemetry (``keys``: left, right, throttle, brake held) when publishing."""
+    if publisher is not None:
+        controls = TruckControls.from_keys(*(bool(k) for k in keys))
+        publisher.publish(frame_from_sim(controls, truck_steer=info["steer"], speed_m_s=info["speed"], paused=paused,
+                                         simulated_s=simulated_s, wall_s=wall_s))
 
 
 def drive(args) -> dict:
@@ -52,6 +66,7 @@ def drive(args) -> dict:
     width, height = parse_size(args.size)
     config = SimConfig(width=width, height=height, time_of_day=args.time_of_day, weather=args.weather,
                        traffic_density=args.traffic, window_title=args.title, human_scale=args.scale)
+    publisher = TelemetryPublisher(args.telemetry) if args.telemetry else None  # a bad path fails before the window
     env = TruckSimEnv(render_mode="human", config=config)
     expert = Expert(seed=args.seed, dt=config.dt) if args.autopilot else None
     obs, info = env.reset(seed=args.seed)
@@ -60,12 +75,15 @@ def drive(args) -> dict:
     steps, episodes, quit_reason = 0, 1, "seconds"
     events_seen: dict[str, int] = {}
     keys_down_steps = 0
+    paused = False
     try:
         while True:
             stop = False
             for event in pygame.event.get():
                 if event.type == pygame.QUIT or (event.type == pygame.KEYDOWN and event.key == pygame.K_ESCAPE):
                     stop = True
+                elif event.type == pygame.KEYDOWN and event.key == pygame.K_p:
+                    paused = not paused
             if stop:
                 quit_reason = "user"
                 break
@@ -73,9 +91,16 @@ def drive(args) -> dict:
             keys = [pressed[pygame.K_LEFT] or pressed[pygame.K_a], pressed[pygame.K_RIGHT] or pressed[pygame.K_d],
                     pressed[pygame.K_UP] or pressed[pygame.K_w], pressed[pygame.K_DOWN] or pressed[pygame.K_s]]
             keys_down_steps += any(keys)
+            if paused:  # the world stands still; the window and the telemetry stay live
+                _publish(publisher, keys, info, steps * config.dt, time.monotonic() - start, paused=True)
+                if args.seconds is not None and time.monotonic() - start >= args.seconds:
+                    break
+                clock.tick(args.fps)
+                continue
             action = expert.act(env) if expert is not None else [int(k) for k in keys]
             obs, _, terminated, truncated, info = env.step(action)
             steps += 1
+            _publish(publisher, action, info, steps * config.dt, time.monotonic() - start, paused=False)
             for e in info["events"]:
                 events_seen[e] = events_seen.get(e, 0) + 1
             if steps % max(1, int(round(args.log_every / DEFAULT_DT))) == 0:
@@ -90,6 +115,8 @@ def drive(args) -> dict:
             clock.tick(args.fps)
     finally:
         env.close()
+        if publisher is not None:
+            publisher.close()
     summary = {"steps": steps, "episodes": episodes, "distance_m": round(info["distance"], 2),
                "speed_m_s": round(info["speed"], 2), "keys_down_steps": keys_down_steps, "events": events_seen,
                "quit": quit_reason}
