@@ -1,9 +1,9 @@
-"""Box math, anchors, matching, SSD box encoding, and decode + NMS: the one box module.
+"""Anchors, matching, SSD box encoding, and decode + NMS.
 
-Conventions: boxes are float tensors ``(N, 4)``; ``xyxy`` = (x1, y1, x2, y2) and
-``cxcywh`` = (centre x, centre y, width, height), all in pixels of the image the
-boxes belong to (for anchors and network outputs: the model input). Sizes are
-``(H, W)``. torchvision.ops does the IoU, conversions and NMS.
+Conventions: boxes are float tensors ``(N, 4)``, ``xyxy`` or ``cxcywh`` in pixels of the
+image the boxes belong to (for anchors and network outputs: the model input), as in
+:mod:`perception.boxes`, which does the IoU, conversions, clipping and scaling. Sizes are
+``(H, W)``. torchvision.ops does the NMS.
 """
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from typing import Sequence
 
 import torch
 from torch import Tensor
-from torchvision.ops import batched_nms, box_convert, box_iou
+from torchvision.ops import batched_nms
+
+from perception.boxes import clip_boxes, cxcywh_to_xyxy, iou, xyxy_to_cxcywh
 
 #: SSD box-encoding variances (centre, size).
 DEFAULT_VARIANCES: tuple[float, float] = (0.1, 0.2)
@@ -21,9 +23,6 @@ _MAX_LOG_RATIO = math.log(1000.0)
 
 __all__ = [
     "match_batch",
-    "xyxy_to_cxcywh",
-    "cxcywh_to_xyxy",
-    "iou",
     "feature_map_size",
     "grid_anchors",
     "make_anchors",
@@ -33,24 +32,7 @@ __all__ = [
     "decode_detections",
     "decode_detections_batch",
     "rank_within_groups",
-    "clip_boxes",
-    "scale_boxes",
 ]
-
-
-def xyxy_to_cxcywh(boxes: Tensor) -> Tensor:
-    """(N, 4) xyxy -> (N, 4) cxcywh."""
-    return box_convert(boxes, in_fmt="xyxy", out_fmt="cxcywh")
-
-
-def cxcywh_to_xyxy(boxes: Tensor) -> Tensor:
-    """(N, 4) cxcywh -> (N, 4) xyxy."""
-    return box_convert(boxes, in_fmt="cxcywh", out_fmt="xyxy")
-
-
-def iou(boxes_a: Tensor, boxes_b: Tensor) -> Tensor:
-    """IoU matrix (N, M) of xyxy boxes (N, 4) and (M, 4)."""
-    return box_iou(boxes_a, boxes_b)
 
 
 def feature_map_size(input_size: tuple[int, int], stride: int) -> tuple[int, int]:
@@ -126,7 +108,7 @@ def match(anchors: Tensor, gt_boxes: Tensor, iou_threshold: float = 0.5) -> Tens
     assigned = torch.full((num_anchors,), -1, dtype=torch.long, device=anchors.device)
     if gt_boxes.numel() == 0 or num_anchors == 0:
         return assigned
-    overlaps = box_iou(gt_boxes.to(anchors.dtype), anchors)  # (G, A)
+    overlaps = iou(gt_boxes.to(anchors.dtype), anchors)  # (G, A)
     best_iou, best_gt = overlaps.max(dim=0)
     take = best_iou >= iou_threshold
     assigned[take] = best_gt[take]
@@ -155,7 +137,7 @@ def match_batch(anchors: Tensor, gt_boxes: Tensor, gt_valid: Tensor, iou_thresho
     assigned = torch.full((batch, num_anchors), -1, dtype=torch.long, device=anchors.device)
     if num_gt == 0 or num_anchors == 0 or batch == 0:
         return assigned
-    overlaps = box_iou(gt_boxes.reshape(-1, 4).to(anchors.dtype), anchors).reshape(batch, num_gt, num_anchors)
+    overlaps = iou(gt_boxes.reshape(-1, 4).to(anchors.dtype), anchors).reshape(batch, num_gt, num_anchors)
     overlaps = overlaps.masked_fill(~gt_valid[:, :, None], -1.0)  # padding never wins
     best_iou, best_gt = overlaps.max(dim=1)  # (B, A)
     assigned = torch.where(best_iou >= iou_threshold, best_gt, assigned)
@@ -189,22 +171,6 @@ def decode(deltas: Tensor, anchors: Tensor, variances: Sequence[float] = DEFAULT
     centre = deltas[..., :2] * variances[0] * a[:, 2:] + a[:, :2]
     size = torch.exp((deltas[..., 2:] * variances[1]).clamp(max=_MAX_LOG_RATIO)) * a[:, 2:]
     return torch.cat([centre - size / 2, centre + size / 2], dim=-1)
-
-
-def clip_boxes(boxes: Tensor, size: tuple[int, int]) -> Tensor:
-    """Clip xyxy boxes (N, 4) to an image of size (H, W)."""
-    height, width = size
-    x = boxes[:, 0::2].clamp(0, width)
-    y = boxes[:, 1::2].clamp(0, height)
-    return torch.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], dim=1)
-
-
-def scale_boxes(boxes: Tensor, from_size: tuple[int, int], to_size: tuple[int, int]) -> Tensor:
-    """xyxy boxes (N, 4) in pixels of an image of size from_size (H, W) -> pixels of to_size (H, W)
-    (the same image resized)."""
-    sy = to_size[0] / from_size[0]
-    sx = to_size[1] / from_size[1]
-    return boxes * boxes.new_tensor([sx, sy, sx, sy])
 
 
 def rank_within_groups(groups: Tensor, scores: Tensor) -> Tensor:

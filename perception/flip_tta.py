@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchvision.ops import batched_nms, box_iou
+from torchvision.ops import batched_nms
+
+from perception.boxes import iou
 
 __all__ = ["mirror_boxes", "fuse_flip_detections", "fuse_flip_batch"]
 
@@ -53,7 +55,7 @@ def fuse_flip_detections(plain: dict[str, Tensor], flipped: dict[str, Tensor], i
     if boxes.numel() == 0:
         return {"boxes": boxes.reshape(0, 4), "scores": scores, "labels": labels}
     heads = batched_nms(boxes, scores, labels, iou_threshold)  # best first
-    overlap = box_iou(boxes[heads], boxes)  # (H, N)
+    overlap = iou(boxes[heads], boxes)  # (H, N)
     overlap = overlap.masked_fill(labels[heads][:, None] != labels[None, :], -1.0)
     cluster = overlap.argmax(dim=0)  # (N,) index into heads; a head is its own best (IoU 1)
     n = len(heads)

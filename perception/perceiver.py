@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from perception.boxes import clip_boxes_np, scale_boxes_np
 from perception.checkpoint import ModelCard, load_model
 from perception.types import Detection, Perception
 
@@ -262,8 +263,7 @@ class Perceiver:
         h_in, w_in = self.detector_card.input_size
         h, w = frame.shape[:2]
         boxes = dets["boxes"].float().cpu().numpy().astype(np.float64)
-        boxes[:, 0::2] = np.clip(boxes[:, 0::2] * (w / w_in), 0.0, w)
-        boxes[:, 1::2] = np.clip(boxes[:, 1::2] * (h / h_in), 0.0, h)
+        boxes = clip_boxes_np(scale_boxes_np(boxes, (h_in, w_in), (h, w)), (h, w))
         scores = dets["scores"].float().cpu().numpy()
         labels = dets["labels"].cpu().numpy()
         names = self.detector_card.classes

@@ -19,7 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torchvision.ops import box_iou
+
+from perception.boxes import iou
 
 
 def classification_metrics(probs: torch.Tensor, targets: torch.Tensor, classes: tuple[str, ...]) -> dict:
@@ -88,7 +89,7 @@ def match_detections(pred: dict, target: dict, iou_threshold: float = 0.5,
     taken = torch.zeros(len(gt_labels), dtype=torch.bool)
     false_alarms = []
     if len(order) and len(gt_labels):
-        ious = box_iou(pred["boxes"][order].float(), gt_boxes.float())
+        ious = iou(pred["boxes"][order].float(), gt_boxes.float())
     for rank, p in enumerate(order.tolist()):
         if not len(gt_labels):
             false_alarms.append(p)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from perception.boxes import clip_box_list
 from training.sessions import SessionDiskFullError, SessionError, SessionWriter
 from agent.types import KeysHeld
 
@@ -303,7 +304,7 @@ def record_sim(
                 writer.append(
                     obs, timestamp=writer.elapsed(), keys=keys.as_array(), action=action_from_keys(keys),
                     direction=info.get("direction"), direction_source="sim" if info.get("direction") else None,
-                    boxes=_clip_boxes(info.get("boxes", ()), obs.shape[1], obs.shape[0]),
+                    boxes=clip_box_list(info.get("boxes", ()), obs.shape[:2]),
                     labels=list(info.get("labels", [])), boxes_source="sim", extra=extra,
                     copy=False,  # the simulator returns a fresh frame array every step
                 )
@@ -323,16 +324,6 @@ def record_sim(
         if view is not None:
             view.close()
         env.close()
-
-
-def _clip_boxes(boxes, width: int, height: int) -> list[list[float]]:
-    """Ground-truth boxes (N, 4) xyxy clipped to the frame (they may poke a fraction of a pixel out).
-    Plain Python: for the handful of boxes per frame it is ~10x faster than numpy."""
-    out = []
-    for x1, y1, x2, y2 in (boxes.tolist() if hasattr(boxes, "tolist") else boxes):
-        out.append([min(max(x1, 0.0), width), min(max(y1, 0.0), height),
-                    min(max(x2, 0.0), width), min(max(y2, 0.0), height)])
-    return out
 
 
 class _SimWindow:

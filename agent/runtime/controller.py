@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass, field
 
 from agent.types import Action, KeysHeld
+from perception.boxes import pair_iou
 from perception.types import Detection, Perception
 
 
@@ -139,14 +140,6 @@ class ObstacleState:
     braking: bool = False
 
 
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 class Controller:
     """Perception -> Action, with all state explicit in the object.
 
@@ -227,13 +220,13 @@ class Controller:
         # the nearest: lowest box bottom on screen; prefer the one we were tracking
         nearest = max(candidates, key=lambda d: d.box[3])
         if self._track_box is not None:
-            same = max(candidates, key=lambda d: _iou(d.box, self._track_box))
-            if _iou(same.box, self._track_box) >= c.track_iou:
+            same = max(candidates, key=lambda d: pair_iou(d.box, self._track_box))
+            if pair_iou(same.box, self._track_box) >= c.track_iou:
                 nearest = same
         box = tuple(float(v) for v in nearest.box)
         h = box[3] - box[1]
         if (self._track_box is not None and self._track_time is not None
-                and _iou(box, self._track_box) >= c.track_iou and now > self._track_time and h > 0):
+                and pair_iou(box, self._track_box) >= c.track_iou and now > self._track_time and h > 0):
             h_prev = self._track_box[3] - self._track_box[1]
             dt = now - self._track_time
             rate = (math.log(h) - math.log(h_prev)) / dt if h_prev > 0 else 0.0

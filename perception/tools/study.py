@@ -22,10 +22,9 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from torchvision.ops import box_iou
 from tqdm import tqdm
 
-from perception.anchors import scale_boxes
+from perception.boxes import iou, scale_boxes
 from perception.config import AnchorConfig, DetectorConfig, TrunkConfig
 from perception.detector import SSDNet
 from perception.perceiver import Preprocessor, pick_device
@@ -101,9 +100,9 @@ def evaluate(model: SSDNet, xs, targets, frames, input_size, batch: int = 128) -
                 heights = frame[1][:, 3] - frame[1][:, 1]
                 hit = torch.zeros(len(g["boxes"]), dtype=torch.bool)
                 if len(boxes) and len(g["boxes"]):
-                    iou = box_iou(g["boxes"], boxes) * (g["labels"][:, None] == labels[None, :])
-                    hit = iou.max(dim=1).values >= 0.5
-                    true_pos += int((iou.max(dim=0).values >= 0.5).sum())
+                    iou_matrix = iou(g["boxes"], boxes) * (g["labels"][:, None] == labels[None, :])
+                    hit = iou_matrix.max(dim=1).values >= 0.5
+                    true_pos += int((iou_matrix.max(dim=0).values >= 0.5).sum())
                 small = torch.from_numpy(heights < SMALL_PX)
                 n_all += len(hit)
                 found_all += int(hit.sum())

@@ -122,7 +122,7 @@ def sim_samples(n: int = 32, seed: int = 2, every: int = 7, max_steps: int = 300
 
 def sim_batch(samples: list[SimSample], input_size: tuple[int, int], mean, std):
     """(x (B,3,H,W) normalised as the Perceiver does, directions (B,), targets in model-input px)."""
-    from perception.anchors import scale_boxes
+    from perception.boxes import scale_boxes
     from perception.perceiver import Preprocessor
 
     x = Preprocessor(input_size, mean, std)([s.image for s in samples])

@@ -1,4 +1,4 @@
-"""Hand-computed checks of perception.anchors: conversions, anchors, matching, encoding, decode + NMS."""
+"""Hand-computed checks of perception.anchors: anchors, matching, encoding, decode + NMS."""
 from __future__ import annotations
 
 import math
@@ -8,20 +8,7 @@ import torch
 from torchvision.ops import batched_nms
 
 from perception import anchors as A
-
-
-def test_xyxy_cxcywh_round_trip_and_values():
-    xyxy = torch.tensor([[10.0, 20.0, 50.0, 40.0], [0.0, 0.0, 1.0, 3.0]])
-    cxcywh = A.xyxy_to_cxcywh(xyxy)
-    assert torch.allclose(cxcywh, torch.tensor([[30.0, 30.0, 40.0, 20.0], [0.5, 1.5, 1.0, 3.0]]))
-    assert torch.allclose(A.cxcywh_to_xyxy(cxcywh), xyxy)
-
-
-def test_iou_by_hand():
-    a = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
-    b = torch.tensor([[5.0, 0.0, 15.0, 10.0], [20.0, 20.0, 30.0, 30.0], [0.0, 0.0, 10.0, 10.0]])
-    # first: intersection 50, union 150
-    assert torch.allclose(A.iou(a, b), torch.tensor([[50 / 150, 0.0, 1.0]]))
+from perception import boxes as B
 
 
 def test_feature_map_size_rounds_up_like_resnet():
@@ -81,7 +68,7 @@ def test_match_two_ground_truths_that_want_the_same_anchor():
         [0.0, 0.0, 6.0, 10.0],    # IoU anchor0 = 60/100 = 0.6, anchor1 = 20/140 = 0.1429
         [0.0, 0.0, 9.0, 10.0],    # IoU anchor0 = 0.9, anchor1 = 50/140 = 0.357
     ])
-    iou = A.iou(gt, anchors)
+    iou = B.iou(gt, anchors)
     assert torch.allclose(iou, torch.tensor([[0.6, 20 / 140], [0.9, 50 / 140]]))
     assert A.match(anchors, gt, 0.5).tolist() == [1, 0]
 
@@ -91,16 +78,16 @@ def test_match_greedy_takes_global_max_first():
     # is assigned first; gt0 then falls back to a1 (IoU 20/130), below the threshold but forced.
     anchors = torch.tensor([[0.0, 0.0, 10.0, 10.0], [5.0, 0.0, 15.0, 10.0], [20.0, 0.0, 30.0, 10.0]])
     gt = torch.tensor([[2.0, 0.0, 7.0, 10.0], [0.0, 0.0, 8.0, 10.0]])
-    assert torch.allclose(A.iou(gt, anchors), torch.tensor([[0.5, 20 / 130, 0.0], [0.8, 30 / 150, 0.0]]))
+    assert torch.allclose(B.iou(gt, anchors), torch.tensor([[0.5, 20 / 130, 0.0], [0.8, 30 / 150, 0.0]]))
     assert A.match(anchors, gt, 0.5).tolist() == [1, 0, -1]
     assert A.match(anchors, torch.zeros(0, 4), 0.5).tolist() == [-1, -1, -1]
 
 
 def test_encode_decode_round_trip():
     g = torch.Generator().manual_seed(0)
-    anchors = A.cxcywh_to_xyxy(torch.cat([torch.rand(500, 2, generator=g) * 200,
+    anchors = B.cxcywh_to_xyxy(torch.cat([torch.rand(500, 2, generator=g) * 200,
                                           torch.rand(500, 2, generator=g) * 60 + 4], dim=1))
-    boxes = A.cxcywh_to_xyxy(torch.cat([torch.rand(500, 2, generator=g) * 200,
+    boxes = B.cxcywh_to_xyxy(torch.cat([torch.rand(500, 2, generator=g) * 200,
                                         torch.rand(500, 2, generator=g) * 90 + 2], dim=1))
     deltas = A.encode(boxes, anchors, (0.1, 0.2))
     back = A.decode(deltas, anchors, (0.1, 0.2))
@@ -157,7 +144,7 @@ def _decode_one_image_oracle(scores, deltas, anchors, size, thr, iou_thr, top_k,
     anchor_idx = torch.div(keep, num_classes, rounding_mode="floor")
     labels = keep % num_classes + 1
     cand = flat[keep]
-    boxes = A.clip_boxes(A.decode(deltas[anchor_idx], anchors[anchor_idx]), size)
+    boxes = B.clip_boxes(A.decode(deltas[anchor_idx], anchors[anchor_idx]), size)
     ok = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     boxes, cand, labels = boxes[ok], cand[ok], labels[ok]
     kept = batched_nms(boxes, cand, labels, iou_thr)[:top_k]
@@ -211,11 +198,6 @@ def test_rank_within_groups_by_hand():
     # group 1: 0.7 (index 2, first of the tie), 0.7 (index 3), 0.2; group 0: 0.9, 0.1; group 3: 0.5
     assert A.rank_within_groups(groups, scores).tolist() == [2, 0, 0, 1, 1, 0]
     assert A.rank_within_groups(torch.zeros(0, dtype=torch.long), torch.zeros(0)).tolist() == []
-
-
-def test_scale_boxes():
-    boxes = torch.tensor([[10.0, 20.0, 30.0, 40.0]])
-    assert A.scale_boxes(boxes, (240, 320), (120, 640)).tolist() == [[20.0, 10.0, 60.0, 20.0]]
 
 
 @pytest.mark.parametrize("threshold", [0.4, 0.5])

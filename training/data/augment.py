@@ -30,6 +30,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from perception.boxes import scale_boxes
 from perception.types import DIRECTIONS
 from training.config import DETECTOR_CROP_MIN_SCALE
 
@@ -250,5 +251,4 @@ def resize_sample(image: torch.Tensor, boxes: torch.Tensor, out_size: tuple[int,
     if (height, width) == tuple(out_size):
         return image, boxes.float().reshape(-1, 4)
     resized = F.resize(image, list(out_size), antialias=True)
-    scale = torch.tensor([out_size[1] / width, out_size[0] / height] * 2)
-    return resized, boxes.float().reshape(-1, 4) * scale
+    return resized, scale_boxes(boxes.float().reshape(-1, 4), (height, width), out_size)

@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from perception.boxes import scale_boxes
 from training.data.augment import IDENTITY_JITTER, Augmenter, resize_sample
 from training.data.samples import FrameSample
 
@@ -61,10 +62,7 @@ def build_frame_cache(samples: Sequence[FrameSample], size: tuple[int, int], thr
 
 def _scaled_boxes(sample: FrameSample, size: tuple[int, int]) -> torch.Tensor:
     """The sample's boxes in model-input px: (N, 4) float32 xyxy."""
-    boxes = torch.tensor(sample.boxes, dtype=torch.float32).reshape(-1, 4)
-    frame_h, frame_w = sample.size
-    scale = torch.tensor([size[1] / frame_w, size[0] / frame_h] * 2, dtype=torch.float32)
-    return boxes * scale
+    return scale_boxes(torch.tensor(sample.boxes, dtype=torch.float32).reshape(-1, 4), sample.size, size)
 
 
 def source_size(samples: Sequence[FrameSample], input_size: tuple[int, int]) -> tuple[int, int]:

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-from torchvision.ops import box_iou
 
+from perception.boxes import iou
 from perception.config import DetectorConfig
 from perception.detector import detector_anchors
 from training.config import TrainConfig
@@ -51,7 +51,7 @@ def scaled_boxes(samples: Sequence[FrameSample], input_size: tuple[int, int]) ->
             [label for s in labelled for label in s.labels])
 
 
-#: IoU-matrix entries computed at once (box_iou holds a few float32 temporaries of this size)
+#: IoU-matrix entries computed at once (box IoU holds a few float32 temporaries of this size)
 IOU_CHUNK_ELEMENTS = 1 << 24
 
 
@@ -68,9 +68,9 @@ def anchor_coverage(boxes: torch.Tensor, labels: Sequence[str], config: Detector
         chunk = max(1, IOU_CHUNK_ELEMENTS // max(1, anchors.shape[0]))
     best, positives = [], []
     for start in range(0, boxes.shape[0], chunk):
-        iou = box_iou(boxes[start:start + chunk], anchors)
-        best.append(iou.max(dim=1).values)
-        positives.append((iou >= config.match_iou).sum(dim=1))
+        overlaps = iou(boxes[start:start + chunk], anchors)
+        best.append(overlaps.max(dim=1).values)
+        positives.append((overlaps >= config.match_iou).sum(dim=1))
     best_t = torch.cat(best) if best else torch.zeros(0)
     pos_t = torch.cat(positives).float() if positives else torch.zeros(0)
 
