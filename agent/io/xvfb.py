@@ -1,35 +1,77 @@
-"""A private Xvfb X server for benchmarks and tools that need a display when there is none."""
+"""A private Xvfb X server, for tests, benchmarks and tools that need a display when there is none.
+
+One launcher: ``private_xvfb`` starts ``Xvfb -displayfd``, so the server picks a free display
+number itself and reports it on a pipe (parallel runs cannot race for the same number), and
+stops it on exit. ``xvfb`` uses a given display instead when there is one.
+"""
 from __future__ import annotations
 
+import os
+import select
 import shutil
 import subprocess
 import time
 from contextlib import contextmanager
-from pathlib import Path
+from typing import Iterator
+
+#: how long Xvfb may take to report its display number, s
+START_TIMEOUT_S = 10.0
 
 
 @contextmanager
-def xvfb(display: str | None, size: tuple[int, int] = (640, 480)):
-    """Use ``display`` if given; else start a private Xvfb (``size`` = W, H, 24-bit) and yield its name.
+def private_xvfb(size: tuple[int, int] = (640, 480), timeout_s: float = START_TIMEOUT_S) -> Iterator[str]:
+    """Start a private Xvfb with one ``size`` = (W, H) 24-bit screen; yield its name (":N").
 
-    The server is stopped on exit. Raises RuntimeError naming the fix when Xvfb is missing.
+    The server listens on its local socket only (-nolisten tcp) and accepts any local client
+    (-ac). It is terminated (killed if it lingers 5 s) on exit. Raises RuntimeError naming the
+    fix when Xvfb is missing, or when it exits or reports no display within ``timeout_s``.
     """
-    if display:
-        yield display
-        return
     if shutil.which("Xvfb") is None:
-        raise RuntimeError("Xvfb is not installed: apt-get install xvfb (or pass --display)")
-    number = next(n for n in range(150, 250) if not Path(f"/tmp/.X{n}-lock").exists()
-                  and not Path(f"/tmp/.X11-unix/X{n}").exists())
-    proc = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", f"{size[0]}x{size[1]}x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        raise RuntimeError("Xvfb is not installed: apt-get install xvfb (or pass a display)")
+    read_fd, write_fd = os.pipe()
     try:
-        deadline = time.monotonic() + 10
-        while not Path(f"/tmp/.X11-unix/X{number}").exists():
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("Xvfb did not start")
-            time.sleep(0.05)
+        proc = subprocess.Popen(
+            ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{size[0]}x{size[1]}x24", "-nolisten", "tcp",
+             "-ac"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(write_fd,),
+        )
+    finally:
+        os.close(write_fd)
+    try:
+        with os.fdopen(read_fd, "rb", buffering=0) as pipe:
+            number = _read_display_number(pipe, proc, timeout_s)
         yield f":{number}"
     finally:
         proc.terminate()
-        proc.wait(timeout=5)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def xvfb(display: str | None, size: tuple[int, int] = (640, 480)) -> Iterator[str]:
+    """Yield ``display`` if given; else a :func:`private_xvfb` of ``size`` = (W, H), stopped on exit."""
+    if display:
+        yield display
+        return
+    with private_xvfb(size) as name:
+        yield name
+
+
+def _read_display_number(pipe, proc: subprocess.Popen, timeout_s: float) -> int:
+    """The display number Xvfb writes on its -displayfd pipe (digits and a newline)."""
+    text = b""
+    deadline = time.monotonic() + timeout_s
+    while not text.endswith(b"\n"):
+        if proc.poll() is not None:
+            raise RuntimeError(f"Xvfb exited with status {proc.returncode} before reporting a display number")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Xvfb reported no display number within {timeout_s:g} s")
+        if select.select([pipe], [], [], 0.1)[0]:
+            chunk = pipe.read(16)
+            if not chunk:  # the server closed the pipe: it is exiting, poll() will say so
+                time.sleep(0.05)
+            text += chunk
+    return int(text)
