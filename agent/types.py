@@ -6,6 +6,7 @@ negative = left.
 """
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,3 +70,30 @@ class HudStats:
     status: str = ""
     speed_mps: float | None = None
     step: int = 0
+
+
+class StopReason(enum.Enum):
+    """Why a drive (``agent.runtime.loop.run_loop``) ended; the value is what reports print."""
+
+    STEPS = "steps"
+    """the step budget (``max_steps``) is used up"""
+    SECONDS = "seconds"
+    """the wall-time budget (``max_seconds``) is used up"""
+    USER = "user"
+    """Ctrl+C"""
+    SIGNAL = "signal"
+    """SIGTERM / SIGHUP"""
+    ESTOP = "estop"
+    """the e-stop hotkey"""
+    HUD_CLOSED = "hud_closed"
+    """the person closed the HUD window"""
+    REQUESTED = "requested"
+    """the caller's ``stop_when`` asked (its words are in ``LoopStats.stop_detail``)"""
+    COLLISION = "collision"
+    """the simulator's episode ended in a collision"""
+    ROUTE_DONE = "route_done"
+    """the simulator's route is driven to its end"""
+    TRUNCATED = "truncated"
+    """the simulator's episode hit its step limit"""
+    CAPTURE_LOST = "capture_lost"
+    """the captured window is gone"""

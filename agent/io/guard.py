@@ -16,7 +16,7 @@ Two halves:
   It reads heartbeats with the keys held from its stdin pipe. When they stop
   for more than ``stall_periods`` periods (the loop hangs or is SIGSTOPped) it
   releases, through its own connection, every key the last heartbeat said was
-  held, and tells the parent ("RELEASED stall"); when the pipe closes (the
+  held, and tells the parent (``Released(STALL)``); when the pipe closes (the
   parent exited or was killed, even by kill -9) it does the same and exits.
   Each tick the parent announces the keys it is about to press *before*
   pressing them, so a stall between the two cannot hide a key from the guard.
@@ -49,12 +49,13 @@ process *hosts* the backend, the agent sends it each key state and waits for
 the acknowledgement; a stall or a death of the agent then releases them just
 the same, and if the guard process itself dies the kernel does.
 
-Pipe protocol, one ASCII line each: parent -> guard ``H <mask>`` (heartbeat,
-mask = 4 chars of 0/1 in DRIVING_KEYS order), ``Q`` (release and quit), and
-in hosted mode ``K <mask> <seq>`` (apply this key state; also a heartbeat)
-and ``U`` (unlock after a stall release, sent by ``engage``); guard -> parent
-``READY``, ``RELEASED <why> <ms>``, hosted: ``A <seq>`` or ``A <seq> locked``
-(presses refused after a stall release until ``U``).
+The pipe carries typed, versioned messages (``agent.io.guard_protocol``): parent ->
+guard ``Heartbeat(keys)``, ``Quit``, and in hosted mode ``SetKeys(keys, seq)`` (apply
+this key state; also a heartbeat) and ``Unlock`` (after a stall release, sent by
+``engage``); guard -> parent ``Ready``, ``Released(reason, took_ms)``, hosted:
+``Ack(seq, locked)`` (locked: presses refused after a stall release until ``Unlock``).
+Why the guard disengaged is a ``Disengagement`` (``SafetyGuard.disengagement``) whose
+``DisengageReason`` callers switch on; its text is for people.
 """
 from __future__ import annotations
 
@@ -72,6 +73,25 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from agent.io.guard_protocol import (
+    TO_GUARD,
+    TO_PARENT,
+    Ack,
+    DisengageReason,
+    Disengagement,
+    Heartbeat,
+    Message,
+    ProtocolError,
+    Quit,
+    Ready,
+    ReleaseReason,
+    Released,
+    SetKeys,
+    ToParent,
+    Unlock,
+    decode,
+    encode,
+)
 from agent.io.keys.base import KeyBackend, KeyMap, keys_down
 from agent.types import DRIVING_KEYS, KeysHeld
 
@@ -103,13 +123,8 @@ class GuardConfig:
 
 
 def mask_of(keys: KeysHeld) -> str:
+    """The keys as 0/1 characters in DRIVING_KEYS order, for log lines."""
     return "".join("1" if getattr(keys, k) else "0" for k in DRIVING_KEYS)
-
-
-def keys_of_mask(mask: str) -> KeysHeld:
-    if len(mask) != len(DRIVING_KEYS) or set(mask) - {"0", "1"}:
-        raise ValueError(f"bad key mask {mask!r}: expected {len(DRIVING_KEYS)} chars of 0/1")
-    return KeysHeld(*(c == "1" for c in mask))
 
 
 def backend_from_spec(spec: dict) -> KeyBackend:
@@ -148,7 +163,7 @@ class GuardProcessError(RuntimeError):
 class HostedKeys(KeyBackend):
     """Stand-in for a key backend that lives in the guard process (``host_keys``).
 
-    Every change is sent as the full key state ("K <mask> <seq>") and waits for
+    Every change is sent as the full key state (``SetKeys``) and waits for
     the guard process's acknowledgement, so the keys are really down or up when
     ``apply`` returns, exactly as with an in-process backend.
     """
@@ -197,8 +212,10 @@ class SafetyGuard:
         self.backend = backend
         self.focus_check = focus_check
         self._engaged = False
-        self.disengage_reason: str | None = "not engaged yet"
+        self.disengagement: Disengagement | None = Disengagement(DisengageReason.NOT_ENGAGED)
+        """why the guard is not driving (None while engaged); switch on its ``reason``"""
         self.events: list[str] = []
+        """engagement changes for people ("engaged", "disengaged: <text>")"""
         self._owns_keyboard = False
         if keyboard is None and backend.kind == "x11":
             from agent.io.keys.x11 import X11KeymapReader
@@ -219,10 +236,10 @@ class SafetyGuard:
             maps = (backend.keymap, KeyMap.arrows(), KeyMap.wasd())
             self._watch_keys = tuple(sorted({p for km in maps for _, p in km.items()}))
         self._proc: subprocess.Popen | None = None
-        self._news: queue.Queue[str] = queue.Queue()
-        self._stash: list[str] = []
+        self._news: queue.Queue[ToParent | ProtocolError] = queue.Queue()
+        self._stash: list[ToParent | ProtocolError] = []
         self._seq = 0
-        self._host_failed: str | None = None
+        self._host_failed: Disengagement | None = None
         host = config.host_keys
         if host is None:
             host = backend.guard_spec() is None and backend.recipe() is not None
@@ -261,10 +278,11 @@ class SafetyGuard:
             first = self._news.get(timeout=self.config.ready_timeout_s)
         except queue.Empty:
             first = None
-        if first != "READY":
+        if not isinstance(first, Ready):
             self._proc.kill()
             self._proc.wait()
-            raise GuardProcessError(f"guard process did not start (exit code {self._proc.poll()}); "
+            why = f": {first}" if isinstance(first, ProtocolError) else ""
+            raise GuardProcessError(f"guard process did not start (exit code {self._proc.poll()}){why}; "
                                     f"run `{sys.executable} -m agent.io.guard --help` to see why")
         log.info("guard process %d %s %s keys, stall after %.0f ms", self._proc.pid,
                  "hosting" if self.hosted else "watching", spec["kind"],
@@ -275,52 +293,54 @@ class SafetyGuard:
         return self._proc.pid if self._proc else None
 
     def _pump_news(self, stream) -> None:
+        """Decode the guard process's lines; a line out of protocol is queued as its ProtocolError."""
         for raw in iter(stream.readline, b""):
-            line = raw.decode(errors="replace").strip()
-            if line:
-                self._news.put(line)
+            try:
+                self._news.put(decode(raw, TO_PARENT))
+            except ProtocolError as exc:
+                self._news.put(exc)
 
-    def _read_process_lines(self) -> list[str]:
-        lines, self._stash = self._stash, []
+    def _read_news(self) -> list[ToParent | ProtocolError]:
+        news, self._stash = self._stash, []
         while True:
             try:
-                lines.append(self._news.get_nowait())
+                news.append(self._news.get_nowait())
             except queue.Empty:
-                return lines
+                return news
 
     def _host_apply(self, keys: KeysHeld) -> None:
         """Hosted mode: send the key state, wait for the guard process to apply it."""
-        if self._host_failed:
+        if self._host_failed is not None:
             return
         self._seq += 1
-        if not self._send_line(f"K {mask_of(keys)} {self._seq}"):
-            self._host_failed = "guard process died"
+        if not self._send(SetKeys(keys, self._seq)):
+            self._host_failed = Disengagement(DisengageReason.GUARD_DIED)
             return
         deadline = time.monotonic() + self.config.period_s * self.config.stall_periods
         while True:
             try:
-                line = self._news.get(timeout=max(0.0, deadline - time.monotonic()))
+                news = self._news.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 # as stalled as a stalled loop: hang up, so it releases as soon as it runs
-                self._host_failed = "guard process did not answer"
+                self._host_failed = Disengagement(DisengageReason.GUARD_UNRESPONSIVE)
                 log.error("guard process did not acknowledge key state %s: hanging up", mask_of(keys))
                 try:
                     self._proc.stdin.close()
                 except OSError:
                     pass
                 return
-            parts = line.split()
-            if parts[:2] == ["A", str(self._seq)]:
-                if "locked" in parts[2:] and any(keys.as_array()):
-                    self._stash.append("RELEASED stall-locked")
+            if isinstance(news, Ack) and news.seq == self._seq:
+                if news.locked and any(keys.as_array()):
+                    self._stash.append(Released(ReleaseReason.STALL_LOCKED, 0.0))
                 return
-            self._stash.append(line)
+            self._stash.append(news)  # a release, an error, or a late Ack: for check()
 
-    def _send_line(self, line: str) -> bool:
+    def _send(self, message: Message) -> bool:
+        """Write one message to the guard process; False when its pipe is gone."""
         if self._proc is None:
             return True
         try:
-            self._proc.stdin.write(line.encode() + b"\n")
+            self._proc.stdin.write(encode(message))
             self._proc.stdin.flush()
             return True
         except (BrokenPipeError, ValueError, OSError):
@@ -331,51 +351,61 @@ class SafetyGuard:
     def engaged(self) -> bool:
         return self._engaged
 
+    @property
+    def disengage_reason(self) -> str | None:
+        """``disengagement`` as a line for people (None while engaged); decide on ``disengagement.reason``."""
+        return None if self.disengagement is None else str(self.disengagement)
+
     def engage(self, frame_fresh: bool) -> bool:
         """Start driving if safe: needs a fresh frame, no e-stop or person on the
         keys, a live guard process. Returns whether it is engaged."""
         refusal = None
+        broken = [news for news in self._read_news() if isinstance(news, ProtocolError)]  # the rest is stale
         if not frame_fresh:
-            refusal = "no fresh frames"
-        elif (self._proc is not None and self._proc.poll() is not None) or self._host_failed:
-            refusal = self._host_failed or "guard process is not running"
+            refusal = Disengagement(DisengageReason.NO_FRESH_FRAMES)
+        elif broken:
+            refusal = Disengagement(DisengageReason.GUARD_PROTOCOL_ERROR, str(broken[0]))
+        elif self._host_failed is not None:
+            refusal = self._host_failed
+        elif self._proc is not None and self._proc.poll() is not None:
+            refusal = Disengagement(DisengageReason.GUARD_DIED)
         elif self.focus_check is not None and not self.focus_check():
-            refusal = "the game window does not have the keyboard focus"
+            refusal = Disengagement(DisengageReason.FOCUS_LOST)
         else:
             physical = self._physical_down()
             if physical & set(self.config.estop_keys):
-                refusal = f"e-stop key held ({', '.join(sorted(physical & set(self.config.estop_keys)))})"
+                refusal = Disengagement(DisengageReason.ESTOP,
+                                        ", ".join(sorted(physical & set(self.config.estop_keys))))
             elif physical & set(self._watch_keys):
-                refusal = f"a person holds {', '.join(sorted(physical & set(self._watch_keys)))}"
-        if refusal:
+                refusal = Disengagement(DisengageReason.TAKEOVER, ", ".join(sorted(physical & set(self._watch_keys))))
+        if refusal is not None:
             log.warning("not engaging: %s", refusal)
-            self.disengage_reason = refusal
+            self.disengagement = refusal
             return False
-        self._read_process_lines()  # forget stale news from before
         if self.hosted:
-            self._send_line("U")  # the guard process accepts key presses again
+            self._send(Unlock())  # the guard process accepts key presses again
         self._engaged = True
-        self.disengage_reason = None
+        self.disengagement = None
         self.events.append("engaged")
         log.info("engaged")
         return True
 
-    def disengage(self, reason: str) -> None:
+    def disengage(self, why: Disengagement) -> None:
         """Stop driving: release every key the agent holds (only those: a person
         who took over keeps the keys they hold)."""
         if self._engaged:
-            log.warning("disengaged: %s", reason)
-            self.events.append(f"disengaged: {reason}")
+            log.warning("disengaged: %s", why)
+            self.events.append(f"disengaged: {why}")
         self._engaged = False
-        self.disengage_reason = reason
+        self.disengagement = why
         self.backend.release_all()
         self.heartbeat(self.backend.held())
 
     def heartbeat(self, keys_held: KeysHeld) -> None:
         """Tell the guard process we are alive and what we hold."""
-        if not self._send_line(f"H {mask_of(keys_held)}") and self._engaged:
+        if not self._send(Heartbeat(keys_held)) and self._engaged:
             self._engaged = False
-            self.disengage_reason = "guard process died"
+            self.disengagement = Disengagement(DisengageReason.GUARD_DIED)
             self.backend.release_all()
             log.error("guard process died: disengaged")
 
@@ -384,39 +414,45 @@ class SafetyGuard:
             return set()
         return self.keyboard.down(self._watch_keys + tuple(self.config.estop_keys))
 
-    def check(self, capture_health=None) -> str | None:
+    def check(self, capture_health=None) -> Disengagement | None:
         """Look for a reason to stop; disengage and return it, or None."""
         if not self._engaged:
             return None
-        reason = None
-        for line in self._read_process_lines():
-            if line.startswith("RELEASED"):
-                reason = f"guard process released the keys ({line.split()[1]})"
-        if reason is None and self._proc is not None and self._proc.poll() is not None:
-            reason = "guard process died"
-        if reason is None and self._host_failed:
-            reason = self._host_failed
-        if reason is None and capture_health is not None:
+        why = None
+        for news in self._read_news():
+            if isinstance(news, ProtocolError):
+                log.error("guard process broke the pipe protocol: %s", news)
+                why = why or Disengagement(DisengageReason.GUARD_PROTOCOL_ERROR, str(news))
+            elif isinstance(news, Released):
+                why = why or Disengagement(DisengageReason.GUARD_RELEASED, release=news.reason)
+            # Ready / a late Ack: nothing to do
+        if why is None and self._proc is not None and self._proc.poll() is not None:
+            why = Disengagement(DisengageReason.GUARD_DIED)
+        if why is None and self._host_failed is not None:
+            why = self._host_failed
+        if why is None and capture_health is not None:
             if not capture_health.ok:
-                reason = "capture stale: " + ", ".join(capture_health.problems() or ["no frames"])
+                why = Disengagement(DisengageReason.CAPTURE_STALE,
+                                    ", ".join(capture_health.problems() or ["no frames"]))
             elif (capture_health.identical_frames >= self.config.frozen_while_driving_frames
                   and any(self.backend.held().as_array())):
-                reason = (f"capture stale: frozen ({capture_health.identical_frames} identical frames) "
-                          "while keys are held")
-        if reason is None and self.focus_check is not None and not self.focus_check():
-            reason = "the game window lost the keyboard focus"
-        if reason is None and self.keyboard is not None:
+                why = Disengagement(DisengageReason.CAPTURE_STALE,
+                                    f"frozen ({capture_health.identical_frames} identical frames) "
+                                    "while keys are held")
+        if why is None and self.focus_check is not None and not self.focus_check():
+            why = Disengagement(DisengageReason.FOCUS_LOST)
+        if why is None and self.keyboard is not None:
             physical = self._physical_down()
             estop = physical & set(self.config.estop_keys)
             ours = {self.backend.keymap.physical(k) for k in keys_down(self.backend.held())}
             foreign = (physical & set(self._watch_keys)) - ours
             if estop:
-                reason = f"e-stop ({', '.join(sorted(estop))})"
+                why = Disengagement(DisengageReason.ESTOP, ", ".join(sorted(estop)))
             elif foreign and self.config.detect_takeover:
-                reason = f"takeover: a person pressed {', '.join(sorted(foreign))}"
-        if reason:
-            self.disengage(reason)
-        return reason
+                why = Disengagement(DisengageReason.TAKEOVER, ", ".join(sorted(foreign)))
+        if why is not None:
+            self.disengage(why)
+        return why
 
     def apply(self, keys: KeysHeld, capture_health=None) -> KeysHeld:
         """The per-tick call: check, apply ``keys`` if engaged (else release),
@@ -456,7 +492,7 @@ class SafetyGuard:
             self.backend.release_all()
         finally:
             if self._proc is not None:
-                self._send_line("Q")
+                self._send(Quit())
                 try:
                     self._proc.stdin.close()
                 except OSError:
@@ -478,10 +514,10 @@ class SafetyGuard:
 
 
 # ---- the guard process ------------------------------------------------------
-def _say(line: str) -> None:
-    """Tell the parent something; it may be gone (killed), which is fine."""
+def _say(fd: int, message: ToParent) -> None:
+    """Tell the parent something on ``fd``; it may be gone (killed), which is fine."""
     try:
-        os.write(sys.stdout.fileno(), (line + "\n").encode())
+        os.write(fd, encode(message))
     except OSError:
         pass
 
@@ -501,12 +537,15 @@ RELEASE_MARGIN_S: float = 0.01
 
 
 def run_guard_process(spec: dict, period_s: float, stall_periods: float, stdin_fd: int = 0,
-                      hosted: bool = False) -> int:
-    """Body of ``python -m agent.io.guard``: watch heartbeats on ``stdin_fd``.
+                      hosted: bool = False, stdout_fd: int = 1) -> int:
+    """Body of ``python -m agent.io.guard``: watch heartbeats on ``stdin_fd``, answer on ``stdout_fd``.
 
-    hosted: the backend is the agent's own (uinput): "K <mask> <seq>" applies a
-    key state and answers "A <seq>" (plus " locked" when presses are refused
-    after a stall release, until "U" from SafetyGuard.engage)."""
+    hosted: the backend is the agent's own (uinput): ``SetKeys`` applies a key state and
+    is answered by ``Ack(seq)`` (``locked`` when presses are refused after a stall
+    release, until ``Unlock`` from SafetyGuard.engage).
+
+    A line that is not a parent -> guard message of this protocol version releases the
+    keys (``Released(PROTOCOL_ERROR)``) and ends the process with exit code 2."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the parent's; its exit closes our pipe
     backend = backend_from_spec(spec)
     watch = _Watch(period_s, stall_periods)
@@ -514,23 +553,23 @@ def run_guard_process(spec: dict, period_s: float, stall_periods: float, stdin_f
     # the wake-up and the X round trip (1-5 ms measured) included.
     stall_s = period_s * stall_periods - min(0.1 * period_s, RELEASE_MARGIN_S)
 
-    def release(why: str) -> None:
+    def release(why: ReleaseReason) -> None:
         start = time.monotonic()
         if hosted:
             backend.release_all()  # we hold the keys ourselves
-            watch.locked = why == "stall"
+            watch.locked = why is ReleaseReason.STALL
         else:
             backend.force_release(watch.held)  # only what the agent held: a person keeps theirs
-        _say(f"RELEASED {why} {1e3 * (time.monotonic() - start):.1f}")
+        _say(stdout_fd, Released(why, 1e3 * (time.monotonic() - start)))
         watch.released = True
 
     def on_term(signum, _frame):
-        release("sigterm")
+        release(ReleaseReason.SIGTERM)
         backend.close()
         os._exit(0)
 
     signal.signal(signal.SIGTERM, on_term)
-    lines: queue.Queue[str | None] = queue.Queue()
+    lines: queue.Queue[bytes | None] = queue.Queue()
 
     def pump_stdin() -> None:  # a thread: portable (Windows cannot select() on pipes)
         with os.fdopen(stdin_fd, "rb", buffering=0, closefd=False) as stream:
@@ -543,40 +582,47 @@ def run_guard_process(spec: dict, period_s: float, stall_periods: float, stdin_f
                 buffer += chunk
                 *done, buffer = buffer.split(b"\n")
                 for raw in done:
-                    lines.put(raw.decode(errors="replace").strip())
+                    lines.put(raw)
 
     threading.Thread(target=pump_stdin, daemon=True, name="guard-stdin").start()
-    _say("READY")
+    _say(stdout_fd, Ready())
     try:
         while True:
             timeout = max(0.0, watch.last_beat + stall_s - time.monotonic())
             try:
-                line = lines.get(timeout=timeout)
+                raw = lines.get(timeout=timeout)
             except queue.Empty:
                 if not watch.released:
-                    release("stall")
+                    release(ReleaseReason.STALL)
                 watch.last_beat = time.monotonic()  # re-arm; released stays True until a heartbeat
                 continue
-            if line is None:
-                release("eof")
+            if raw is None:
+                release(ReleaseReason.EOF)
                 return 0
-            if line == "Q":
-                release("quit")
+            try:
+                message = decode(raw, TO_GUARD)
+                if not hosted and isinstance(message, (SetKeys, Unlock)):
+                    raise ProtocolError(f"a {message.TYPE.value!r} message needs a hosting guard process (--hosted)")
+            except ProtocolError as exc:
+                release(ReleaseReason.PROTOCOL_ERROR)
+                print(f"guard process: {exc}", file=sys.stderr, flush=True)
+                return 2
+            if isinstance(message, Quit):
+                release(ReleaseReason.QUIT)
                 return 0
-            if line.startswith("H "):
+            if isinstance(message, Heartbeat):
                 if not hosted:
-                    watch.held = keys_of_mask(line[2:])
+                    watch.held = message.keys
                 watch.last_beat = time.monotonic()
                 watch.released = False
-            elif hosted and line.startswith("K "):
-                _, mask, seq = line.split()
-                keys = KeysHeld() if watch.locked else keys_of_mask(mask)
+            elif isinstance(message, SetKeys):
+                keys = KeysHeld() if watch.locked else message.keys
                 backend.apply(keys)
                 watch.held = keys
                 watch.last_beat = time.monotonic()
                 watch.released = False
-                _say(f"A {seq}" + (" locked" if watch.locked else ""))
-            elif hosted and line == "U":
+                _say(stdout_fd, Ack(message.seq, locked=watch.locked))
+            elif isinstance(message, Unlock):
                 watch.locked = False
     finally:
         backend.close()
@@ -591,9 +637,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--period", type=float, required=True, help="loop period in seconds")
     parser.add_argument("--stall-periods", type=float, default=3.0, help="silence in periods before releasing")
     parser.add_argument("--hosted", action="store_true",
-                        help="own the key backend: apply the key states sent as K lines (uinput)")
+                        help="own the key backend: apply the key states the parent sends (uinput)")
     args = parser.parse_args(argv)
-    return run_guard_process(json.loads(args.spec), args.period, args.stall_periods, hosted=args.hosted)
+    # the pipe to the parent carries protocol messages only: whatever a library prints goes to stderr
+    pipe_fd = os.dup(sys.stdout.fileno())
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    return run_guard_process(json.loads(args.spec), args.period, args.stall_periods, hosted=args.hosted,
+                             stdout_fd=pipe_fd)
 
 
 if __name__ == "__main__":

@@ -31,12 +31,19 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from agent.types import Action, Frame, HudStats, KeysHeld
+from agent.io.guard_protocol import STALL_RELEASES, DisengageReason, Disengagement
+from agent.io.timing import percentiles
+from agent.types import Action, Frame, HudStats, KeysHeld, StopReason
 
 log = logging.getLogger(__name__)
 
 #: Stages timed by the loop, in display order (plus "perceive.<stage>" from the Perceiver).
 LOOP_STAGES: tuple[str, ...] = ("capture", "perceive", "control", "keys", "record", "hud", "tick", "frame_to_key")
+
+
+def perceive_stage(stage: str) -> str:
+    """The loop's stage name for the Perceiver's ``stage`` (a perception.types.PERCEPTION_STAGES name)."""
+    return f"perceive.{stage}"
 
 
 # ----------------------------------------------------------------------------- seam types
@@ -50,8 +57,8 @@ class Observation:
     clock_s: the controller's clock for this frame, seconds (sim time in the sim, else frame.timestamp).
     speed_mps: the truck's speed if known (the sim), else None.
     health: the capture's CaptureHealth (real capture) or None.
-    ended: why the source has no more frames ("collision", "route_done", "capture_lost", ...), else None;
-        when set, ``frame`` is the last frame and the loop stops.
+    ended: why the source has no more frames (StopReason.COLLISION, ROUTE_DONE, TRUNCATED,
+        CAPTURE_LOST), else None; when set, ``frame`` is the last frame and the loop stops.
     info: the simulator's ground truth for this frame (sim only), else None.
     repeated: the picture is identical to the previous frame's (the game has not drawn a new one).
     """
@@ -60,7 +67,7 @@ class Observation:
     clock_s: float
     speed_mps: float | None = None
     health: object | None = None
-    ended: str | None = None
+    ended: StopReason | None = None
     info: dict | None = None
     repeated: bool = False
 
@@ -73,8 +80,8 @@ class KeyResult:
     engaged: the agent drives (False: disengaged, keys released).
     person_keys: driving keys a person holds (takeover), when known.
     takeover: this tick is a person's intervention (record it as such).
-    event: a one-line note when engagement changed ("engaged", "disengaged: takeover ...").
-    stop: a reason to end the drive (e.g. "estop"), else None.
+    event: a one-line note for people when engagement changed ("engaged", "disengaged: takeover ...").
+    stop: a reason to end the drive (StopReason.ESTOP), else None.
     """
 
     held: KeysHeld
@@ -82,7 +89,7 @@ class KeyResult:
     person_keys: KeysHeld | None = None
     takeover: bool = False
     event: str | None = None
-    stop: str | None = None
+    stop: StopReason | None = None
 
 
 class FrameSource(Protocol):
@@ -117,8 +124,8 @@ class StageStats:
         if not values_ms:
             return cls(0, float("nan"), float("nan"), float("nan"), float("nan"))
         a = np.asarray(values_ms, dtype=np.float64)
-        return cls(int(a.size), float(np.percentile(a, 50)), float(np.percentile(a, 95)), float(a.mean()),
-                   float(a.max()))
+        p50, p95 = percentiles(a)
+        return cls(int(a.size), p50, p95, float(a.mean()), float(a.max()))
 
 
 @dataclass(frozen=True)
@@ -127,7 +134,8 @@ class LoopStats:
 
     steps: ticks run; wall_s: seconds from the first tick to the end; fps: steps / wall_s.
     stages: StageStats per stage name (LOOP_STAGES and "perceive.<stage>").
-    stopped_by: "steps" | "seconds" | "user" | "signal" | "estop" | "hud_closed" | a source's end reason.
+    stopped_by: why it ended (a StopReason); stop_detail: with StopReason.REQUESTED, the words
+        ``stop_when`` returned, else None.
     engaged_steps: ticks the agent drove; takeover_steps: ticks a person drove (recorded as takeovers).
     events: engagement changes in order ("engaged", "disengaged: ...").
     dropped: ticks the fixed-rate pacing skipped because the loop was late.
@@ -139,7 +147,8 @@ class LoopStats:
     wall_s: float
     fps: float
     stages: dict[str, StageStats]
-    stopped_by: str
+    stopped_by: StopReason
+    stop_detail: str | None = None
     engaged_steps: int = 0
     takeover_steps: int = 0
     events: tuple[str, ...] = ()
@@ -149,13 +158,16 @@ class LoopStats:
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        d["stopped_by"] = self.stopped_by.value
         d["events"] = list(self.events)
         return d
 
     def summary(self) -> str:
         """A few human-readable lines: loop FPS, then p50/p95 per stage."""
         lines = [f"drive: {self.steps} steps in {self.wall_s:.1f} s = {self.fps:.1f} FPS; "
-                 f"stopped by {self.stopped_by}; engaged {self.engaged_steps} steps, "
+                 f"stopped by {self.stopped_by.value}"
+                 + (f" ({self.stop_detail})" if self.stop_detail else "")
+                 + f"; engaged {self.engaged_steps} steps, "
                  f"takeover {self.takeover_steps} steps, dropped {self.dropped} ticks"
                  + (f", {self.repeated_steps} without a new frame" if self.repeated_steps else "")
                  + (f"; distance {self.distance_m:.0f} m" if self.distance_m is not None else "")]
@@ -219,7 +231,8 @@ def run_loop(
         (``DriveRecorder``); hud: object with ``show(frame, perception, keys, live) -> bool`` (False =
         the person closed it).
     on_tick: called as on_tick(step, observation, perception, action, result) after each tick (tests, demo).
-    stop_when: called before each tick; a non-empty string it returns ends the drive with that reason.
+    stop_when: called before each tick; a non-empty string it returns ends the drive (stopped_by
+        StopReason.REQUESTED, the string in ``stop_detail``).
     skip_repeated: when the game has not drawn a new frame since the last tick (``repeated``), do not
         perceive or decide again: send the previous keys (the guard still checks and beats) and do
         not record the duplicate. Run the loop faster than the game's frame rate with this, and
@@ -227,7 +240,7 @@ def run_loop(
         against the game's frame clock. Such ticks count in ``repeated_steps``, not in the stages
         "perceive" / "control" / "frame_to_key".
     Ctrl+C (KeyboardInterrupt) and SystemExit (SIGTERM via the guard's handlers) end the drive
-    cleanly with stopped_by "user" / "signal".
+    cleanly with stopped_by StopReason.USER / StopReason.SIGNAL.
     """
     from agent.io.pacing import RateLimiter
 
@@ -242,7 +255,7 @@ def run_loop(
     steps = engaged_steps = takeover_steps = repeated_steps = 0
     last_keys: KeysHeld | None = None
     last_perception = last_action = None
-    stopped_by = "steps"
+    stopped_by, stop_detail = StopReason.STEPS, None
     distance = None
     was_engaged = True
     t_start = time.monotonic()
@@ -250,14 +263,14 @@ def run_loop(
     try:
         while True:
             if max_steps is not None and steps >= max_steps:
-                stopped_by = "steps"
+                stopped_by = StopReason.STEPS
                 break
             if max_seconds is not None and time.monotonic() - t_start >= max_seconds:
-                stopped_by = "seconds"
+                stopped_by = StopReason.SECONDS
                 break
-            reason = stop_when() if stop_when is not None else None
-            if reason:
-                stopped_by = reason
+            asked = stop_when() if stop_when is not None else None
+            if asked:
+                stopped_by, stop_detail = StopReason.REQUESTED, str(asked)
                 break
             if pacer is not None:
                 pacer.wait()
@@ -294,7 +307,7 @@ def run_loop(
             t2 = perf()
             timer.add("perceive", (t2 - t1) * 1e3)
             for stage, ms in perception.timings_ms.items():
-                timer.add(f"perceive.{stage}", ms)
+                timer.add(perceive_stage(stage), ms)
             size = (frame.image.shape[1], frame.image.shape[0])
             action: Action = controller.update(perception, observation.clock_s, size, observation.speed_mps)
             keys = controller.keys_for(action, observation.clock_s)
@@ -327,7 +340,7 @@ def run_loop(
             if hud is not None:
                 live.stage_ms = dict(timer.last)
                 if not hud.show(frame, perception, result.held, live):
-                    stopped_by = "hud_closed"
+                    stopped_by = StopReason.HUD_CLOSED
                     timer.add("hud", (perf() - t4) * 1e3)
                     break
                 timer.add("hud", (perf() - t4) * 1e3)
@@ -341,9 +354,9 @@ def run_loop(
                 stopped_by = result.stop
                 break
     except KeyboardInterrupt:
-        stopped_by = "user"
+        stopped_by = StopReason.USER
     except SystemExit:
-        stopped_by = "signal"
+        stopped_by = StopReason.SIGNAL
     finally:
         try:
             keys_out.release()
@@ -351,7 +364,8 @@ def run_loop(
             log.exception("releasing the keys failed")
     wall = time.monotonic() - t_start
     return LoopStats(steps=steps, wall_s=wall, fps=steps / wall if wall > 0 else 0.0, stages=timer.stats(),
-                     stopped_by=stopped_by, engaged_steps=engaged_steps, takeover_steps=takeover_steps,
+                     stopped_by=stopped_by, stop_detail=stop_detail, engaged_steps=engaged_steps,
+                     takeover_steps=takeover_steps,
                      events=tuple(events), dropped=pacer.dropped if pacer is not None else 0,
                      distance_m=distance, repeated_steps=repeated_steps)
 
@@ -365,7 +379,7 @@ class SimSource:
 
     env: a TruckSim-v0 env (gymnasium.make or TruckSimEnv). The first grab resets it with ``seed``
     (and ``options``, e.g. {"time_of_day": "night", "weather": "rain"}). ``clock_s`` is sim time.
-    An episode that terminates ends the drive (``ended`` = "collision" or "route_done").
+    An episode that ends ends the drive (``ended`` = StopReason.COLLISION, ROUTE_DONE or TRUNCATED).
     """
 
     def __init__(self, env, keys, seed: int | None = None, options: dict | None = None) -> None:
@@ -376,7 +390,7 @@ class SimSource:
         self.step = 0
         self.info: dict | None = None
         self._obs: np.ndarray | None = None
-        self._ended: str | None = None
+        self._ended: StopReason | None = None
 
     def grab(self) -> Observation:
         if self._obs is None:
@@ -387,11 +401,11 @@ class SimSource:
             self._obs, self.info = obs, info
             if terminated or truncated:
                 if "collision" in info["events"]:
-                    self._ended = "collision"
+                    self._ended = StopReason.COLLISION
                 elif truncated:
-                    self._ended = "truncated"
+                    self._ended = StopReason.TRUNCATED
                 else:
-                    self._ended = "route_done"
+                    self._ended = StopReason.ROUTE_DONE
         frame = Frame(image=self._obs, timestamp=time.monotonic(), index=self.step)
         return Observation(frame=frame, clock_s=self.step * self.dt, speed_mps=float(self.info["speed"]),
                            ended=self._ended, info=self.info)
@@ -436,7 +450,7 @@ class CaptureSource:
             log.warning("capture lost: %s", exc)
             last = self._last or Frame(np.zeros((2, 2, 3), np.uint8), time.monotonic(), -1)
             return Observation(frame=last, clock_s=last.timestamp, health=self.capture.health(),
-                               ended="capture_lost")
+                               ended=StopReason.CAPTURE_LOST)
         self._last = frame
         health = self.capture.health()
         return Observation(frame=frame, clock_s=frame.timestamp, health=health,
@@ -454,14 +468,19 @@ class GuardedKeyOutput:
     keys; lost focus: the game focused again; a stall of the loop: fresh frames, after only
     ``stall_reengage_after_s``; a frozen picture: 1 s, then 2, 4 ... 30 s while it stays frozen),
     unless ``reengage`` is False. An e-stop ends the
-    drive (``KeyResult.stop`` = "estop"). While a person drives, ``person_keys`` are their keys
-    (read from the guard's keyboard reader when it can say) and ``takeover`` is True, so the
-    recorder stores the intervention as training data.
+    drive (``KeyResult.stop`` = StopReason.ESTOP). While a person drives, ``person_keys`` are their
+    keys (read from the guard's keyboard reader when it can say) and ``takeover`` is True, so the
+    recorder stores the intervention as training data. Each reaction is chosen by the guard's
+    ``disengagement.reason`` (a DisengageReason), never by its text.
+
+    Times are seconds of ``clock`` (default ``time.monotonic``, the clock of frame timestamps).
     """
 
     def __init__(self, guard, *, reengage: bool = True, reengage_after_s: float = 1.0,
-                 stall_reengage_after_s: float = 0.2, max_frame_age_s: float | None = None) -> None:
+                 stall_reengage_after_s: float = 0.2, max_frame_age_s: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.guard = guard
+        self.clock = clock
         self.reengage = reengage
         self.reengage_after_s = reengage_after_s
         self.stall_reengage_after_s = stall_reengage_after_s
@@ -486,15 +505,18 @@ class GuardedKeyOutput:
             healthy = bool(focus_check())
         return healthy and 0.0 <= now - observation.frame.timestamp <= self.max_frame_age_s
 
+    def _why(self) -> Disengagement:
+        return self.guard.disengagement or Disengagement(DisengageReason.NOT_ENGAGED)
+
     def send(self, keys: KeysHeld, observation: Observation) -> KeyResult:
         guard = self.guard
-        now = time.monotonic()
+        now = self.clock()
         event = None
         if not guard.engaged:
-            reason = guard.disengage_reason or ""
-            if reason.startswith("e-stop"):
+            why = self._why()
+            if why.reason is DisengageReason.ESTOP:
                 guard.heartbeat(guard.backend.held())
-                return KeyResult(held=guard.backend.held(), engaged=False, event=None, stop="estop")
+                return KeyResult(held=guard.backend.held(), engaged=False, event=None, stop=StopReason.ESTOP)
             person = self._person_keys()
             person_active = person is not None and any(person.as_array())
             cause_gone = self._fresh(observation, now) and not person_active
@@ -503,9 +525,9 @@ class GuardedKeyOutput:
             elif self._clear_since is None:
                 self._clear_since = now
             wait = 0.0 if not self._ever_engaged else self.reengage_after_s
-            if reason.startswith("capture stale"):  # a frozen game: back off 1, 2, 4 ... 30 s
+            if why.reason is DisengageReason.CAPTURE_STALE:  # a frozen game: back off 1, 2, 4 ... 30 s
                 wait = min(30.0, self.reengage_after_s * 2.0 ** max(0, self._stale_strikes - 1))
-            elif reason.startswith("guard process released the keys (stall"):
+            elif why.reason is DisengageReason.GUARD_RELEASED and why.release in STALL_RELEASES:
                 wait = min(wait, self.stall_reengage_after_s)  # a hiccup of the loop: resume soon
             may_engage = (not self._ever_engaged) or self.reengage
             if cause_gone and may_engage and now - self._clear_since >= wait:
@@ -521,14 +543,14 @@ class GuardedKeyOutput:
         if guard.engaged and not observation.repeated:
             self._stale_strikes = 0  # the picture moves while we drive: forget earlier frozen stops
         if not guard.engaged:
-            reason = guard.disengage_reason or "disengaged"
-            event = f"disengaged: {reason}"
-            if reason.startswith("capture stale"):
+            why = self._why()
+            event = f"disengaged: {why}"
+            if why.reason is DisengageReason.CAPTURE_STALE:
                 self._stale_strikes += 1
             self._clear_since = None
-            self._in_takeover = reason.startswith("takeover")
+            self._in_takeover = why.reason is DisengageReason.TAKEOVER
             person = self._person_keys()
-            stop = "estop" if reason.startswith("e-stop") else None
+            stop = StopReason.ESTOP if why.reason is DisengageReason.ESTOP else None
             return KeyResult(held=held, engaged=False, person_keys=person,
                              takeover=self._in_takeover and person is not None and any(person.as_array()),
                              event=event, stop=stop)

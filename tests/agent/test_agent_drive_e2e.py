@@ -24,7 +24,7 @@ from drive_kit import SimWindowProcess, train_tiny_perceiver, wait_for_window
 
 from agent.runtime.controller import ControllerConfig
 from agent.apps.drive import controller_config_for_time_scale, drive_window
-from agent.types import KeysHeld
+from agent.types import KeysHeld, StopReason
 
 pytestmark = pytest.mark.x11
 
@@ -85,11 +85,12 @@ def test_agent_drives_the_sim_window_1km_with_mss_and_xtest(xvfb_display, tiny_p
         stats, sim, held_after = _drive_once(tiny_perceiver)
         # whatever the outcome, the drive must end with no driving key down on the X server
         assert held_after == KeysHeld(), f"attempt {attempt}: a driving key is still down after the drive"
-        if stats.stopped_by == "1 km":
+        if stats.stop_detail == "1 km":
             break
-        failures.append(f"attempt {attempt}: stopped by {stats.stopped_by} at {sim.distance_m:.0f} m: {sim.lines[-3:]}")
+        failures.append(f"attempt {attempt}: stopped by {stats.stopped_by.value} ({stats.stop_detail}) "
+                        f"at {sim.distance_m:.0f} m: {sim.lines[-3:]}")
         print(f"e2e attempt {attempt} of {ATTEMPTS} failed: {failures[-1]}")
-    assert stats.stopped_by == "1 km", failures
+    assert stats.stopped_by is StopReason.REQUESTED and stats.stop_detail == "1 km", failures
     assert sim.distance_m >= 1000 and sim.restarts == 0, sim.lines[-10:]
     assert stats.engaged_steps >= 0.95 * stats.steps, stats.events  # no takeover / stale-capture stops
     new_frames = stats.steps - stats.repeated_steps  # acted on once each

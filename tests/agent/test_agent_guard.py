@@ -10,6 +10,7 @@ import pytest
 
 from agent.io.capture import CaptureHealth
 from agent.io.guard import GuardConfig, SafetyGuard, frame_is_fresh
+from agent.io.guard_protocol import STALL_RELEASES, DisengageReason, ReleaseReason
 from agent.tools.guard_bench import kill_trial, process_gone, stall_trial, summarize
 from agent.io.keys import KeyMap, SimKeys
 from agent.io.keys.x11 import X11KeymapReader, X11Keys, read_held_keys
@@ -100,7 +101,7 @@ def test_estop_hotkey_disengages_and_blocks_engage(reader):
         person.press("left")  # the person presses End
         held = guard.apply(KeysHeld(left=True, throttle=True))
         assert held == KeysHeld() and not guard.engaged
-        assert guard.disengage_reason == "e-stop (End)"
+        assert guard.disengagement.reason is DisengageReason.ESTOP and guard.disengage_reason == "e-stop (End)"
         assert reader.down(["Left", "Up"]) == set()
         assert not guard.engage(frame_fresh=True)  # End still held
         person.release("left")
@@ -118,9 +119,10 @@ def test_person_pressing_a_driving_key_takes_over(reader, person_keymap):
         assert guard.engaged
         person.press("brake")
         assert guard.apply(KeysHeld(left=True)) == KeysHeld()
-        assert guard.disengage_reason.startswith("takeover: a person pressed")
+        assert guard.disengagement.reason is DisengageReason.TAKEOVER
+        assert guard.disengage_reason.startswith("takeover: a person pressed")  # the line people read
         assert "Left" not in reader.down(["Left"])
-        assert not guard.engage(frame_fresh=True) and "person holds" in guard.disengage_reason
+        assert not guard.engage(frame_fresh=True) and guard.disengagement.reason is DisengageReason.TAKEOVER
         person.release("brake")
         assert guard.engage(frame_fresh=True)
     assert read_held_keys() == KeysHeld()
@@ -136,6 +138,7 @@ def test_engage_needs_fresh_frames_and_stale_capture_disengages():
         assert guard.apply(KeysHeld(throttle=True), healthy) == KeysHeld(throttle=True)
         black = CaptureHealth(frames=9, black=True, mean_level=0.5)
         assert guard.apply(KeysHeld(throttle=True), black) == KeysHeld()
+        assert guard.disengagement.reason is DisengageReason.CAPTURE_STALE
         assert guard.disengage_reason == "capture stale: black (mean level 0.5)"
 
 
@@ -231,7 +234,8 @@ def test_hosted_keys_apply_synchronously_and_release_on_close(reader):
         time.sleep(6 * PERIOD)  # the loop stalls in-process
         assert reader.down(["Right"]) == set()
         assert guard.apply(KeysHeld(right=True)) == KeysHeld() and not guard.engaged
-        assert "released the keys" in guard.disengage_reason
+        assert guard.disengagement.reason is DisengageReason.GUARD_RELEASED
+        assert guard.disengagement.release in STALL_RELEASES  # STALL_LOCKED if the ack came first
         assert reader.down(["Right"]) == set()
         assert guard.engage(frame_fresh=True)
         assert guard.apply(KeysHeld(brake=True)) == KeysHeld(brake=True)
@@ -244,35 +248,43 @@ def test_hosted_keys_apply_synchronously_and_release_on_close(reader):
 
 
 def test_hosted_guard_process_refuses_presses_after_a_stall_until_unlocked(reader):
-    """The protocol itself: after a stall release, key presses are refused ("locked") until U."""
+    """The protocol itself: after a stall release, key presses are refused ("locked") until Unlock."""
     import json
     import subprocess
     import sys
 
+    from agent.io.guard_protocol import TO_PARENT, Ack, Quit, Ready, Released, SetKeys, Unlock, decode, encode
+
     spec = {"kind": "x11", "display": None, "keymap": dict(KeyMap.arrows().items())}
     proc = subprocess.Popen([sys.executable, "-m", "agent.io.guard", "--hosted", "--spec", json.dumps(spec),
-                             "--period", str(PERIOD)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                             "--period", str(PERIOD)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    left = KeysHeld(left=True)
     try:
-        assert proc.stdout.readline().strip() == "READY"
+        def receive():
+            return decode(proc.stdout.readline(), TO_PARENT)
 
-        def send(line):
-            proc.stdin.write(line + "\n")
+        assert receive() == Ready()
+
+        def send(message):
+            proc.stdin.write(encode(message))
             proc.stdin.flush()
-            if not line.startswith("K"):
+            if not isinstance(message, SetKeys):
                 return None
             while True:  # skip stall notes if this (loaded) machine paused us for 3 periods
-                answer = proc.stdout.readline().strip()
-                if answer.startswith("A "):
+                answer = receive()
+                if isinstance(answer, Ack):
                     return answer
 
-        assert send("K 1000 1") == "A 1" and reader.down(["Left"]) == {"Left"}
-        assert proc.stdout.readline().startswith("RELEASED stall")  # no heartbeat for 3 periods
+        assert send(SetKeys(left, 1)) == Ack(1, locked=False) and reader.down(["Left"]) == {"Left"}
+        released = receive()  # no heartbeat for 3 periods
+        assert isinstance(released, Released) and released.reason is ReleaseReason.STALL
         assert reader.down(["Left"]) == set()
-        assert send("K 1000 2") == "A 2 locked" and reader.down(["Left"]) == set()
-        send("U")
-        assert send("K 1000 3") == "A 3" and reader.down(["Left"]) == {"Left"}
-        send("Q")
-        assert proc.stdout.readline().startswith("RELEASED quit")
+        assert send(SetKeys(left, 2)) == Ack(2, locked=True) and reader.down(["Left"]) == set()
+        send(Unlock())
+        assert send(SetKeys(left, 3)) == Ack(3, locked=False) and reader.down(["Left"]) == {"Left"}
+        send(Quit())
+        released = receive()
+        assert isinstance(released, Released) and released.reason is ReleaseReason.QUIT
         assert proc.wait(timeout=5) == 0
         assert reader.down(["Left"]) == set()
     finally:

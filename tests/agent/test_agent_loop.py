@@ -13,7 +13,7 @@ import sim  # noqa: F401  (registers TruckSim-v0)
 from agent.runtime.controller import Controller
 from agent.io.keys import SimKeys
 from agent.runtime.loop import SimKeyOutput, SimSource, run_loop
-from agent.types import KeysHeld
+from agent.types import KeysHeld, StopReason
 from perception.perceiver import Perceiver
 from perception.types import DIRECTIONS, Perception
 
@@ -49,7 +49,7 @@ def test_loop_runs_n_steps_with_stage_timings_and_releases_keys(random_tiny_perc
     stats = run_loop(source, random_tiny_perceiver, Controller(), out, max_steps=40,
                      on_tick=lambda i, obs, p, a, r: held_during.append(r.held))
     source.close()
-    assert stats.steps == 40 and stats.stopped_by == "steps" and stats.engaged_steps == 40
+    assert stats.steps == 40 and stats.stopped_by is StopReason.STEPS and stats.engaged_steps == 40
     for stage in ("capture", "perceive", "perceive.preprocess", "perceive.direction", "perceive.total", "control",
                   "keys", "tick", "frame_to_key"):
         assert stats.stages[stage].count == 40, stage
@@ -80,7 +80,7 @@ def test_loop_stop_reasons():
     source, out, _ = sim_parts()
     stats = run_loop(source, scripted("straight"), Controller(), out, max_seconds=0.3, fps=50)
     # at most 0.3 s x 50 fps + 1 steps (the pacer never runs faster); at least one however loaded the machine
-    assert stats.stopped_by == "seconds" and 1 <= stats.steps <= 16 and stats.wall_s >= 0.3
+    assert stats.stopped_by is StopReason.SECONDS and 1 <= stats.steps <= 16 and stats.wall_s >= 0.3
     source.close()
 
     source, out, _ = sim_parts()
@@ -88,13 +88,13 @@ def test_loop_stop_reasons():
     stats = run_loop(source, scripted("straight"), Controller(), out, max_steps=100,
                      stop_when=lambda: "told to" if len(calls) >= 7 else None,
                      on_tick=lambda *a: calls.append(1))
-    assert stats.stopped_by == "told to" and stats.steps == 7
+    assert stats.stopped_by is StopReason.REQUESTED and stats.stop_detail == "told to" and stats.steps == 7
     source.close()
 
     # a short route: the episode ends (done, or a crash of a truck that never steers) before the budget
     source, out, keys = sim_parts(route_m=60.0, traffic_density=0.0)
     stats = run_loop(source, scripted("straight"), Controller(), out, max_steps=2000)
-    assert stats.stopped_by in ("route_done", "collision") and stats.steps < 2000, stats.stopped_by
+    assert stats.stopped_by in (StopReason.ROUTE_DONE, StopReason.COLLISION) and stats.steps < 2000, stats.stopped_by
     assert stats.distance_m >= 50 and keys.held() == KeysHeld()
     source.close()
 
@@ -112,7 +112,7 @@ def test_keys_are_released_on_interrupt_and_on_error():
 
     source, out, keys = sim_parts()
     stats = run_loop(source, scripted("left"), Controller(), out, max_steps=50, on_tick=boom(KeyboardInterrupt()))
-    assert stats.stopped_by == "user" and stats.steps == 9 and keys.held() == KeysHeld()
+    assert stats.stopped_by is StopReason.USER and stats.steps == 9 and keys.held() == KeysHeld()
     source.close()
 
     source, out, keys = sim_parts()
@@ -178,7 +178,7 @@ def test_takeover_is_recorded_then_the_agent_reengages_and_estop_ends_the_drive(
         person.close()
         window.close()
     events = list(stats.events)
-    assert stats.stopped_by == "estop", (stats.stopped_by, events)
+    assert stats.stopped_by is StopReason.ESTOP, (stats.stopped_by, events)
     assert any(e.startswith("disengaged: takeover") and "Right" in e for e in events), events
     assert events.count("engaged") >= 2 and "reengaged" in phases, events
     assert held_after == KeysHeld()
