@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 
 DIRECTIONS: tuple[str, ...] = ("left", "straight", "right")
 DEFAULT_DETECTION_CLASSES: tuple[str, ...] = ("car", "truck", "person", "sign")
+#: Every stage name a Perceiver may time in ``Perception.timings_ms`` (see perception.perceiver).
+PERCEPTION_STAGES: tuple[str, ...] = ("preprocess", "trunk", "direction", "detector", "networks", "decode_nms",
+                                      "total")
 
 
 @dataclass(frozen=True)
@@ -27,8 +30,7 @@ class Perception:
     direction: the most probable of DIRECTIONS.
     direction_probs: probability per direction name, summing to 1.
     detections: after score threshold and NMS, highest score first.
-    timings_ms: wall milliseconds per stage (e.g. "preprocess", "trunk",
-        "direction_head", "detector_head", "decode_nms", "total").
+    timings_ms: wall milliseconds per stage, keyed by PERCEPTION_STAGES names.
     """
 
     direction: str

@@ -36,7 +36,6 @@ import argparse
 import json
 import logging
 import os
-import statistics
 import sys
 import time
 
@@ -44,9 +43,11 @@ log = logging.getLogger("truckpilot.bench")
 
 
 def _percentiles(values_ms: list[float]) -> dict[str, float]:
-    ordered = sorted(values_ms)
-    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
-    return {"p50": round(statistics.median(ordered), 3), "p95": round(p95, 3)}
+    """{"p50", "p95"} of millisecond samples, rounded to 3 places (agent.io.timing.percentiles)."""
+    from agent.io.timing import percentiles
+
+    p50, p95 = percentiles(values_ms)
+    return {"p50": round(p50, 3), "p95": round(p95, 3)}
 
 
 def measure_capture_ms(display: str | None, grabs: int = 60) -> dict:
@@ -166,12 +167,14 @@ def build_naive_perceiver():
 def measure_loop(perceiver, steps: int, seed: int = 0) -> dict:
     """The driving loop in the in-process simulator, unpaced: FPS and frame-to-key latency."""
     from agent.apps.drive import drive_sim
+    from agent.runtime.loop import perceive_stage
+    from perception.types import PERCEPTION_STAGES
 
     stats = drive_sim(perceiver, seed=seed, time_of_day="day", weather="clear", steps=steps)
     tick = stats.stages["tick"]
     latency = stats.stages["frame_to_key"]
-    perceive = {name.split(".", 1)[1]: round(s.p50_ms, 2) for name, s in stats.stages.items()
-                if name.startswith("perceive.")}
+    perceive = {stage: round(stats.stages[perceive_stage(stage)].p50_ms, 2) for stage in PERCEPTION_STAGES
+                if perceive_stage(stage) in stats.stages}
     return {"fps_p50": round(1000.0 / tick.p50_ms, 2), "tick_ms_p50": round(tick.p50_ms, 2),
             "tick_ms_p95": round(tick.p95_ms, 2), "frame_to_key_ms_p50": round(latency.p50_ms, 2),
             "frame_to_key_ms_p95": round(latency.p95_ms, 2), "perceive_stage_ms_p50": perceive,
