@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from agent.io.pacing import RateLimiter
+from agent.io.timing import percentiles
 from agent.types import Frame
 from agent.io.window import WindowGeometry, WindowGone, window_locator
 
@@ -308,9 +309,7 @@ def benchmark_bgra_to_rgb(width: int = 1280, height: int = 720, repeats: int = 5
 def benchmark_capture(window_title: str | None = None, region: tuple[int, int, int, int] | None = None,
                       frames: int = 100, display_name: str | None = None) -> dict[str, float]:
     """Grab ``frames`` frames as fast as possible; wall ms per grab (window follow +
-    mss + BGRA->RGB + health), median and 95th percentile, and the frame size."""
-    import statistics
-
+    mss + BGRA->RGB + health), median and 95th percentile (agent.io.timing), and the frame size."""
     with open_capture(window_title, region=region, display_name=display_name) as cap:
         for _ in range(3):
             cap.grab()
@@ -319,7 +318,6 @@ def benchmark_capture(window_title: str | None = None, region: tuple[int, int, i
             start = time.perf_counter()
             frame = cap.grab()
             times.append((time.perf_counter() - start) * 1e3)
-    times.sort()
+    p50, p95 = percentiles(times)
     h, w = frame.image.shape[:2]
-    return {"width": w, "height": h, "grab_ms_median": statistics.median(times),
-            "grab_ms_p95": times[min(len(times) - 1, int(0.95 * len(times)))]}
+    return {"width": w, "height": h, "grab_ms_median": p50, "grab_ms_p95": p95}
