@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-DIRECTIONS: tuple[str, ...] = ("left", "straight", "right")
-DEFAULT_DETECTION_CLASSES: tuple[str, ...] = ("car", "truck", "person", "sign")
+#: the class and direction names live in sim.labels (the bottom layer); perception re-exports them
+from sim.labels import CLASSES as DEFAULT_DETECTION_CLASSES  # noqa: F401
+from sim.labels import DIRECTIONS  # noqa: F401
+
 #: Every stage name a Perceiver may time in ``Perception.timings_ms`` (see perception.perceiver).
 PERCEPTION_STAGES: tuple[str, ...] = ("preprocess", "trunk", "direction", "detector", "networks", "decode_nms",
                                       "total")

@@ -20,17 +20,14 @@ display or torch (the renderer imports pygame when it is built).
 Modules: config (SimConfig), road and roadside (seeded geometry, signs,
 scenery), truck (ego physics), actors (traffic, people, IDM), world (the
 episode's state and events), conditions (light, fog, rain), render and
-sprites (pseudo-3D drawing and boxes), env, expert, cli, contact_sheet,
+sprites (pseudo-3D drawing and boxes), labels (CLASSES and DIRECTIONS), env, expert, cli, contact_sheet,
 evaluate_expert, bench.
 """
 from __future__ import annotations
 
 from .config import DEFAULT_DT, TIMES_OF_DAY, WEATHERS, SimConfig
+from .labels import CLASSES, DIRECTIONS
 
-#: ground-truth object classes, in this fixed order
-CLASSES: tuple[str, ...] = ("car", "truck", "person", "sign")
-#: direction labels (the expert's intended steer with a deadband)
-DIRECTIONS: tuple[str, ...] = ("left", "straight", "right")
 ENV_ID = "TruckSim-v0"
 
 

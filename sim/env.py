@@ -19,7 +19,8 @@ from gymnasium import spaces
 
 from .config import RENDER_MODES, TIMES_OF_DAY, WEATHERS, SimConfig
 from .expert import Expert
-from .render import CLASSES, Renderer
+from .labels import CLASSES
+from .render import Renderer
 from .truck import TruckControls
 from .world import World
 

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .conditions import make_look
+from .labels import CLASSES
 from .sprites import DrawnExtent, SpritePainter, Shade
 from .world import World
 
-CLASSES: tuple[str, ...] = ("car", "truck", "person", "sign")
 NEAR_CLIP_M = 1.5
 #: id colour painted for unlabelled parts (sign poles) in the id mask
 UNLABELLED_ID = 0xFFFFFF

@@ -28,13 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from perception.boxes import clip_box_list
+from perception.types import DEFAULT_DETECTION_CLASSES, DIRECTIONS
 from training.sessions import SessionDiskFullError, SessionError, SessionWriter
 from agent.types import KeysHeld
 
 log = logging.getLogger(__name__)
 
-DIRECTIONS: tuple[str, ...] = ("left", "straight", "right")
-DEFAULT_CLASSES: tuple[str, ...] = ("car", "truck", "person", "sign")
 
 
 @dataclass(frozen=True)
@@ -249,8 +248,7 @@ def record_sim(
     try:
         obs, info = env.reset(seed=seed)
         base = env.unwrapped
-        classes = tuple(getattr(sys.modules.get("sim"), "CLASSES", DEFAULT_CLASSES))
-        directions = tuple(getattr(sys.modules.get("sim"), "DIRECTIONS", DIRECTIONS))
+        classes, directions = DEFAULT_DETECTION_CLASSES, DIRECTIONS
         dt = float(getattr(getattr(base, "config", None), "dt", 1.0 / fps))
         if perturb:
             perturbation = SteeringPerturbation(perturb, dt, seed=seed)
@@ -441,7 +439,7 @@ def record_window(
                   "region": list(region) if region else None, "captured_size": [w, h],
                   "platform": sys.platform}
         writer = SessionWriter.create(out, source=source, width=out_w, height=out_h, fps=fps,
-                                      classes=DEFAULT_CLASSES, directions=DIRECTIONS, image_format=image_format)
+                                      classes=DEFAULT_DETECTION_CLASSES, directions=DIRECTIONS, image_format=image_format)
         bar = _Progress(frames, progress)
         t0 = time.monotonic()
         capture_t0 = first.timestamp

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from perception.types import DEFAULT_DETECTION_CLASSES
+
 
 def _synthetic_frame(width: int, height: int) -> np.ndarray:
     """A road-like HxWx3 uint8 RGB frame: sky, grass, a road, a few cars."""
@@ -56,7 +58,7 @@ def measure_write_fps(frames: int = 600, width: int = 320, height: int = 240, im
         path = Path(tmp) / "session"
         t0 = time.perf_counter()
         with SessionWriter.create(path, source={"kind": "bench"}, width=width, height=height, fps=0,
-                                  classes=("car", "truck", "person", "sign"), image_format=image_format) as writer:
+                                  classes=DEFAULT_DETECTION_CLASSES, image_format=image_format) as writer:
             for _ in range(frames):
                 writer.append(image, timestamp=writer.elapsed(), keys=(False, False, True, False),
                               direction="straight", direction_source="sim",

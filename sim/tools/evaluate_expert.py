@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from sim.config import DEFAULT_DT
 from sim.expert import Expert
+from sim.labels import DIRECTIONS
 from sim.truck import TruckControls
 from sim.world import World
 
@@ -64,7 +65,7 @@ class ExpertReport:
         for r in self.routes:
             total.update(r.direction_counts)
         n = sum(total.values()) or 1
-        return {k: total[k] / n for k in ("left", "straight", "right")}
+        return {k: total[k] / n for k in DIRECTIONS}
 
     @property
     def all_finished(self) -> bool:

@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-DIRECTIONS = ("left", "straight", "right")
-CLASSES = ("car", "truck", "person", "sign")
+from sim.labels import CLASSES, DIRECTIONS
 COLOURS = {"car": (220, 30, 30), "truck": (30, 60, 220), "person": (240, 220, 40), "sign": (30, 200, 60)}
 SHAPES = {"car": (0.22, 0.16), "truck": (0.32, 0.26), "person": (0.07, 0.22), "sign": (0.12, 0.12)}  # (w, h) share
 

@@ -5,10 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from sim.labels import CLASSES
 from training.data.datasets import DetectionDataset, DirectionDataset, build_frame_cache
 from training.data.samples import sample_from_array, samples_from_session, samples_from_sim
-
-CLASSES = ("car", "truck", "person", "sign")
 
 
 def test_sim_rollout_samples_feed_the_detection_dataset():

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from sim.labels import CLASSES
 from training.metrics import classification_metrics, detection_metrics, match_detections
-
-CLASSES = ("car", "truck", "person", "sign")
 
 
 def test_classification_metrics_known_confusion():
