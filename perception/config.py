@@ -18,7 +18,7 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 #: Default model input (H, W): 192x144, 4:3 like the simulator's 320x240 frames (0.6x).
-#: Chosen by measurement (perception/README.md, "Input size"): with one shared trunk
+#: Chosen by measurement (perception/RESULTS.md, "Input size"): with one shared trunk
 #: both networks run at ~22 FPS float32 / ~34 FPS bfloat16 on 2 CPU cores (best case),
 #: where 224x168 manages ~20 / ~26; below 192x144 the sim's smallest boxes (4 px at
 #: 320x240) drop under 2.4 px.
@@ -167,7 +167,7 @@ ARTICLE_ANCHORS = AnchorConfig(
 
 
 #: The default anchors plus a stride-4 level (SSDNet's FineLevel) of base size 0.02 of the short
-#: side, for objects a few pixels wide (training/README.md, "A stride-4 level for walkers").
+#: side, for objects a few pixels wide (training/RESULTS.md, "A stride-4 level for walkers").
 STRIDE4_ANCHORS = AnchorConfig(
     feature_strides=(4, 8, 16, 32, 64, 128), sizes=(0.02, 0.04, 0.08, 0.2, 0.4, 0.7)
 )

@@ -2,5 +2,5 @@
 
 Entry points: ``truckpilot train`` (training.cli), ``truckpilot evaluate``
 (training.evaluate_cli), ``truckpilot export`` (training.export). See
-training/README.md for the run directory, the choices made and measured figures.
+training/README.md for the run directory and the choices made, training/RESULTS.md for measured figures.
 """

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 5 acceptance: train on simulator sessions from some seeds, evaluate on sessions from OTHER
-# seeds and conditions, with the protocol and recipes of training/README (the CPU chain's figures
+# seeds and conditions, with the protocol and recipes of training/RESULTS.md (the CPU chain's figures
 # are directly comparable). Stages (run in order; each is idempotent):
 #   training/acceptance.sh data        train seeds 1-40 (day clear, dusk clear, day rain, night clear,
 #                                      day fog, dusk rain in turn; 300 frames, --perturb 0.4); validation
@@ -81,7 +81,7 @@ stage_bench() {
         --anchor-sizes 0.02 0.04 0.08 0.2 0.4 0.7 --batch-size "${DET_BATCH:-32}" --benchmark-steps 40 $EXTRA
 }
 
-stage_direction() {  # training/README "Direction, 15 CPU minutes" recipe
+stage_direction() {  # training/RESULTS.md "Direction, 15 CPU minutes" recipe
     rm -rf "$ROOT/direction"
     tp train direction --data "$ROOT"/data/train/* --val-data "${VAL[@]}" --out "$ROOT/direction" \
         --trunk-weights "$TRUNK" --input-height 96 --input-width 128 --epochs 4 --epoch-frames "$(frames 10800)" \
@@ -101,7 +101,7 @@ detector_step() {  # out lr options...: one `train detector` step of a chain wit
         --batch-size "${DET_BATCH:-32}" --lr "$lr" "${COMMON[@]}" $EXTRA
 }
 
-detector_chain_640() {  # training/README "Sessions recorded at 640x480": three steps, the last on 320x240 crops
+detector_chain_640() {  # training/RESULTS.md "Sessions recorded at 640x480": three steps, the last on 320x240 crops
     local d="$ROOT/detector"
     rm -rf "$d"
     detector_step "$d/1_192x144" 2e-3 --trunk-weights "$TRUNK" --input-height 144 --input-width 192 "${CHAIN_ANCHORS[@]}" \
@@ -113,7 +113,7 @@ detector_chain_640() {  # training/README "Sessions recorded at 640x480": three 
     tp evaluate "$d/3_640x480c/best.safetensors" --data "$ROOT"/data/test/* --out "$d/test"
 }
 
-detector_chain_upscaled() {  # training/README "Progressive resizing" + "Two more steps up the chain"
+detector_chain_upscaled() {  # training/RESULTS.md "Progressive resizing" + "Two more steps up the chain"
     local d="$ROOT/detector"
     rm -rf "$d"
     detector_step "$d/1_192x144" 2e-3 --trunk-weights "$TRUNK" --input-height 144 --input-width 192 "${CHAIN_ANCHORS[@]}" \

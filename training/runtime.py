@@ -69,7 +69,7 @@ def cpu_has_native_bf16() -> bool | None:
     return any(bool(check()) for check in checks)
 
 
-#: what bf16 autocast cost on a CPU without it (training/README, "bf16 on a CPU without native bf16")
+#: what bf16 autocast cost on a CPU without it (training/RESULTS.md, "Training speed")
 EMULATED_BF16_NOTE = ("bf16 is emulated on it: a 192x144 detector step took 76 s instead of 6.2 s in float32 on a "
                       "2-core AVX2 EPYC")
 

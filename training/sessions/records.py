@@ -18,7 +18,7 @@ A session is a directory::
 
 Why packs and not one file per image: creating a file costs ~0.7 ms of CPU on
 this project's ext4 disks against ~7 us for an append (measured, see
-training/sessions/README.md), and the >= 300 frames/s budget is ~3 ms per frame.
+training/RESULTS.md, "The session store"), and the >= 300 frames/s budget is ~3 ms per frame.
 
 Ordering makes a crash safe: a frame's image bytes are in its pack before its
 record line is written, so a record never points at a half-written image;
@@ -51,7 +51,7 @@ LOCK_FILE = ".lock"
 
 #: Who produced a label.
 LABEL_SOURCES: tuple[str, ...] = ("sim", "keys", "model", "human")
-#: Supported image encodings (see training/sessions/README.md for the measurement behind the defaults).
+#: Supported image encodings (why the defaults: training/sessions/README.md; measured: training/RESULTS.md).
 IMAGE_FORMATS: tuple[str, ...] = ("png", "jpg")
 FRAMES_PER_PACK = 1000
 

@@ -3,7 +3,7 @@
 ``python -m training.tools.malloc_bench [--input-height 360 --input-width 480 --batch-size 8 --rounds 3]``
 
 The allocator setting is process-wide, so each measurement is a child process: it builds the
-product's SSDNet (the stride-4 anchor layout of training/README, random init) at the input size,
+product's SSDNet (perception.config.STRIDE4_ANCHORS with ratio 0.3 added, random init) at the input size,
 runs the real training step (bf16 autocast, channels_last, SSDNet.loss, backward, AdamW) on a
 fixed random batch, ``--warmup`` untimed steps and then ``--steps`` timed ones, and reports
 wall seconds per step, the share of its CPU time spent in the kernel, minor page faults per
