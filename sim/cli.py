@@ -4,10 +4,19 @@
     truckpilot sim --autopilot --title "TruckSim" --size 640x480
     truckpilot sim --contact-sheet out.png
     truckpilot sim --autopilot --telemetry /dev/shm/SCSTelemetry   # publish SCS telemetry (rev 12)
+    truckpilot sim --scs-controls /dev/shm/SCS/SCSControls         # analog input, as the SCS input plugin
 
 In the window, the driving keys are read with ``pygame.key.get_pressed()``
 every frame, so key presses injected with X11 XTest by another process drive
 the truck just like a keyboard. P pauses and resumes.
+
+With ``--scs-controls PATH`` the window also plays the game's side of ETS2LA's
+SCS SDK input plugin (scs-sdk-controller): it makes the plugin's controls block
+at PATH and reads its steering, accelerator and brake axes every frame
+(``sim.scs_controls``). A held steering key overrides the steering axis; each
+pedal is the larger of its key and its axis (``mix_controls``). With the axes
+neutral the keyboard drives exactly as without the option. Left: a pygame
+joystick as a third input.
 """
 from __future__ import annotations
 
@@ -16,6 +25,8 @@ import logging
 import time
 
 from .config import DEFAULT_DT, TIMES_OF_DAY, WEATHERS, SimConfig, parse_size
+from .scs_controls import ControlsDevice, mix_controls
+from .scs_controls_layout import LAYOUTS, NEWEST
 from .scs_telemetry import TelemetryPublisher, frame_from_sim
 from .truck import TruckControls
 
@@ -31,7 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-of-day", choices=TIMES_OF_DAY, default=None, help="default: picked by the seed")
     p.add_argument("--weather", choices=WEATHERS, default=None, help="default: picked by the seed")
     p.add_argument("--traffic", type=float, default=1.0, help="traffic density (0 = empty road)")
-    p.add_argument("--autopilot", action="store_true", help="the scripted expert drives")
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("--autopilot", action="store_true", help="the scripted expert drives")
+    who.add_argument("--scs-controls", metavar="PATH", default=None,
+                     help="also drive with the analog axes another program writes in this SCS input plugin "
+                          "block (scs-sdk-controller's layout; made and zeroed here), e.g. /dev/shm/SCS/SCSControls")
     p.add_argument("--title", default="TruckPilot sim", help="window title (capture tools find the window by it)")
     p.add_argument("--seconds", type=float, default=None, help="quit after this many seconds (for tests)")
     p.add_argument("--log-every", type=float, default=5.0, metavar="SECONDS",
@@ -40,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--telemetry", metavar="PATH", default=None,
                    help="publish the SCS Telemetry plugin's block (revision 12) in this file each frame, "
                         "e.g. /dev/shm/SCSTelemetry; read it with `truckpilot telemetry --path PATH`")
+    p.add_argument("--scs-controls-version", choices=list(LAYOUTS), default=NEWEST,
+                   help=f"the plugin version whose block --scs-controls makes (default {NEWEST}, the newest)")
     p.add_argument("--contact-sheet", metavar="PNG", default=None,
                    help="save a grid of frames (seeds x every condition) with ground-truth boxes, then exit")
     p.add_argument("--sheet-seeds", type=int, default=3, help="seeds (columns) in the contact sheet")
@@ -48,10 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _publish(publisher, keys, info: dict, simulated_s: float, wall_s: float, paused: bool) -> None:
-    """Write this frame's telemetry (``keys``: left, right, throttle, brake held) when publishing."""
+def _publish(publisher, controls: TruckControls, info: dict, simulated_s: float, wall_s: float,
+             paused: bool) -> None:
+    """Write this frame's telemetry (``controls``: the driver's input this frame) when publishing."""
     if publisher is not None:
-        controls = TruckControls.from_keys(*(bool(k) for k in keys))
         publisher.publish(frame_from_sim(controls, truck_steer=info["steer"], speed_m_s=info["speed"], paused=paused,
                                          simulated_s=simulated_s, wall_s=wall_s))
 
@@ -67,6 +84,7 @@ def drive(args) -> dict:
     config = SimConfig(width=width, height=height, time_of_day=args.time_of_day, weather=args.weather,
                        traffic_density=args.traffic, window_title=args.title, human_scale=args.scale)
     publisher = TelemetryPublisher(args.telemetry) if args.telemetry else None  # a bad path fails before the window
+    device = ControlsDevice(args.scs_controls, args.scs_controls_version) if args.scs_controls else None
     env = TruckSimEnv(render_mode="human", config=config)
     expert = Expert(seed=args.seed, dt=config.dt) if args.autopilot else None
     obs, info = env.reset(seed=args.seed)
@@ -74,7 +92,7 @@ def drive(args) -> dict:
     start = time.monotonic()
     steps, episodes, quit_reason = 0, 1, "seconds"
     events_seen: dict[str, int] = {}
-    keys_down_steps = 0
+    keys_down_steps = analog_steps = 0
     paused = False
     try:
         while True:
@@ -91,16 +109,24 @@ def drive(args) -> dict:
             keys = [pressed[pygame.K_LEFT] or pressed[pygame.K_a], pressed[pygame.K_RIGHT] or pressed[pygame.K_d],
                     pressed[pygame.K_UP] or pressed[pygame.K_w], pressed[pygame.K_DOWN] or pressed[pygame.K_s]]
             keys_down_steps += any(keys)
+            if device is not None:  # the plugin's axes, mixed with the keys
+                reading = device.read()
+                analog_steps += (reading.steering, reading.aforward, reading.abackward) != (0.0, 0.0, 0.0)
+                controls = mix_controls(reading, left=bool(keys[0]), right=bool(keys[1]), throttle=bool(keys[2]),
+                                        brake=bool(keys[3]))
+            else:
+                controls = TruckControls.from_keys(*(bool(k) for k in keys))
             if paused:  # the world stands still; the window and the telemetry stay live
-                _publish(publisher, keys, info, steps * config.dt, time.monotonic() - start, paused=True)
+                _publish(publisher, controls, info, steps * config.dt, time.monotonic() - start, paused=True)
                 if args.seconds is not None and time.monotonic() - start >= args.seconds:
                     break
                 clock.tick(args.fps)
                 continue
-            action = expert.act(env) if expert is not None else [int(k) for k in keys]
-            obs, _, terminated, truncated, info = env.step(action)
+            if expert is not None:
+                controls = TruckControls.from_keys(*(bool(k) for k in expert.act(env)))
+            obs, _, terminated, truncated, info = env.step(controls)
             steps += 1
-            _publish(publisher, action, info, steps * config.dt, time.monotonic() - start, paused=False)
+            _publish(publisher, controls, info, steps * config.dt, time.monotonic() - start, paused=False)
             for e in info["events"]:
                 events_seen[e] = events_seen.get(e, 0) + 1
             if steps % max(1, int(round(args.log_every / DEFAULT_DT))) == 0:
@@ -117,8 +143,11 @@ def drive(args) -> dict:
         env.close()
         if publisher is not None:
             publisher.close()
+        if device is not None:
+            device.close()
     summary = {"steps": steps, "episodes": episodes, "distance_m": round(info["distance"], 2),
-               "speed_m_s": round(info["speed"], 2), "keys_down_steps": keys_down_steps, "events": events_seen,
+               "speed_m_s": round(info["speed"], 2), "keys_down_steps": keys_down_steps,
+               "analog_steps": analog_steps, "events": events_seen,
                "quit": quit_reason}
     print("sim summary:", " ".join(f"{k}={v}" for k, v in summary.items()), flush=True)
     return summary

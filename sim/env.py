@@ -2,7 +2,9 @@
 
 Observation: the rendered frame, HxWx3 uint8 RGB. Action: keys held,
 MultiBinary(4) in (left, right, throttle, brake) order, or with
-``continuous=True`` a Box (steer in [-1, 1] negative = left, throttle, brake).
+``continuous=True`` a Box (steer in [-1, 1] negative = left, throttle, brake);
+either way a ``sim.truck.TruckControls`` is also taken as it is (the window
+app's keys mixed with analog input, ``sim.scs_controls.mix_controls``).
 Ground truth for every frame is in ``info`` (see ``TruckSimEnv.step``).
 
 Each ``step`` simulates ``config.dt`` seconds (default 1/15 s: 15 frames per
@@ -151,6 +153,8 @@ class TruckSimEnv(gymnasium.Env):
 
     # ------------------------------------------------------------------ internals
     def _controls(self, action) -> TruckControls:
+        if isinstance(action, TruckControls):  # the window's mixed keyboard + analog input, as it is
+            return action
         a = np.asarray(action)
         if self.config.continuous:
             if a.shape != (3,):
