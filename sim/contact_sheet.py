@@ -12,6 +12,7 @@ import numpy as np
 from .config import TIMES_OF_DAY, WEATHERS
 from .env import TruckSimEnv
 from .expert import Expert
+from .rollout import expert_policy, rollout
 
 log = logging.getLogger(__name__)
 
@@ -27,19 +28,20 @@ def contact_sheet_frames(seeds=(0, 1, 2), width: int = 320, height: int = 240, m
     and signs as well as traffic."""
     env = TruckSimEnv(render_mode="rgb_array", width=width, height=height)
     expert = Expert(seed=0, dt=env.config.dt)
+    policy = expert_policy(env, expert)
     for tod in TIMES_OF_DAY:
         for weather in WEATHERS:
             for seed in seeds:
-                obs, info = env.reset(seed=int(seed), options={"time_of_day": tod, "weather": weather})
-                best, best_score = (obs, info), -1.0
-                for step in range(max_steps):
-                    obs, _, term, trunc, info = env.step(expert.act(env))
-                    if term or trunc:
+                start = env.reset(seed=int(seed), options={"time_of_day": tod, "weather": weather})
+                best, best_score = start, -1.0
+                for step in rollout(env, policy, max_steps, first=start):
+                    if step.episode_end:
                         break
-                    if step >= min_steps and step % 5 == 0:
-                        score = len(set(info["labels"])) + 0.05 * min(len(info["labels"]), 10)
+                    if step.index >= min_steps and step.index % 5 == 0:
+                        labels = step.next_info["labels"]
+                        score = len(set(labels)) + 0.05 * min(len(labels), 10)
                         if score > best_score:
-                            best, best_score = (obs, info), score
+                            best, best_score = (step.next_obs, step.next_info), score
                 yield (tod, weather, int(seed), *best)
     env.close()
 

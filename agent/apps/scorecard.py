@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from agent.runtime.drivers import DRIVER_NAMES, AgentDriver, BaselineDriver, ExpertDriver, steer_state
+from agent.types import KeysHeld
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,8 @@ def drive_route(driver, seed: int, time_of_day: str, weather: str, budget_steps:
                 config: ScorecardConfig = ScorecardConfig()) -> RouteScore:
     """``driver`` drives one route (seed, condition) for at most ``budget_steps``; an expert
     takes over at each intervention (see the module doc). Returns its RouteScore."""
+    from sim.rollout import rollout
+
     env = _make_env(config, time_of_day, weather)
     t0 = time.perf_counter()
     try:
@@ -151,14 +154,18 @@ def drive_route(driver, seed: int, time_of_day: str, weather: str, budget_steps:
         recovering = 0  # steps the rescuer has driven in the current recovery (0 = driver in control)
         last_steer: int | None = None
         finished = False
-        while steps < budget_steps:
-            in_control = recovering == 0
-            if in_control:
-                keys = driver.act(obs, info, env, steps * dt)
-            else:
-                keys = rescuer.act(obs, info, env, steps * dt)
-            before = float(info["distance"])
-            obs, _reward, terminated, truncated, info = env.step(keys.as_array())
+
+        def act(frame, frame_info):
+            """The driver while it is in control, the rescuer during a recovery (the loop below
+            updates ``recovering`` and ``steps`` before the next call)."""
+            who = driver if recovering == 0 else rescuer
+            return who.act(frame, frame_info, env, steps * dt).as_array()
+
+        for step in rollout(env, act, budget_steps, first=(obs, info)):
+            in_control = recovering == 0  # as when ``act`` chose this step's keys
+            keys = KeysHeld.from_array(step.action)
+            before = float(step.info["distance"])
+            info, terminated, truncated = step.next_info, step.terminated, step.truncated
             steps += 1
             events = info["events"]
             if in_control:

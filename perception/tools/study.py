@@ -47,6 +47,7 @@ def collect_frames(n: int, seed: int, every: int = 3) -> list[tuple[np.ndarray, 
     import gymnasium
     import sim  # noqa: F401  (registers the env)
     from sim.expert import Expert
+    from sim.rollout import expert_policy, rollout
 
     env = gymnasium.make("TruckSim-v0")
     frames = []
@@ -54,17 +55,14 @@ def collect_frames(n: int, seed: int, every: int = 3) -> list[tuple[np.ndarray, 
     with tqdm(total=n, desc=f"sim frames (seed {seed})", leave=False) as bar:
         while len(frames) < n:
             expert = Expert(seed=seed + episode)
-            obs, info = env.reset(seed=seed + episode)
-            for step in range(600):
-                if step % every == 0:
+            for step in rollout(env, expert_policy(env, expert), 600, seed=seed + episode):
+                if step.index % every == 0:
+                    info = step.info
                     labels = np.array([DEFAULT_DETECTION_CLASSES.index(c) + 1 for c in info["labels"]], np.int64)
-                    frames.append((obs.copy(), np.asarray(info["boxes"], np.float32).reshape(-1, 4), labels))
+                    frames.append((step.obs.copy(), np.asarray(info["boxes"], np.float32).reshape(-1, 4), labels))
                     bar.update(1)
                     if len(frames) >= n:
                         break
-                obs, _, terminated, truncated, info = env.step(expert.act(env.unwrapped))
-                if terminated or truncated:
-                    break
             episode += 1
     env.close()
     return frames

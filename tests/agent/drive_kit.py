@@ -79,6 +79,7 @@ def collect(seed: int, steps: int, policy=None, every: int = 2, perturb: float =
     An episode that ends or drifts > 1.6 m off its lane restarts on a new seed.
     """
     from sim.expert import Expert
+    from sim.rollout import rollout
 
     env = _env()
     obs, info = env.reset(seed=seed)
@@ -86,25 +87,28 @@ def collect(seed: int, steps: int, policy=None, every: int = 2, perturb: float =
     expert = Expert(seed=seed, dt=dt)
     rng = np.random.default_rng(seed)
     frames, labels = [], []
-    left, key = 0, 0
-    for i in range(steps):
-        if policy is None:
-            keys = expert.act(env.unwrapped)
-            if left > 0:
-                keys = keys.copy()
-                keys[0], keys[1] = key == 0, key == 1
-                left -= 1
-            elif rng.random() < perturb:
-                left, key = int(rng.integers(4, 14)), int(rng.integers(0, 2))
-        else:
-            keys = policy(obs, info, i * dt)
-        if i % every == 0:
-            frames.append(obs)
-            labels.append(DIRECTIONS.index(info["direction"]))
-        obs, _r, terminated, truncated, info = env.step(keys)
-        if terminated or truncated or abs(info["lateral_offset"]) > 1.6:
-            obs, info = env.reset(seed=seed + 1000 + i)
-            expert.reset()
+    left, key, calls = 0, 0, 0
+
+    def act(frame, frame_info):
+        nonlocal left, key, calls
+        calls += 1
+        if policy is not None:
+            return policy(frame, frame_info, (calls - 1) * dt)
+        keys = expert.act(env.unwrapped)
+        if left > 0:
+            keys = keys.copy()
+            keys[0], keys[1] = key == 0, key == 1
+            left -= 1
+        elif rng.random() < perturb:
+            left, key = int(rng.integers(4, 14)), int(rng.integers(0, 2))
+        return keys
+
+    for step in rollout(env, act, steps, first=(obs, info), on_end="reset",
+                        end_when=lambda s: abs(s.next_info["lateral_offset"]) > 1.6,
+                        next_seed=lambda ended: seed + 1000 + ended.index, on_reset=expert.reset):
+        if step.index % every == 0:
+            frames.append(step.obs)
+            labels.append(DIRECTIONS.index(step.info["direction"]))
     env.close()
     return np.stack(frames), np.array(labels)
 

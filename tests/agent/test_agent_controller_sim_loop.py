@@ -21,21 +21,23 @@ def ground_truth_perception(info) -> Perception:
 def test_controller_drives_the_sim_without_incident(seed):
     from sim.config import SimConfig
     from sim.env import TruckSimEnv
+    from sim.rollout import rollout
 
     env = TruckSimEnv(render_mode="rgb_array", config=SimConfig())
-    obs, info = env.reset(seed=seed)
     controller, keys = Controller(), SimKeys()
     now, events = 0.0, []
+
+    def drive(obs, info):
+        action = controller.update(ground_truth_perception(info), now, (obs.shape[1], obs.shape[0]),
+                                   speed_mps=info["speed"])
+        keys.apply(controller.keys_for(action, now))
+        return keys.held().as_array()
+
     try:
-        for _ in range(450):  # 30 simulated seconds
-            action = controller.update(ground_truth_perception(info), now, (obs.shape[1], obs.shape[0]),
-                                       speed_mps=info["speed"])
-            keys.apply(controller.keys_for(action, now))
-            obs, _, terminated, truncated, info = env.step(keys.held().as_array())
+        for step in rollout(env, drive, 450, seed=seed):  # 30 simulated seconds; stops at the episode's end
             now += env.config.dt
+            info = step.next_info
             events += info["events"]
-            if terminated or truncated:
-                break
     finally:
         env.close()
     assert "collision" not in events and "off_road" not in events, events

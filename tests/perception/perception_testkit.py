@@ -92,28 +92,26 @@ def sim_samples(n: int = 32, seed: int = 2, every: int = 7, max_steps: int = 300
     import gymnasium
     import sim  # noqa: F401  (registers TruckSim-v0)
     from sim.expert import Expert
+    from sim.rollout import expert_policy, rollout
 
     env = gymnasium.make("TruckSim-v0")
     expert = Expert(seed=seed)
-    obs, info = env.reset(seed=seed)
     picked: list[SimSample] = []
     quota = -(-n // len(DIRECTIONS))
     per_direction = dict.fromkeys(DIRECTIONS, 0)
-    for step in range(max_steps):
-        if len(picked) >= n:
-            break
-        if step % every == 0 and len(info["boxes"]):
+    for step in rollout(env, expert_policy(env, expert), max_steps, seed=seed, on_end="reset",
+                        next_seed=lambda ended: seed + ended.index + 1, on_reset=expert.reset):
+        info = step.info
+        if step.index % every == 0 and len(info["boxes"]):
             if per_direction[info["direction"]] < quota:
                 per_direction[info["direction"]] += 1
                 picked.append(SimSample(
-                    obs.copy(), np.asarray(info["boxes"], np.float32).reshape(-1, 4),
+                    step.obs.copy(), np.asarray(info["boxes"], np.float32).reshape(-1, 4),
                     np.array([DEFAULT_DETECTION_CLASSES.index(c) + 1 for c in info["labels"]], np.int64),
                     DIRECTIONS.index(info["direction"]),
                 ))
-        obs, _, terminated, truncated, info = env.step(expert.act(env.unwrapped))
-        if terminated or truncated:
-            obs, info = env.reset(seed=seed + step + 1)
-            expert.reset()
+        if len(picked) >= n:
+            break
     env.close()
     if len(picked) < n:
         raise RuntimeError(f"only {len(picked)} simulator frames with objects in {max_steps} steps")

@@ -140,28 +140,26 @@ def samples_from_sim(
 
     import sim  # noqa: F401  (registers TruckSim-v0)
     from sim.expert import Expert
+    from sim.rollout import expert_policy, rollout
 
     samples: list[FrameSample] = []
     for seed in seeds:
         env = gymnasium.make("TruckSim-v0", width=width, height=height, time_of_day=time_of_day, weather=weather)
         try:
-            obs, info = env.reset(seed=int(seed))
             expert = Expert()
-            for step in range(steps):
-                if step % every == 0:
+            # an episode that ends is followed by an unseeded reset: the seed's random stream goes on
+            for step in rollout(env, expert_policy(env, expert), steps, seed=int(seed), on_end="reset"):
+                if step.index % every == 0:
                     samples.append(
                         sample_from_array(
-                            np.ascontiguousarray(obs),
-                            info["direction"],
-                            info["boxes"],
-                            info["labels"],
+                            np.ascontiguousarray(step.obs),
+                            step.info["direction"],
+                            step.info["boxes"],
+                            step.info["labels"],
                             group=f"sim-{seed}-{time_of_day}-{weather}",
-                            name=f"sim-{seed}/{step:06d}",
+                            name=f"sim-{seed}/{step.index:06d}",
                         )
                     )
-                obs, _, terminated, truncated, info = env.step(expert.act(env.unwrapped))
-                if terminated or truncated:
-                    obs, info = env.reset()
         finally:
             env.close()
     return samples
