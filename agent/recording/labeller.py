@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from perception.boxes import clip_box_list
 from training.sessions import FrameRecord, Session, SessionError
 from training.sessions.edits import SessionEditor
 
@@ -382,7 +383,7 @@ class LabelTool:
             box = [min(box[0], box[2]), min(box[1], box[3]), max(box[0], box[2]), max(box[1], box[3])]
         else:
             return None
-        box = [min(max(box[0], 0.0), W), min(max(box[1], 0.0), H), min(max(box[2], 0.0), W), min(max(box[3], 0.0), H)]
+        box = clip_box_list([box], (H, W))[0]
         return [round(v, 1) for v in box]
 
     def _mouse_move(self, pos) -> None:
