@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from training.config import TrainConfig, parse_train_config
+from training.config import ModelConfig, TrainConfig, parse_train_config
 
 log = logging.getLogger("training.train")
 
@@ -26,15 +26,15 @@ def load_samples(config: TrainConfig):
     """(train samples, val samples): --val-data sessions, else whole sessions held out of --data."""
     from training.data.samples import samples_from_sessions, split_by_group
 
-    samples = samples_from_sessions(config.data)
-    if config.val_data:
-        val = samples_from_sessions(config.val_data)
+    samples = samples_from_sessions(config.data.sessions)
+    if config.data.val_sessions:
+        val = samples_from_sessions(config.data.val_sessions)
         overlap = {s.group for s in samples} & {s.group for s in val}
         if overlap:
             raise ValueError(f"sessions {sorted(overlap)} are in both --data and --val-data; validation must use "
                              "sessions the model does not train on")
         return samples, val
-    return split_by_group(samples, config.val_fraction, config.seed)
+    return split_by_group(samples, config.data.val_fraction, config.runtime.seed)
 
 
 def resolve_model_config(config: TrainConfig, train_samples):
@@ -42,24 +42,25 @@ def resolve_model_config(config: TrainConfig, train_samples):
     from perception.types import DEFAULT_DETECTION_CLASSES
     from training.tasks import default_model_config
 
+    model = config.model
     classes = None
     if config.task in ("detector", "joint"):
         schemas = {tuple(s.meta.get("classes", ())) for s in train_samples} - {()}
         classes = sorted(schemas)[0] if len(schemas) == 1 else DEFAULT_DETECTION_CLASSES
-    if config.init and config.task == "joint":
-        return _joint_init_config(config, classes)
-    if config.init:
+    if model.init and config.task == "joint":
+        return _joint_init_config(model, classes)
+    if model.init:
         from perception.checkpoint import read_card
 
-        card = read_card(config.init)
+        card = read_card(model.init)
         if card.kind != config.task:
-            raise ValueError(f"--init {config.init} is a {card.kind} checkpoint, not a {config.task} one")
-        return _at_input_size(card.model_config(), config.input_size)
-    return default_model_config(config.task, config.trunk_weights, config.input_size, classes,
-                                config.detector_options())
+            raise ValueError(f"--init {model.init} is a {card.kind} checkpoint, not a {config.task} one")
+        return _at_input_size(card.model_config(), model.input_size)
+    return default_model_config(config.task, model.trunk_weights, model.input_size, classes,
+                                model.detector_options())
 
 
-def _joint_init_config(config: TrainConfig, classes):
+def _joint_init_config(model: ModelConfig, classes):
     """JointConfig for ``joint --init``: the cards of the pair; a missing part is fresh, at the other's size."""
     from dataclasses import replace
 
@@ -67,14 +68,14 @@ def _joint_init_config(config: TrainConfig, classes):
     from training.joint import JointConfig, resolve_init_pair
     from training.tasks import default_model_config
 
-    pair = resolve_init_pair(config.init)
+    pair = resolve_init_pair(model.init)
     parts = {part: (read_card(path).model_config() if path is not None else None) for part, path in pair.items()}
     known = next(c for c in parts.values() if c is not None)
     for part, part_config in parts.items():
         if part_config is None:
-            fresh = default_model_config(part, config.trunk_weights, tuple(known.input_size), classes)
+            fresh = default_model_config(part, model.trunk_weights, tuple(known.input_size), classes)
             parts[part] = replace(fresh, mean=known.mean, std=known.std, trunk=known.trunk)
-    return JointConfig(*(_at_input_size(parts[part], config.input_size) for part in ("direction", "detector")))
+    return JointConfig(*(_at_input_size(parts[part], model.input_size) for part in ("direction", "detector")))
 
 
 def _at_input_size(model_config, input_size):
@@ -99,32 +100,31 @@ def build_trainer(config: TrainConfig, runtime):
     from training.runtime import seed_everything
     from training.tasks import make_task
 
-    seed_everything(config.seed, config.deterministic)
+    seed_everything(config.runtime.seed, config.runtime.deterministic)
     train_samples, val_samples = load_samples(config)
     model_config = resolve_model_config(config, train_samples)
-    task = make_task(config.task, model_config, config.direction_loss_weight)
-    model = task.build_model(init_trunk_weights=not config.init)
-    if config.init and config.task == "joint":
-        task.load_init(model, config.init)
-    elif config.init:
+    task = make_task(config.task, model_config, config.optim.direction_loss_weight)
+    init = config.model.init
+    model = task.build_model(init_trunk_weights=not init)
+    if init and config.task == "joint":
+        task.load_init(model, init)
+    elif init:
         from perception.checkpoint import load_model
 
-        source, _ = load_model(config.init, "cpu")
+        source, _ = load_model(init, "cpu")
         model.load_state_dict(source.state_dict())
     model.to(runtime.device)
     if runtime.channels_last:
         model.to(memory_format=torch.channels_last)
-    from training.data.augment import AugmentConfig
-
-    augment_config = AugmentConfig.from_train_config(config)
-    train_set = task.build_dataset(train_samples, config.augment, config.cache, config.seed, augment_config)
-    val_set = task.build_dataset(val_samples, False, config.cache, config.seed)
-    provenance = {"data": list(config.data), "val_data": list(config.val_data) or "held-out sessions of --data",
+    data, seed = config.data, config.runtime.seed
+    train_set = task.build_dataset(train_samples, config.augment.enabled, data.cache, seed, config.augmentation)
+    val_set = task.build_dataset(val_samples, False, data.cache, seed)
+    provenance = {"data": list(data.sessions), "val_data": list(data.val_sessions) or "held-out sessions of --data",
                   "train_sessions": sorted({s.group for s in train_samples}),
-                  "val_sessions": sorted({s.group for s in val_samples}), "init": config.init or None}
+                  "val_sessions": sorted({s.group for s in val_samples}), "init": init or None}
     log.info("%s: %d train frames, %d val frames, input %s, %d process(es) on %s", config.task, len(train_set),
              len(val_set), tuple(model_config.input_size), runtime.world_size, runtime.device)
-    return Trainer(config, task, model, train_set, val_set, runtime, Path(config.out), provenance)
+    return Trainer(config, task, model, train_set, val_set, runtime, Path(config.run.out), provenance)
 
 
 def run_training(config: TrainConfig) -> dict:
@@ -134,32 +134,28 @@ def run_training(config: TrainConfig) -> dict:
     from training.runtime import setup_runtime, teardown_runtime
     from training.state import atomic_write_json
 
-    run_dir = Path(config.out)
-    if config.resume and not config.data:  # `--resume --out RUN` alone: the run's own settings
-        saved = run_dir / "config.json"
-        if not saved.exists():
-            raise TrainingError(f"{saved} not found: nothing to resume in {run_dir}; check --out")
-        config = TrainConfig.from_dict({**json.loads(saved.read_text()), "resume": True,
-                                        "device": config.device, "num_workers": config.num_workers,
-                                        "max_steps": config.max_steps})
-    if not config.resume and not config.find_lr and not config.benchmark_steps and (run_dir / STATE_FILE).exists():
+    run_dir = Path(config.run.out)
+    if config.run.resume and not config.data.sessions:  # `--resume --out RUN` alone: the run's own settings
+        config = _saved_config_to_resume(run_dir, config)
+    run = config.run
+    if not run.resume and not run.find_lr and not run.benchmark_steps and (run_dir / STATE_FILE).exists():
         raise TrainingError(f"{run_dir} already holds a run ({run_dir / STATE_FILE}); continue it with --resume, "
                             "or choose a new --out")
-    runtime = setup_runtime(config.device, config.amp, config.channels_last)
-    if apply_cpu_malloc(config.cpu_malloc, runtime.device.type):
+    runtime = setup_runtime(config.runtime.device, config.runtime.amp, config.runtime.channels_last)
+    if apply_cpu_malloc(config.runtime.cpu_malloc, runtime.device.type):
         log.info("CPU run: glibc keeps freed memory for reuse (--cpu-malloc keep; 'system' restores its defaults)")
     try:
         if runtime.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
         trainer = build_trainer(config, runtime)
-        if config.find_lr:
+        if run.find_lr:
             from training.lr_finder import lr_range_test
 
-            result = lr_range_test(trainer, run_dir, num_steps=config.find_lr_steps)
+            result = lr_range_test(trainer, run_dir, num_steps=run.find_lr_steps)
             return {"suggested_lr": result["suggested_lr"], "plot": str(run_dir / "lr_find.png")}
-        if config.benchmark_steps:
-            return trainer.benchmark(config.benchmark_steps)
-        if config.resume:
+        if run.benchmark_steps:
+            return trainer.benchmark(run.benchmark_steps)
+        if run.resume:
             trainer.load_state(run_dir / STATE_FILE)
         if runtime.is_main:
             atomic_write_json(run_dir / "config.json", config.to_dict())
@@ -175,6 +171,21 @@ def run_training(config: TrainConfig) -> dict:
         return brief
     finally:
         teardown_runtime(runtime)
+
+
+def _saved_config_to_resume(run_dir: Path, command_line: TrainConfig) -> TrainConfig:
+    """RUN_DIR/config.json with --resume on and the command line's --device, --num-workers and --max-steps."""
+    from dataclasses import replace
+
+    from training.engine import TrainingError
+
+    saved_path = run_dir / "config.json"
+    if not saved_path.exists():
+        raise TrainingError(f"{saved_path} not found: nothing to resume in {run_dir}; check --out")
+    saved = TrainConfig.load(saved_path)
+    return replace(saved, run=replace(saved.run, resume=True, max_steps=command_line.run.max_steps),
+                   runtime=replace(saved.runtime, device=command_line.runtime.device,
+                                   num_workers=command_line.runtime.num_workers))
 
 
 def main(argv: list[str]) -> int:

@@ -33,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from training.config import TrainConfig
+from training.config import OptimConfig, TrainConfig, config_options
 from training.runtime import Runtime, all_reduce_max, barrier, get_rng_state, set_rng_state
 from training.data.sampler import EpochSampler
 from training.state import atomic_write_json, load_state, save_state
@@ -81,12 +81,13 @@ class Phase:
     num_epochs: int
 
 
-def plan_phases(config: TrainConfig) -> list[Phase]:
+def plan_phases(optim: OptimConfig) -> list[Phase]:
+    """The frozen-trunk phase (when --freeze-epochs > 0), then the unfrozen one."""
     phases = []
-    if config.freeze_epochs > 0:
-        phases.append(Phase(0, True, 0, config.freeze_epochs))
-    if config.epochs > config.freeze_epochs:
-        phases.append(Phase(len(phases), False, config.freeze_epochs, config.epochs - config.freeze_epochs))
+    if optim.freeze_epochs > 0:
+        phases.append(Phase(0, True, 0, optim.freeze_epochs))
+    if optim.epochs > optim.freeze_epochs:
+        phases.append(Phase(len(phases), False, optim.freeze_epochs, optim.epochs - optim.freeze_epochs))
     return phases
 
 
@@ -116,26 +117,28 @@ class Trainer:
         self.runtime = runtime
         self.run_dir = Path(run_dir)
         self.provenance = dict(provenance or {})
-        self.phases = plan_phases(config)
-        self.batch_size = config.batch_size
+        self.phases = plan_phases(config.optim)
+        self.batch_size = config.optim.batch_size
+        balance = config.data.balance
         weights = None
-        if config.balance == "sampler":
+        if balance == "sampler":
             weights = train_set.sample_weights()
-        elif config.balance == "sampler-size":
+        elif balance == "sampler-size":
             weights = train_set.sample_weights(by_size=True)
             train_set.weight_crops_by_rarity(by_size=True)
             counts = train_set.group_counts(by_size=True).reshape(len(train_set.classes), 3)
             log.info("draws balanced over class x height band (small/medium/large boxes): %s",
                      dict(zip(train_set.classes, counts.tolist())))
-        self.sampler = EpochSampler(len(train_set), weights, seed=config.seed, rank=runtime.rank,
-                                    world_size=runtime.world_size, draws=config.epoch_frames or None)
+        self.sampler = EpochSampler(len(train_set), weights, seed=config.runtime.seed, rank=runtime.rank,
+                                    world_size=runtime.world_size, draws=config.data.epoch_frames or None)
         self.steps_per_epoch = self.sampler.per_rank // self.batch_size
         if self.steps_per_epoch < 1:
             raise TrainingError(
                 f"{len(train_set)} training frames over {runtime.world_size} process(es) do not fill one batch "
                 f"of {self.batch_size}: pass a smaller --batch-size or record more frames")
-        self.class_weights = self._class_weights() if config.balance == "loss" else None
-        self.num_workers = config.num_workers if config.num_workers >= 0 else default_num_workers(runtime)
+        self.class_weights = self._class_weights() if balance == "loss" else None
+        workers = config.runtime.num_workers
+        self.num_workers = workers if workers >= 0 else default_num_workers(runtime)
         self.loader = self._make_loader()
         self.ddp_model: nn.Module = model
         self.optimizer: torch.optim.Optimizer | None = None
@@ -168,7 +171,7 @@ class Trainer:
             self.train_set, batch_size=self.batch_size, sampler=self.sampler, num_workers=workers,
             collate_fn=self.task.collate, pin_memory=self.runtime.cuda, drop_last=True,
             persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
-            generator=torch.Generator().manual_seed(self.config.seed),
+            generator=torch.Generator().manual_seed(self.config.runtime.seed),
         )
 
     def phase_of(self, epoch: int) -> Phase:
@@ -179,7 +182,7 @@ class Trainer:
 
     def _enter_phase(self, phase: Phase) -> None:
         """Freeze or unfreeze, (re)wrap in DDP, and build this phase's optimizer and one-cycle schedule."""
-        cfg = self.config
+        cfg = self.config.optim
         self.model.freeze_trunk(phase.frozen)
         self.model.train()
         if self.runtime.distributed:
@@ -232,13 +235,13 @@ class Trainer:
 
     def load_state(self, path: Path) -> None:
         state = load_state(path)
-        saved = json.loads(state["config"])
-        mine = self.config.to_dict()
-        ignore = {"resume", "max_steps", "benchmark_steps", "find_lr", "find_lr_steps", "num_workers", "debug_inject_nan_at_step",
-                  "device", "log_every_steps", "save_every_steps"}
-        defaults = TrainConfig().to_dict()  # a field added since the run started counts as its default
-        differs = {k: (saved.get(k, defaults[k]), v) for k, v in mine.items()
-                   if k not in ignore and saved.get(k, defaults[k]) != v}
+        try:  # a field added since the run started counts as its default
+            saved = TrainConfig.from_dict(json.loads(state["config"]))
+        except ValueError as exc:
+            raise TrainingError(f"{path}: its run's settings are not a TrainConfig this version reads ({exc}); "
+                                "start a new --out, or resume with the truckpilot version that started it") from None
+        differs = {opt.flag: (opt.get(saved), opt.get(self.config)) for opt in config_options(TrainConfig)
+                   if not opt.field.metadata["resume_may_differ"] and opt.get(saved) != opt.get(self.config)}
         if differs:
             raise TrainingError(f"{path}: the run was started with different settings {differs}; resume with the "
                                 "same command (or start a new --out)")
@@ -262,14 +265,14 @@ class Trainer:
                if p.is_floating_point() and not torch.isfinite(p).all()]
         if bad:
             raise NonFiniteLossError(f"weights became non-finite ({bad[:3]}...); nothing was saved. Try a lower "
-                                     f"--lr (now {self.config.lr:g}) or --amp off")
+                                     f"--lr (now {self.config.optim.lr:g}) or --amp off")
 
     # ------------------------------------------------------------------ loop
 
     def _batch_to_device(self, images, targets, jitter):
         device = self.runtime.device
         images = images.to(device, non_blocking=True)
-        jitter = jitter.to(device, non_blocking=True) if self.config.augment else None
+        jitter = jitter.to(device, non_blocking=True) if self.config.augment.enabled else None
         x = normalise(images, self.task.model_config.mean, self.task.model_config.std, self.runtime.channels_last,
                       jitter)
         return x, self.task.targets_to(targets, device)
@@ -282,7 +285,7 @@ class Trainer:
             outputs = self.ddp_model(x)
         loss = self.task.batch_loss(self.model, outputs, targets, self.class_weights,
                                     input_size=tuple(x.shape[-2:]))
-        if self.global_step == self.config.debug_inject_nan_at_step:
+        if self.global_step == self.config.run.debug_inject_nan_at_step:
             loss = loss * float("nan")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -297,17 +300,16 @@ class Trainer:
             raise NonFiniteLossError(
                 f"non-finite loss (nan/inf) by global step {self.global_step} (epoch {self.epoch}); the run "
                 f"stopped and wrote nothing more. The last good state ({last}) and best checkpoint are intact. "
-                f"Try a lower --lr (now {self.config.lr:g}, e.g. {self.config.lr / 3:g}), --amp off, or check the "
-                "labels of the sessions.")
+                f"Try a lower --lr (now {self.config.optim.lr:g}, e.g. {self.config.optim.lr / 3:g}), --amp off, or "
+                "check the labels of the sessions.")
 
     def fit(self) -> dict:
         """Train to the end (or max_steps), validating and checkpointing; returns the final summary."""
-        cfg = self.config
         if self.phase is None:
             self._enter_phase(self.phase_of(self.epoch))
         previous = self._install_signal_handlers()
         try:
-            while self.epoch < cfg.epochs:
+            while self.epoch < self.config.optim.epochs:
                 phase = self.phase_of(self.epoch)
                 if phase != self.phase:
                     self._enter_phase(phase)
@@ -341,7 +343,8 @@ class Trainer:
 
     def _train_epoch(self) -> bool:
         """Runs the rest of the current epoch; True when max_steps stopped the run early."""
-        cfg = self.config
+        cfg = self.config.run
+        epochs = self.config.optim.epochs
         self.sampler.set_epoch(self.epoch, start=self.step_in_epoch * self.batch_size)
         device = self.runtime.device
         loss_sum = torch.zeros((), device=device)
@@ -349,7 +352,7 @@ class Trainer:
         interval_loss = torch.zeros((), device=device)
         interval_steps, interval_start = 0, time.perf_counter()
         epoch_steps = 0
-        bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
+        bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/{epochs}",
                    unit="step", disable=not self.runtime.is_main, leave=False, mininterval=0.5)
         stopped = False
         for images, targets, jitter in self.loader:
@@ -397,11 +400,10 @@ class Trainer:
         return stopped
 
     def _end_epoch(self, train_loss: float) -> None:
-        cfg = self.config
         entry = {"epoch": self.epoch + 1, "global_step": self.global_step, "train_loss": train_loss,
                  "phase": self.phase.index}
-        last_epoch = self.epoch + 1 == cfg.epochs
-        if self.runtime.is_main and ((self.epoch + 1) % cfg.eval_every_epochs == 0 or last_epoch):
+        last_epoch = self.epoch + 1 == self.config.optim.epochs
+        if self.runtime.is_main and ((self.epoch + 1) % self.config.run.eval_every_epochs == 0 or last_epoch):
             scratch = self.run_dir / EPOCH_REPORT_DIR
             metrics = self.evaluate(scratch)
             value = float(metrics[self.task.primary_metric])

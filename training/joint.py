@@ -32,8 +32,8 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from perception.config import DetectorConfig, DirectionConfig
-from training.data.augment import IDENTITY_JITTER, AugmentConfig, Augmenter
-from training.config import EVAL_SCORE_THRESHOLD
+from training.config import EVAL_SCORE_THRESHOLD, AugmentConfig
+from training.data.augment import IDENTITY_JITTER, Augmenter
 from training.data.datasets import _FrameDataset, box_targets, direction_targets
 from training.data.samples import FrameSample
 from training.tasks import DetectorTask, DirectionTask, Task
@@ -269,7 +269,8 @@ class JointTask(Task):
     def build_dataset(self, samples, augment: bool, cache: bool, seed: int,
                       augment_config: AugmentConfig = AugmentConfig()) -> JointDataset:
         cfg = self.model_config
-        augmenter = Augmenter(self.input_size, augment_config, tuple(cfg.direction.classes)) if augment else None
+        augmenter = (Augmenter(self.input_size, augment_config.for_task(self.kind), tuple(cfg.direction.classes))
+                     if augment else None)
         return JointDataset(samples, self.input_size, cfg.direction.classes, cfg.detector.classes, augmenter, cache,
                             seed)
 

@@ -49,7 +49,7 @@ def lr_range_test(trainer, out_dir: Path, start_lr: float = 1e-7, end_lr: float 
     config = trainer.config
     trainer._enter_phase(trainer.phases[0])
     optimizer = trainer.optimizer
-    ratios = [g["max_lr"] / config.lr for g in optimizer.param_groups]
+    ratios = [g["max_lr"] / config.optim.lr for g in optimizer.param_groups]
     for group, ratio in zip(optimizer.param_groups, ratios):
         group["lr"] = start_lr * ratio
         group.pop("initial_lr", None)

@@ -183,7 +183,7 @@ def train_models(config: DemoConfig, train: list[str], val: list[str], out: Path
     """``truckpilot train joint`` through the same code as the CLI, sized to the budget; returns its summary
     (with ``best_checkpoints``: {"direction": path, "detector": path})."""
     from training.cli import run_training
-    from training.config import TrainConfig
+    from training.config import DataConfig, ModelConfig, OptimConfig, RunConfig, RuntimeConfig, TrainConfig
 
     epoch_frames = 0
     if config.train_budget_s > 0:
@@ -194,11 +194,13 @@ def train_models(config: DemoConfig, train: list[str], val: list[str], out: Path
                  "(%d frames recorded)", rate, config.epochs, epoch_frames, epoch_frames // config.batch_size,
                  config.train_budget_s, recorded)
     train_config = TrainConfig(
-        task="joint", data=tuple(train), val_data=tuple(val), out=str(out), trunk_weights=config.trunk_weights,
-        input_height=config.input_height, input_width=config.input_width, epochs=config.epochs, freeze_epochs=config.freeze_epochs,
-        batch_size=config.batch_size, device=config.device, seed=config.seed, lr=config.lr,
-        trunk_lr_div=config.trunk_lr_div, direction_loss_weight=config.direction_loss_weight,
-        epoch_frames=epoch_frames,
+        task="joint", data=DataConfig(sessions=tuple(train), val_sessions=tuple(val), epoch_frames=epoch_frames),
+        model=ModelConfig(trunk_weights=config.trunk_weights, input_height=config.input_height,
+                          input_width=config.input_width),
+        optim=OptimConfig(epochs=config.epochs, freeze_epochs=config.freeze_epochs, batch_size=config.batch_size,
+                          lr=config.lr, trunk_lr_div=config.trunk_lr_div,
+                          direction_loss_weight=config.direction_loss_weight),
+        runtime=RuntimeConfig(device=config.device, seed=config.seed), run=RunConfig(out=str(out)),
     )
     return run_training(train_config)
 

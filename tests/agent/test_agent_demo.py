@@ -48,7 +48,8 @@ def test_a_small_demo_records_trains_drives_and_reports(tmp_path):
     assert (out / "drive.gif").stat().st_size > 0
     # the run was sized by the budget: 0.2 s at any CPU speed is fewer than 20 batches, so the floor holds
     run = json.loads((out / "runs" / "joint" / "config.json").read_text())
-    assert run["epoch_frames"] == 20 * 8 and run["direction_loss_weight"] == config.direction_loss_weight
+    assert run["data"]["epoch_frames"] == 20 * 8
+    assert run["optim"]["direction_loss_weight"] == config.direction_loss_weight
     metrics = json.loads((out / "runs" / "joint" / "metrics.json").read_text())
     assert metrics["history"], metrics
     assert {"train_history.png", "train_confusion_matrix.png", "train_pr_curves.png"} <= \

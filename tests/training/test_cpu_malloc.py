@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from training.config import TrainConfig
+from training.config import RuntimeConfig
 from training.cpu_malloc import apply_cpu_malloc
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
@@ -70,7 +70,7 @@ def test_a_bad_choice_names_the_option_and_the_choices():
     with pytest.raises(ValueError, match=r"--cpu-malloc 'fast'.*keep.*system"):
         apply_cpu_malloc("fast", "cpu")
     with pytest.raises(ValueError, match=r"--cpu-malloc 'fast'.*keep.*system"):
-        TrainConfig(task="detector", data=("s",), cpu_malloc="fast")
+        RuntimeConfig(cpu_malloc="fast")
 
 
 def test_the_train_and_evaluate_commands_offer_it():

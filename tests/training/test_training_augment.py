@@ -5,7 +5,8 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as F
 
-from training.data.augment import IDENTITY_JITTER, AugmentConfig, Augmenter, swap_left_right
+from training.config import AugmentConfig, TrainConfig
+from training.data.augment import IDENTITY_JITTER, Augmenter, swap_left_right
 
 LEFT, STRAIGHT, RIGHT = 0, 1, 2
 
@@ -23,8 +24,7 @@ def test_swap_left_right():
 
 
 def test_flip_mirrors_image_boxes_and_direction():
-    config = AugmentConfig(flip_p=1.0, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), brightness=0, contrast=0,
-                           saturation=0, hue=0)
+    config = AugmentConfig(crop_min_scale=1.0, color_jitter=0.0, flip_p=1.0)
     augment = Augmenter((40, 60), config)
     boxes = torch.tensor([[4.0, 5.0, 20.0, 15.0]])
     image, out_boxes, labels, direction, _ = augment(_image(), boxes, torch.tensor([2]), LEFT, seed=1)
@@ -35,8 +35,7 @@ def test_flip_mirrors_image_boxes_and_direction():
 
 
 def test_no_flip_keeps_everything():
-    config = AugmentConfig(flip_p=0.0, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), brightness=0, contrast=0,
-                           saturation=0, hue=0)
+    config = AugmentConfig(flip=False, crop_min_scale=1.0, color_jitter=0.0)
     image, boxes, labels, direction, jitter = Augmenter((40, 60), config)(_image(), torch.tensor([[4.0, 5, 20, 15]]),
                                                                   torch.tensor([1]), LEFT, seed=3)
     assert direction == LEFT
@@ -47,7 +46,7 @@ def test_no_flip_keeps_everything():
 
 def test_crop_keeps_boxes_consistent_and_drops_boxes_that_leave():
     torch.set_num_threads(1)
-    config = AugmentConfig(flip_p=0.0, crop_scale=(0.2, 0.3), brightness=0, contrast=0, saturation=0, hue=0)
+    config = AugmentConfig(flip=False, crop_min_scale=0.2, color_jitter=0.0)
     augment = Augmenter((40, 60), config)
     image = torch.zeros(3, 40, 60, dtype=torch.uint8)
     boxes = torch.tensor([[2.0, 2.0, 10.0, 10.0], [40.0, 25.0, 58.0, 38.0], [20.0, 10.0, 40.0, 30.0]])
@@ -99,8 +98,7 @@ def test_crop_ratio_is_relative_to_the_frame_so_a_4_by_3_frame_is_not_stretched(
     h, w = 48, 64
     image = torch.arange(3 * h * w, dtype=torch.int64).remainder(251).to(torch.uint8).reshape(3, h, w)
     # scale (0.9999, 1): the crop step runs (at (1, 1) it is skipped) and keeps the whole frame
-    config = AugmentConfig(flip_p=0.0, crop_scale=(0.9999, 1.0), crop_ratio=(1.0, 1.0), brightness=0, contrast=0,
-                           saturation=0, hue=0)
+    config = AugmentConfig(flip=False, crop_min_scale=0.9999, color_jitter=0.0, crop_ratio=(1.0, 1.0))
     assert config.crops
     none = (torch.zeros((0, 4)), torch.zeros((0,), dtype=torch.int64), 1)
     out, *_ = Augmenter((h, w), config)(image, *none, seed=5)
@@ -118,13 +116,11 @@ def test_crop_ratio_is_relative_to_the_frame_so_a_4_by_3_frame_is_not_stretched(
 
 
 def test_train_config_sets_the_crop_and_jitter_strengths():
-    from training.config import TrainConfig
-
     h, w = 48, 64
     image = torch.arange(3 * h * w, dtype=torch.int64).remainder(251).to(torch.uint8).reshape(3, h, w)
     boxes, labels = torch.tensor([[4.0, 6.0, 30.0, 40.0]]), torch.tensor([2])
-    off = AugmentConfig.from_train_config(TrainConfig(flip=False, crop_min_scale=1.0, color_jitter=0.0))
-    assert not off.crops and off.flip_p == 0.0
+    off = TrainConfig(augment=AugmentConfig(flip=False, crop_min_scale=1.0, color_jitter=0.0)).augmentation
+    assert not off.crops and Augmenter((h, w), off).flip_p == 0.0
     for seed in range(20):  # no flip, no crop, identity jitter: the sample comes back as it went in
         out, out_boxes, out_labels, direction, jitter = Augmenter((h, w), off)(image, boxes, labels, 2, seed)
         assert torch.equal(out, image) and torch.equal(out_boxes, boxes) and torch.equal(out_labels, labels)
@@ -134,14 +130,16 @@ def test_train_config_sets_the_crop_and_jitter_strengths():
     assert out.shape == (3, h // 2, w // 2) and torch.allclose(out_boxes, boxes / 2)
 
     # the default: no crop for direction labels (a crop shifts the road sideways; the label does not follow)
-    assert not AugmentConfig.from_train_config(TrainConfig(task="direction")).crops
-    assert not AugmentConfig.from_train_config(TrainConfig(task="joint")).crops
-    default = AugmentConfig.from_train_config(TrainConfig(task="detector"))
-    assert default.crops and default.crop_scale == (0.6, 1.0) and default.brightness == 0.3
+    assert not TrainConfig(task="direction").augmentation.crops
+    assert not TrainConfig(task="joint").augmentation.crops
+    default = TrainConfig(task="detector").augmentation
+    assert default.crops and default.crop_scale == (0.6, 1.0) and default.jitter_strengths == (0.3, 0.3, 0.3, 0.03)
+    with pytest.raises(ValueError, match="for_task"):  # "auto" needs the task: the Augmenter refuses to guess
+        Augmenter((h, w), AugmentConfig())
     changed = [not torch.equal(Augmenter((h, w), default)(image, boxes, labels, 1, seed)[0], image)
                for seed in range(10)]
     assert sum(changed) >= 8
-    jitter = torch.stack([Augmenter((h, w), AugmentConfig.from_train_config(TrainConfig(color_jitter=0.1)))(
+    jitter = torch.stack([Augmenter((h, w), TrainConfig(augment=AugmentConfig(color_jitter=0.1)).augmentation)(
         image, boxes, labels, 1, seed)[4] for seed in range(50)])
     assert (jitter[:, :3] - 1).abs().max() <= 0.1 and jitter[:, 3].abs().max() <= 0.01
     assert (jitter[:, :3] - 1).abs().max() > 0.05
@@ -150,18 +148,15 @@ def test_train_config_sets_the_crop_and_jitter_strengths():
 @pytest.mark.parametrize("field, value", [("crop_min_scale", -0.1), ("crop_min_scale", 1.5),
                                           ("color_jitter", -0.1), ("color_jitter", 1.0)])
 def test_bad_augmentation_strengths_are_refused_by_name(field, value):
-    from training.config import TrainConfig
-
     flag = "--" + field.replace("_", "-")
     with pytest.raises(ValueError, match=flag):
-        TrainConfig(**{field: value})
+        AugmentConfig(**{field: value})
 
 
 def test_training_crop_keeps_the_input_pixel_scale():
     """out_size smaller than input_size: the window is out/input of the frame, so a box comes out as large as
     it is in the full model input, whatever resolution the frame itself is stored at."""
-    config = AugmentConfig(flip_p=0.0, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), brightness=0, contrast=0,
-                           saturation=0, hue=0)
+    config = AugmentConfig(flip=False, crop_min_scale=1.0, color_jitter=0.0, crop_ratio=(1.0, 1.0))
     augment = Augmenter((40, 60), config, input_size=(80, 120))  # a 40x60 crop at the scale of an 80x120 input
     assert augment.crops and augment.window_share == pytest.approx(0.25)
     frame = torch.zeros(3, 40, 60, dtype=torch.uint8)  # the frame as recorded: half the input's size
@@ -185,12 +180,10 @@ def test_crop_on_boxes_places_the_window_over_a_box():
     """A 640x480-like frame whose only object sits in a band, training crops of a quarter of it: windows
     placed anywhere miss the box most of the time; with crop_on_boxes=1 every window holds it whole, at
     the input's pixel scale, and the placement still varies."""
-    from training.config import TrainConfig
-
     frame = torch.zeros(3, 96, 128, dtype=torch.uint8)
     frame[:, 40:46, 100:104] = 255
     box, label = torch.tensor([[100.0, 40.0, 104.0, 46.0]]), torch.tensor([3])  # 4x6 px, near the right edge
-    base = dict(flip_p=0.0, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), brightness=0, contrast=0, saturation=0, hue=0)
+    base = dict(flip=False, crop_min_scale=1.0, color_jitter=0.0, crop_ratio=(1.0, 1.0))
     anywhere = Augmenter((48, 64), AugmentConfig(**base), input_size=(96, 128))
     on_boxes = Augmenter((48, 64), AugmentConfig(**base, crop_on_boxes=1.0), input_size=(96, 128))
     whole = 0
@@ -209,8 +202,8 @@ def test_crop_on_boxes_places_the_window_over_a_box():
     assert len(on_boxes(frame, torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64), -1, 0)[1]) == 0
     huge = torch.tensor([[0.0, 0.0, 128.0, 96.0]])
     assert on_boxes(frame, huge, label, -1, 0)[0].shape == (3, 48, 64)
-    assert AugmentConfig.from_train_config(TrainConfig(task="detector", crop_on_boxes=0.5)).crop_on_boxes == 0.5
+    assert TrainConfig(task="detector", augment=AugmentConfig(crop_on_boxes=0.5)).augmentation.crop_on_boxes == 0.5
     with pytest.raises(ValueError, match="--crop-on-boxes 1.5"):
-        TrainConfig(task="detector", crop_on_boxes=1.5)
+        AugmentConfig(crop_on_boxes=1.5)
     with pytest.raises(ValueError, match="--crop-on-boxes is a detector option"):
-        TrainConfig(task="direction", crop_on_boxes=0.5)
+        TrainConfig(task="direction", augment=AugmentConfig(crop_on_boxes=0.5))

@@ -37,7 +37,7 @@ def test_train_direction_writes_the_run_directory_and_evaluate_reproduces_it(sce
                  "top_losses.png", "history.png", "state/last.pt"):
         assert (run / name).exists(), name
     config = json.loads((run / "config.json").read_text())
-    assert config["task"] == "direction" and config["epochs"] == 2 and config["balance"] == "sampler"
+    assert config["task"] == "direction" and config["optim"]["epochs"] == 2 and config["data"]["balance"] == "sampler"
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["global_step"] == 2 * (24 // 4) and len(metrics["history"]) == 2
     val = metrics["val"]
@@ -216,6 +216,38 @@ def test_max_steps_then_resume_with_only_the_run_directory(scene_sessions, tmp_p
     assert metrics["global_step"] == 12 and [h["epoch"] for h in metrics["history"]] == [1, 2]
 
 
+def _flat_layout(config: dict) -> dict:
+    """A nested config dict in the flat layout of config.json before the sections: one key per flag."""
+    from training.config import TrainConfig, config_options
+
+    nested = TrainConfig.from_dict(config)
+    return {opt.flag.lstrip("-").replace("-", "_"): (list(v) if isinstance(v := opt.get(nested), tuple) else v)
+            for opt in config_options(TrainConfig) if opt.on_command_line}
+
+
+def test_resume_continues_a_run_saved_in_the_flat_layout_and_refuses_other_settings(scene_sessions, tmp_path,
+                                                                                    capsys):
+    """A run started before the sections (flat config.json and state) resumes with only --out; a resume
+    that changes a setting is refused and names the flag."""
+    from training.state import load_state, save_state
+
+    run = tmp_path / "old"
+    assert _train("direction", scene_sessions, run, "--epochs", "2", "--freeze-epochs", "1", "--max-steps", "8") == 0
+    flat = _flat_layout(json.loads((run / "config.json").read_text()))
+    assert flat["data"] == [str(scene_sessions[0])] and flat["epochs"] == 2 and "optim" not in flat
+    (run / "config.json").write_text(json.dumps(flat))
+    state = load_state(run / "state" / "last.pt")
+    save_state(run / "state" / "last.pt", {**state, "config": json.dumps(flat)})
+    capsys.readouterr()
+    assert _train("direction", scene_sessions, run, "--epochs", "2", "--freeze-epochs", "1", "--lr", "0.5",
+                  "--resume") == 1
+    err = capsys.readouterr().err
+    assert "different settings" in err and "'--lr': (0.001, 0.5)" in err
+    assert train_cli.main(["direction", "--out", str(run), "--resume"]) == 0
+    assert json.loads((run / "metrics.json").read_text())["global_step"] == 12
+    assert json.loads((run / "config.json").read_text())["optim"]["epochs"] == 2  # rewritten nested
+
+
 def test_init_fine_tunes_a_checkpoint_at_a_new_input_size(scene_sessions, tmp_path):
     """Progressive resizing: --init with another --input-height/--input-width keeps every weight and
     rebuilds the anchors (fractions of the short side) for the new size."""
@@ -253,7 +285,7 @@ def test_detector_trains_on_crops_and_validates_on_the_full_input(scene_sessions
     assert _train("detector", scene_sessions, run, "--epochs", "1", "--freeze-epochs", "0",
                   "--train-crop-height", "32", "--train-crop-width", "32") == 0
     config = json.loads((run / "config.json").read_text())
-    assert (config["train_crop_height"], config["train_crop_width"]) == (32, 32)
+    assert (config["augment"]["train_crop_height"], config["augment"]["train_crop_width"]) == (32, 32)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["val"]["by_height"]["medium"]["height_px"] == pytest.approx([64 / 30, 64 / 15])
     model, card = load_model(run / "best.safetensors")

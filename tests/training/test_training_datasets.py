@@ -48,7 +48,7 @@ def test_session_samples_keep_labels_and_group(scene_sessions):
 def test_training_crops_decode_frames_at_their_own_size():
     """A detector run whose samples are cropped decodes frames at no more than their recorded size (the crop
     resizes them), and its items come out at the training crop's size with boxes at the input's scale."""
-    from training.data.augment import AugmentConfig
+    from training.config import AugmentConfig
     from training.data.datasets import source_size
     from training.tasks import DetectorTask
     from perception.config import DetectorConfig, TrunkConfig
@@ -60,7 +60,8 @@ def test_training_crops_decode_frames_at_their_own_size():
     assert source_size(samples, (96, 128)) == (48, 64)  # never upscaled in the cache
     assert source_size(samples, (24, 32)) == (24, 32)  # shrunk to the input when the frames are larger
     task = DetectorTask(DetectorConfig(input_size=(96, 128), classes=CLASSES, trunk=TrunkConfig(weights="none")))
-    config = AugmentConfig(flip_p=0.0, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), train_crop=(48, 64))
+    config = AugmentConfig(flip=False, crop_min_scale=1.0, crop_ratio=(1.0, 1.0), train_crop_height=48,
+                           train_crop_width=64)
     train = task.build_dataset(samples, augment=True, cache=True, seed=0, augment_config=config)
     assert tuple(train.images.shape[-2:]) == (48, 64)
     image, target, _ = train[0]
@@ -81,7 +82,7 @@ def test_size_balancing_draws_every_class_and_height_band_alike():
     """--balance sampler-size: frames weighted by their rarest (class, height band) box, so far walkers
     (few, small) get the same total draw weight as near ones and as cars; plain class balancing lumps
     them together. Heights as fractions of the 96-px image: < 1/30 small, < 1/15 medium, else large."""
-    from training.config import TrainConfig
+    from training.config import DataConfig, TrainConfig
 
     image = np.zeros((96, 128, 3), dtype=np.uint8)
 
@@ -103,13 +104,13 @@ def test_size_balancing_draws_every_class_and_height_band_alike():
     assert by_class[0] == by_class[2]  # class balancing alone: a far walker is drawn like a near one
     assert sized[0] == 4 * sized[2]
     with pytest.raises(ValueError, match="detector only"):
-        TrainConfig(task="direction", balance="sampler-size")
+        TrainConfig(task="direction", data=DataConfig(balance="sampler-size"))
 
 
 def test_size_balancing_places_crops_on_the_rare_box():
     """With rarity-weighted crops, a crop placed on a box (--crop-on-boxes 1) holds the frame's rare far
     walker far more often than a uniform pick among its boxes does."""
-    from training.data.augment import AugmentConfig
+    from training.config import AugmentConfig
     from training.tasks import DetectorTask
     from perception.config import DetectorConfig, TrunkConfig
 
@@ -120,8 +121,8 @@ def test_size_balancing_places_crops_on_the_rare_box():
     plain = [sample_from_array(image, "straight", boxes=[(40, 40, 50, 50)], labels=["car"], name=f"c{i}")
              for i in range(20)]
     task = DetectorTask(DetectorConfig(input_size=(96, 128), classes=CLASSES, trunk=TrunkConfig(weights="none")))
-    config = AugmentConfig(flip_p=0.0, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), train_crop=(48, 64),
-                           crop_on_boxes=1.0)
+    config = AugmentConfig(flip=False, crop_min_scale=1.0, crop_ratio=(1.0, 1.0), train_crop_height=48,
+                           train_crop_width=64, crop_on_boxes=1.0)
 
     def walker_kept(dataset) -> int:
         person = CLASSES.index("person") + 1

@@ -30,6 +30,6 @@ def test_two_gloo_processes_train_and_save_a_loadable_checkpoint(scene_sessions,
     from perception.checkpoint import load_model
 
     model, card = load_model(out / "best.safetensors")
-    assert card.kind == "direction" and card.provenance["train_config"]["batch_size"] == 4
+    assert card.kind == "direction" and card.provenance["train_config"]["optim"]["batch_size"] == 4
     last, _ = load_model(out / "last.safetensors")
     assert sum(p.numel() for p in last.parameters()) > 0

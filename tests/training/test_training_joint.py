@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 
 from perception.config import DetectorConfig, DirectionConfig, TrunkConfig
 from training import cli as train_cli
-from training.data.augment import AugmentConfig, Augmenter
+from training.config import AugmentConfig
+from training.data.augment import Augmenter
 from training.joint import JointConfig, JointDataset, JointNet, JointTask
 from training.data.samples import sample_from_array
 
@@ -45,12 +46,14 @@ def _joint_config() -> JointConfig:
 def test_joint_run_writes_two_checkpoints_the_perceiver_runs_on_one_trunk(scene_sessions, tmp_path):
     from perception.perceiver import Perceiver
     from training.cli import run_training
-    from training.config import TrainConfig
+    from training.config import DataConfig, ModelConfig, OptimConfig, RunConfig, RuntimeConfig, TrainConfig
 
     run = tmp_path / "run"
-    config = TrainConfig(task="joint", data=(str(scene_sessions[0]),), val_data=(str(scene_sessions[2]),),
-                         out=str(run), trunk_weights="none", input_height=SIZE[0], input_width=SIZE[1], epochs=2,
-                         freeze_epochs=1, batch_size=8, num_workers=0, lr=3e-3)
+    config = TrainConfig(task="joint",
+                         data=DataConfig(sessions=(str(scene_sessions[0]),), val_sessions=(str(scene_sessions[2]),)),
+                         model=ModelConfig(trunk_weights="none", input_height=SIZE[0], input_width=SIZE[1]),
+                         optim=OptimConfig(epochs=2, freeze_epochs=1, batch_size=8, lr=3e-3),
+                         runtime=RuntimeConfig(num_workers=0), run=RunConfig(out=str(run)))
     summary = run_training(config)
 
     best = summary["best_checkpoints"]
@@ -115,7 +118,7 @@ def test_joint_flip_swaps_the_direction_and_mirrors_the_boxes_of_one_sample():
     directions, classes = ("left", "straight", "right"), ("car", "truck", "person", "sign")
     plain = JointDataset(samples, SIZE, directions, classes, augmenter=None)
     # flip always, and a crop that keeps the whole (square) frame: only the flip acts
-    always_flip = AugmentConfig(flip_p=1.0, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0))
+    always_flip = AugmentConfig(flip_p=1.0, crop_min_scale=1.0, crop_ratio=(1.0, 1.0))
     flipped = JointDataset(samples, SIZE, directions, classes, Augmenter(SIZE, always_flip, directions))
 
     image0, target0, _ = plain[0]

@@ -2,9 +2,9 @@
 
 Pipeline (torchvision.transforms.v2 with tv_tensors.BoundingBoxes):
 
-1. horizontal flip (p=0.5): mirrors the image and the boxes, and swaps the
+1. horizontal flip (p = ``flip_p`` when ``AugmentConfig.flip`` is on): mirrors the image and the boxes, and swaps the
    "left" and "right" direction labels (a mirrored left bend is a right bend);
-2. random resized crop back to the model input size (skipped when ``crop_scale`` is (1, 1), the
+2. random resized crop back to the model input size (skipped when ``crop_min_scale`` is 1, the
    default of direction and joint runs: a crop shifts the road sideways and the direction label
    does not follow): boxes follow the crop;
    boxes of which less than ``min_visibility`` of the area stays inside are
@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import math
 
-from dataclasses import dataclass
-
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
@@ -32,50 +30,8 @@ from torchvision.transforms.v2 import functional as F
 
 from perception.boxes import scale_boxes
 from perception.types import DIRECTIONS
-from training.config import DETECTOR_CROP_MIN_SCALE
+from training.config import AugmentConfig
 
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Strengths of each augmentation.
-
-    flip_p: probability of a horizontal flip.
-    crop_scale: (min, max) share of the image area a crop keeps.
-    crop_ratio: (min, max) aspect-ratio change of the crop relative to the input (1.0 = the
-        input's own width/height; torchvision's ``ratio`` is absolute, so the Augmenter scales it).
-    min_visibility: a box keeps its place only if this share of its area stays in the crop.
-    brightness, contrast, saturation, hue: torchvision ColorJitter strengths.
-    train_crop: (H, W) of the detector's training crops, cut at the model input's pixel scale
-        (see :class:`Augmenter`'s input_size); None: samples come out at the full input size.
-    crop_on_boxes: probability that a crop's window is placed so that it holds one box of the
-        image whole (drawn at random among the boxes; where the box is larger than the window, or
-        there is none, the window stays where it was drawn); else the window lies anywhere.
-    """
-
-    flip_p: float = 0.5
-    crop_scale: tuple[float, float] = (DETECTOR_CROP_MIN_SCALE, 1.0)
-    crop_ratio: tuple[float, float] = (0.85, 1.18)
-    min_visibility: float = 0.35
-    brightness: float = 0.3
-    contrast: float = 0.3
-    saturation: float = 0.3
-    hue: float = 0.03
-    train_crop: tuple[int, int] | None = None
-    crop_on_boxes: float = 0.0
-
-    @classmethod
-    def from_train_config(cls, config) -> "AugmentConfig":
-        """The strengths a TrainConfig asks for (--flip, --crop-min-scale resolved per task, --color-jitter,
-        --train-crop-height/--train-crop-width, --crop-on-boxes)."""
-        j = float(config.color_jitter)
-        return cls(flip_p=0.5 if config.flip else 0.0, crop_scale=(float(config.resolved_crop_min_scale), 1.0),
-                   brightness=j, contrast=j, saturation=j, hue=j / 10.0, train_crop=config.train_crop_size,
-                   crop_on_boxes=float(config.crop_on_boxes))
-
-    @property
-    def crops(self) -> bool:
-        """False when the crop keeps the whole frame (crop_scale (1, 1)): the crop step is skipped."""
-        return self.crop_scale[0] < 1.0
 
 
 def swap_left_right(direction: int, directions: tuple[str, ...] = DIRECTIONS) -> int:
@@ -101,9 +57,12 @@ class Augmenter:
     scale 1) or larger. The image itself may have any resolution: the window is a share of it.
     box_weights: how likely each box is to be the one a crop is placed on (config.crop_on_boxes);
     None: all alike.
+
+    config: a resolved AugmentConfig (:meth:`~training.config.AugmentConfig.for_task`); the default is
+    the detector's.
     """
 
-    def __init__(self, out_size: tuple[int, int], config: AugmentConfig = AugmentConfig(),
+    def __init__(self, out_size: tuple[int, int], config: AugmentConfig = AugmentConfig().for_task("detector"),
                  directions: tuple[str, ...] = DIRECTIONS, input_size: tuple[int, int] | None = None) -> None:
         self.out_size = (int(out_size[0]), int(out_size[1]))
         self.input_size = self.out_size if input_size is None else (int(input_size[0]), int(input_size[1]))
@@ -112,6 +71,8 @@ class Augmenter:
                              "give a crop no larger than --input-height/--input-width")
         self.window_share = (self.out_size[0] * self.out_size[1]) / (self.input_size[0] * self.input_size[1])
         self.config = config
+        self.crop_scale = config.crop_scale  # raises for an unresolved config
+        self.flip_p = config.flip_p if config.flip else 0.0
         self.directions = directions
         self._crops: dict[tuple[int, int], v2.RandomResizedCrop] = {}
         self._sanitize = v2.SanitizeBoundingBoxes(min_size=1.0, labels_getter=lambda inputs: inputs[2])
@@ -123,7 +84,7 @@ class Augmenter:
 
     def _crop_for(self, height: int, width: int) -> v2.RandomResizedCrop:
         """The crop transform for inputs of this size. torchvision's ``ratio`` bounds the crop's absolute
-        width/height, AugmentConfig's is relative to the input, so the bounds are scaled by the input's
+        width/height, config.crop_ratio is relative to the input, so the bounds are scaled by the input's
         aspect (unscaled, a 4:3 frame was always cut near-square and stretched back to 4:3, widening
         every road angle the models learn from), and for a training crop by the crop's aspect over
         the model input's: the window, mapped into model-input px, has the crop's shape. The area
@@ -133,7 +94,7 @@ class Augmenter:
             (out_h, out_w), (in_h, in_w) = self.out_size, self.input_size
             aspect = (width / height) * (out_w / out_h) / (in_w / in_h)
             low, high = self.config.crop_ratio
-            scale = tuple(s * self.window_share for s in self.config.crop_scale)
+            scale = tuple(s * self.window_share for s in self.crop_scale)
             crop = v2.RandomResizedCrop(self.out_size, scale=scale, ratio=(low * aspect, high * aspect),
                                         antialias=True)
             self._crops[(height, width)] = crop
@@ -149,7 +110,7 @@ class Augmenter:
         height, width = image.shape[-2:]
         img = tv_tensors.Image(image)
         bxs = tv_tensors.BoundingBoxes(boxes.float().reshape(-1, 4), format="XYXY", canvas_size=(height, width))
-        if torch.rand(()) < self.config.flip_p:
+        if torch.rand(()) < self.flip_p:
             img = F.horizontal_flip(img)
             bxs = F.horizontal_flip(bxs)
             if direction >= 0:
@@ -160,9 +121,9 @@ class Augmenter:
         elif (int(height), int(width)) != self.out_size:
             img, bxs = F.resize(img, list(self.out_size), antialias=True), F.resize(bxs, list(self.out_size))
         img, bxs, labels = self._sanitize((img, bxs, labels))
-        c = self.config
-        low_high = torch.tensor([[1 - c.brightness, 1 + c.brightness], [1 - c.contrast, 1 + c.contrast],
-                                 [1 - c.saturation, 1 + c.saturation], [-c.hue, c.hue]])
+        brightness, contrast, saturation, hue = self.config.jitter_strengths
+        low_high = torch.tensor([[1 - brightness, 1 + brightness], [1 - contrast, 1 + contrast],
+                                 [1 - saturation, 1 + saturation], [-hue, hue]])
         jitter = low_high[:, 0] + torch.rand(4) * (low_high[:, 1] - low_high[:, 0])
         return (img.as_subclass(torch.Tensor).contiguous(), bxs.as_subclass(torch.Tensor).float(),
                 labels, direction, jitter.float())

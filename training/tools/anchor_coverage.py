@@ -25,7 +25,7 @@ import torch
 from perception.boxes import iou
 from perception.config import DetectorConfig
 from perception.detector import detector_anchors
-from training.config import TrainConfig
+from training.config import ModelConfig
 from training.data.datasets import _scaled_boxes
 from training.data.samples import FrameSample, samples_from_sessions
 from training.tasks import default_model_config
@@ -100,12 +100,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     try:
-        train = TrainConfig(task="detector", data=tuple(args.data), input_height=args.input_height,
-                            input_width=args.input_width, anchor_strides=tuple(args.anchor_strides),
-                            anchor_sizes=tuple(args.anchor_sizes), anchor_ratios=tuple(args.anchor_ratios),
-                            match_iou=args.match_iou)
-        config = default_model_config("detector", "none", train.input_size,
-                                      detector_options=train.detector_options())
+        model = ModelConfig(input_height=args.input_height, input_width=args.input_width,
+                            anchor_strides=tuple(args.anchor_strides), anchor_sizes=tuple(args.anchor_sizes),
+                            anchor_ratios=tuple(args.anchor_ratios), match_iou=args.match_iou)
+        config = default_model_config("detector", "none", model.input_size,
+                                      detector_options=model.detector_options())
         samples = samples_from_sessions(args.data)
     except (ValueError, FileNotFoundError) as exc:
         print(f"anchor_coverage: error: {exc}", file=sys.stderr)

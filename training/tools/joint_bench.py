@@ -33,16 +33,17 @@ def measure_step_times(data: list[str], val_data: list[str], input_size: tuple[i
                        rounds: int = 6, warmup: int = 1, trunk_weights: str = "none", seed: int = 0) -> dict:
     """Seconds per training step of each task, interleaved; see the module docstring."""
     from training.cli import build_trainer
-    from training.config import TrainConfig
+    from training.config import DataConfig, ModelConfig, OptimConfig, RunConfig, RuntimeConfig, TrainConfig
     from training.runtime import setup_runtime
 
     runtime = setup_runtime("cpu", "off", "off")
     trainers, batches = {}, {}
     for task in TASK_ORDER:
-        config = TrainConfig(task=task, data=tuple(data), val_data=tuple(val_data), out="/nonexistent-bench",
-                             trunk_weights=trunk_weights, input_height=input_size[0], input_width=input_size[1],
-                             batch_size=batch_size, num_workers=0, device="cpu", amp="off", channels_last="off",
-                             seed=seed)
+        config = TrainConfig(
+            task=task, data=DataConfig(sessions=tuple(data), val_sessions=tuple(val_data)),
+            model=ModelConfig(trunk_weights=trunk_weights, input_height=input_size[0], input_width=input_size[1]),
+            optim=OptimConfig(batch_size=batch_size), run=RunConfig(out="/nonexistent-bench"),
+            runtime=RuntimeConfig(num_workers=0, device="cpu", amp="off", channels_last="off", seed=seed))
         trainer = build_trainer(config, runtime)
         trainer.prepare_benchmark()
         trainer.sampler.set_epoch(0)
