@@ -10,7 +10,7 @@ import importlib
 
 _EXPORTS = {
     "Perceiver": "perception.perceiver",
-    "Preprocessor": "perception.perceiver",
+    "Preprocessor": "perception.preprocess",
     "DirectionNet": "perception.direction",
     "SSDNet": "perception.detector",
     "ModelCard": "perception.checkpoint",

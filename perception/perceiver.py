@@ -1,7 +1,8 @@
 """The Perceiver: frames in (HxWx3 uint8 RGB, any size), plain Perception results out.
 
 Stages, each timed in ``Perception.timings_ms``:
-  "preprocess"  cv2.resize (INTER_AREA) to the model input, to tensor, normalise
+  "preprocess"  perception.preprocess: resize to the model input (uint8), normalise with the card's
+                mean/std: the same function training and ``truckpilot export`` use
   "trunk"       only when the trunk is shared (see below): the ResNet trunk, once
   "direction"   the direction classifier (its head only when the trunk is shared)
   "detector"    the SSD (its extra blocks and heads only when the trunk is shared)
@@ -26,13 +27,13 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 
 from perception.boxes import clip_boxes_np, scale_boxes_np
 from perception.checkpoint import ModelCard, load_model
+from perception.preprocess import Preprocessor
 from perception.types import Detection, Perception
 
 log = logging.getLogger(__name__)
@@ -56,37 +57,6 @@ def _same_trunk(a: nn.Module, b: nn.Module) -> bool:
         return True
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
-
-
-class Preprocessor:
-    """Frames -> normalised model input, exactly as the Perceiver feeds its models.
-
-    size: (H, W) of the model input; mean, std: RGB on the 0..1 scale (from a card
-    or config). Calling it on a list of HxWx3 uint8 RGB frames (any sizes) gives
-    (B, 3, H, W) float32 on ``device``: cv2.resize with INTER_AREA (skipped when the
-    frame already has the size), /255, minus mean, over std. Training should use
-    it too so that train and drive see the same pixels.
-    """
-
-    def __init__(self, size: Sequence[int], mean: Sequence[float], std: Sequence[float],
-                 device: str | torch.device = "cpu"):
-        device = torch.device(device)
-        self.size = (int(size[0]), int(size[1]))
-        self.key = (self.size, tuple(mean), tuple(std))
-        std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-        mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-        self.scale = 1.0 / (255.0 * std_t)
-        self.shift = -mean_t / std_t
-        self.device = device
-
-    def __call__(self, frames: list[np.ndarray]) -> torch.Tensor:
-        """frames: HxWx3 uint8 RGB -> (B, 3, H_in, W_in) float32 normalised on the device."""
-        h, w = self.size
-        resized = np.stack([
-            f if f.shape[:2] == (h, w) else cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames
-        ])
-        x = torch.from_numpy(resized).to(self.device).permute(0, 3, 1, 2).float()
-        return x * self.scale + self.shift
 
 
 class Perceiver:
@@ -141,14 +111,8 @@ class Perceiver:
             if card is not None and card.kind != kind:
                 raise ValueError(f"the {kind} model was given a {card.kind!r} model card")
         self.direction_card, self.detector_card = direction_card, detector_card
-        self._dir_input = (
-            Preprocessor(direction_card.input_size, direction_card.mean, direction_card.std, self.device)
-            if direction_model is not None else None
-        )
-        self._det_input = (
-            Preprocessor(detector_card.input_size, detector_card.mean, detector_card.std, self.device)
-            if detector_model is not None else None
-        )
+        self._dir_input = Preprocessor.for_card(direction_card, self.device) if direction_model is not None else None
+        self._det_input = Preprocessor.for_card(detector_card, self.device) if detector_model is not None else None
         self.shared_trunk = (
             self._dir_input is not None
             and self._det_input is not None

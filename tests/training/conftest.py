@@ -66,3 +66,24 @@ def scene_sessions(tmp_path_factory) -> list[Path]:
     """Three small sessions (seeds 1, 2, 3) of 24 frames each."""
     root = tmp_path_factory.mktemp("sessions")
     return [write_session(root / f"s{seed}", seed, 24) for seed in (1, 2, 3)]
+
+
+#: (width, height) of the simulator sessions of ``sim_sessions``: a 720p game-size frame (shrunk to the
+#: model input), the recorder's default 320x240, and 160x120 (enlarged to the default 192x144 input)
+SIM_SESSION_SIZES = ((1280, 720), (320, 240), (160, 120))
+
+
+@pytest.fixture(scope="session")
+def sim_sessions(tmp_path_factory) -> list[Path]:
+    """Three tiny sessions recorded from the real simulator (autopilot, headless) with the product
+    recorder, one per SIM_SESSION_SIZES entry: 4 frames each, sim labels (direction, boxes)."""
+    from agent.recording.recorder import record_sim
+
+    root = tmp_path_factory.mktemp("sim_sessions")
+    paths = []
+    for seed, (width, height) in enumerate(SIM_SESSION_SIZES, start=11):
+        out = root / f"sim{width}x{height}"
+        record_sim(out, seed=seed, width=width, height=height, frames=4, progress=False,
+                   min_box_height_px=4.0 * height / 240)
+        paths.append(out)
+    return paths

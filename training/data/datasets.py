@@ -1,9 +1,12 @@
 """Datasets over FrameSamples, with a frame cache decoded at model resolution.
 
-The cache decodes every frame once, resizes it to the model input (H, W) and
-keeps it as one (N, 3, H, W) uint8 tensor: DataLoader workers forked after it
-is built share its pages, and a step costs only the augmentation, so the GPU
-is not starved by JPEG/PNG decoding.
+The cache decodes every frame once, resizes it to the model input (H, W) with
+perception.preprocess.resize_frame (the Perceiver's resize) and keeps it as one
+(N, 3, H, W) uint8 tensor: DataLoader workers forked after it is built share its
+pages, and a step costs only the augmentation, so the GPU is not starved by
+JPEG/PNG decoding. The engine normalises batches with perception.preprocess.normalise
+(training.tasks.normalise), so an unaugmented frame reaches the network exactly as
+the Perceiver would feed it.
 
 Items are addressed by ``(index, seed)`` pairs (see training.data.sampler): the
 seed drives the augmentation of that one draw, which makes runs reproducible
@@ -18,13 +21,13 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from perception.boxes import scale_boxes
+from perception.preprocess import resize_frame
 from training.data.augment import IDENTITY_JITTER, Augmenter, resize_sample
 from training.data.samples import FrameSample
 
@@ -32,14 +35,12 @@ log = logging.getLogger(__name__)
 
 
 def _decode_resized(sample: FrameSample, size: tuple[int, int]) -> np.ndarray:
+    """The sample's frame as (3, H, W) uint8 RGB at ``size`` (H, W), resized by
+    :func:`perception.preprocess.resize_frame`, the resize the Perceiver applies when driving."""
     image = sample.load_image()
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"{sample.name}: expected an HxWx3 uint8 RGB image, got {image.shape} {image.dtype}")
-    height, width = size
-    if image.shape[:2] != (height, width):
-        shrinking = image.shape[0] > height or image.shape[1] > width
-        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-    return np.ascontiguousarray(image.transpose(2, 0, 1))
+    return np.ascontiguousarray(resize_frame(image, size).transpose(2, 0, 1))
 
 
 def build_frame_cache(samples: Sequence[FrameSample], size: tuple[int, int], threads: int = 0,
