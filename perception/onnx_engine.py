@@ -1,9 +1,11 @@
 """Run the Perceiver's networks with ONNX Runtime on the CPU (the fast path on small CPUs).
 
-The PyTorch models are exported in memory when the Perceiver is built (a few
-seconds, no file written) and run by one ``onnxruntime.InferenceSession`` per
-distinct input: with a shared trunk a single graph computes the trunk once and
-returns both networks' outputs. Decoding and NMS stay in PyTorch.
+The graphs are perception.onnx_export's, the exporter ``truckpilot export`` writes files
+with: either built in memory from the PyTorch models when the Perceiver is built (a few
+seconds, no file written; :meth:`OnnxNetworks.from_models`), or read from exported files
+(:meth:`OnnxNetworks.from_files`). One ``onnxruntime.InferenceSession`` runs per distinct
+input: with a shared trunk a single graph computes the trunk once and returns both networks'
+outputs. Decoding and NMS stay in PyTorch.
 
 Measured on the project's 2-core AVX2 CPU (ResNet34 trunk at 96x128, batch 1,
 median of 30): PyTorch eager 42.8 ms on 1 thread / 27.9 ms on 2 threads,
@@ -13,50 +15,20 @@ stays free for the game (or the simulator), capture and key output.
 """
 from __future__ import annotations
 
-import io
-import warnings
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-#: output names of the exported graphs
-DIRECTION_OUTPUT = "direction_logits"
-CLASS_OUTPUT, BOX_OUTPUT = "cls_logits", "box_deltas"
+from perception.onnx_export import BOX_OUTPUT, CLASS_OUTPUT, DIRECTION_OUTPUT, INPUT_NAME, export_networks, output_names
 
+#: a graph: serialized ONNX bytes, or the path of an ONNX file
+Graph = bytes | str | os.PathLike
 
-class _Networks(nn.Module):
-    """Both networks on one input: (B, 3, H, W) normalised float32 -> their outputs in a fixed order
-    (direction logits (B, 3); class logits (B, A, C+1); box deltas (B, A, 4)), trunk once if shared."""
-
-    def __init__(self, direction: nn.Module | None, detector: nn.Module | None, shared_trunk: bool) -> None:
-        super().__init__()
-        self.direction, self.detector, self.shared_trunk = direction, detector, shared_trunk
-
-    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
-        if self.shared_trunk:
-            levels = self.direction.trunk.forward_levels(x)
-            return (self.direction.forward_head(levels[-1]), *self.detector.forward_head(levels))
-        outputs: list[Tensor] = []
-        if self.direction is not None:
-            outputs.append(self.direction(x))
-        if self.detector is not None:
-            outputs.extend(self.detector(x))
-        return tuple(outputs)
-
-
-def _export(module: nn.Module, input_hw: tuple[int, int], names: list[str]) -> bytes:
-    example = torch.zeros(1, 3, *input_hw)
-    dynamic = {"input": {0: "batch"}, **{name: {0: "batch"} for name in names}}
-    buffer = io.BytesIO()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
-        torch.onnx.export(module.eval(), (example,), buffer, input_names=["input"], output_names=names,
-                          dynamic_axes=dynamic, opset_version=17, dynamo=False)
-    return buffer.getvalue()
+__all__ = ["BOX_OUTPUT", "CLASS_OUTPUT", "DIRECTION_OUTPUT", "Graph", "NetworkOutputs", "OnnxNetworks"]
 
 
 @dataclass(frozen=True)
@@ -71,43 +43,68 @@ class NetworkOutputs:
 class OnnxNetworks:
     """The direction classifier and/or the SSD detector as ONNX Runtime sessions.
 
-    direction / detector: the eval-mode PyTorch models (either may be None); input_hw: the
-    model input (H, W) of each ((direction_hw, detector_hw)); shared_trunk: one graph, trunk once.
+    direction_graph / detector_graph: a graph with that network alone (outputs
+    ``direction_logits``; ``cls_logits``, ``box_deltas``); joint_graph: one graph with both on a
+    shared trunk (all three outputs), instead of the other two. Each graph is ONNX bytes or an
+    ONNX file written by ``truckpilot export``; its input and output names are checked.
     threads: ONNX Runtime intra-op threads (1 by default, see the module doc).
-    Call with the preprocessed batches (B, 3, H, W) float32 -> NetworkOutputs.
+    Call with the preprocessed batches (B, 3, H, W) float32 (perception.preprocess) -> NetworkOutputs.
     """
 
-    def __init__(self, direction: nn.Module | None, detector: nn.Module | None, direction_hw, detector_hw,
-                 shared_trunk: bool, threads: int = 1) -> None:
+    def __init__(self, direction_graph: Graph | None = None, detector_graph: Graph | None = None,
+                 joint_graph: Graph | None = None, threads: int = 1) -> None:
         import onnxruntime as ort
 
         if threads < 1:
             raise ValueError(f"ONNX Runtime threads must be >= 1, got {threads}")
+        if joint_graph is not None and (direction_graph is not None or detector_graph is not None):
+            raise ValueError("give either a joint graph or direction / detector graphs, not both")
+        if joint_graph is None and direction_graph is None and detector_graph is None:
+            raise ValueError("OnnxNetworks needs at least one graph")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
 
-        def session(module: nn.Module, hw, names: list[str]):
-            return ort.InferenceSession(_export(module, tuple(hw), names), options,
-                                        providers=["CPUExecutionProvider"])
+        def session(graph: Graph, names: list[str]):
+            source = graph if isinstance(graph, bytes) else str(Path(graph))
+            sess = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+            inputs = [i.name for i in sess.get_inputs()]
+            outputs = [o.name for o in sess.get_outputs()]
+            if inputs != [INPUT_NAME] or outputs != names:
+                what = "the in-memory graph" if isinstance(graph, bytes) else str(graph)
+                raise ValueError(f"{what}: inputs {inputs} / outputs {outputs}; the ONNX engine runs graphs with "
+                                 f"input {[INPUT_NAME]} and outputs {names} (export it with `truckpilot export`)")
+            return sess
 
-        self.shared_trunk = shared_trunk
+        self.shared_trunk = joint_graph is not None
         self.threads = threads
-        self._joint = self._direction = self._detector = None
+        self._joint = session(joint_graph, output_names(True, True)) if joint_graph is not None else None
+        self._direction = session(direction_graph, output_names(True, False)) if direction_graph is not None else None
+        self._detector = session(detector_graph, output_names(False, True)) if detector_graph is not None else None
+
+    @classmethod
+    def from_models(cls, direction: nn.Module | None, detector: nn.Module | None, direction_hw, detector_hw,
+                    shared_trunk: bool, threads: int = 1) -> "OnnxNetworks":
+        """Graphs exported in memory (perception.onnx_export.export_networks) from the eval-mode CPU
+        models (either may be None); input_hw: the model input (H, W) of each; shared_trunk: one graph."""
         if shared_trunk:
-            self._joint = session(_Networks(direction, detector, True), direction_hw,
-                                  [DIRECTION_OUTPUT, CLASS_OUTPUT, BOX_OUTPUT])
-        else:
-            if direction is not None:
-                self._direction = session(_Networks(direction, None, False), direction_hw, [DIRECTION_OUTPUT])
-            if detector is not None:
-                self._detector = session(_Networks(None, detector, False), detector_hw, [CLASS_OUTPUT, BOX_OUTPUT])
+            return cls(joint_graph=export_networks(direction, detector, direction_hw, shared_trunk=True),
+                       threads=threads)
+        return cls(export_networks(direction, None, direction_hw) if direction is not None else None,
+                   export_networks(None, detector, detector_hw) if detector is not None else None,
+                   threads=threads)
+
+    @classmethod
+    def from_files(cls, direction: str | os.PathLike | None = None, detector: str | os.PathLike | None = None,
+                   threads: int = 1) -> "OnnxNetworks":
+        """Sessions on files written by ``truckpilot export`` (a direction and/or a detector checkpoint's)."""
+        return cls(direction, detector, threads=threads)
 
     @staticmethod
     def _run(session, x: Tensor) -> list[Tensor]:
         array = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
-        return [torch.from_numpy(out) for out in session.run(None, {"input": array})]
+        return [torch.from_numpy(out) for out in session.run(None, {INPUT_NAME: array})]
 
     def __call__(self, x_direction: Tensor | None, x_detector: Tensor | None) -> NetworkOutputs:
         if self._joint is not None:

@@ -123,7 +123,7 @@ class Perceiver:
         if engine == "onnxruntime":
             from perception.onnx_engine import OnnxNetworks
 
-            self._onnx = OnnxNetworks(
+            self._onnx = OnnxNetworks.from_models(
                 self.direction_model, self.detector_model,
                 direction_card.input_size if direction_card else None,
                 detector_card.input_size if detector_card else None, self.shared_trunk, threads)

@@ -1,14 +1,16 @@
-"""``truckpilot export CHECKPOINT --onnx OUT.onnx``: ONNX export checked against PyTorch.
+"""``truckpilot export CHECKPOINT --onnx OUT.onnx``: the ONNX graph the product runs, checked against PyTorch.
 
-The ONNX graph takes what the PyTorch model takes: ``input`` (B, 3, H, W)
-float32, normalised with the card's mean/std, (H, W) = card.input_size, batch
-size dynamic. Outputs: direction -> ``logits`` (B, C); detector ->
-``cls_logits`` (B, A, C+1) (index 0 = background) and ``box_deltas`` (B, A, 4)
-(SSD-encoded against the card's anchors; decode + NMS stay in Python).
-The model card travels in the ONNX metadata (key ``truckpilot_card``).
+The file is perception.onnx_export's graph for the checkpoint, the one ``drive --engine
+onnxruntime`` builds in memory and can load from the file (perception.onnx_engine.OnnxNetworks):
+input ``input`` (B, 3, H, W) float32, the frames preprocessed by perception.preprocess with the
+card's size and mean/std, batch size dynamic. Outputs: direction -> ``direction_logits`` (B, C);
+detector -> ``cls_logits`` (B, A, C+1) (index 0 = background) and ``box_deltas`` (B, A, 4)
+(SSD-encoded against the card's anchors; decode + NMS stay in Python). The model card travels
+in the ONNX metadata (key ``truckpilot_card``).
 
-After writing, the command runs the file with onnxruntime on random inputs and
-fails (exit 1) if any output differs from PyTorch's by more than the tolerance.
+After writing, the command runs the file with the product's ONNX engine on frames preprocessed
+by perception.preprocess (synthetic 1280x720 frames) and fails (exit 1) if any output differs
+from PyTorch's by more than the tolerance.
 """
 from __future__ import annotations
 
@@ -16,65 +18,58 @@ import argparse
 import json
 import logging
 import sys
-import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
 log = logging.getLogger(__name__)
 
-
-def output_names(kind: str) -> list[str]:
-    return ["logits"] if kind == "direction" else ["cls_logits", "box_deltas"]
+#: size (H, W) of the synthetic frames the export is checked on: a 720p game frame
+CHECK_FRAME_SIZE = (720, 1280)
 
 
 def export_onnx(checkpoint: Path, out: Path, opset: int = 17) -> Path:
-    """Write ``out`` (ONNX) from a perception checkpoint; returns the path."""
-    import onnx
-
-    from perception.checkpoint import load_model
+    """Write ``out`` (ONNX, perception.onnx_export.export_checkpoint) atomically; returns the path."""
+    from perception.onnx_export import export_checkpoint
     from training.state import atomic_write_bytes
 
-    model, card = load_model(checkpoint, "cpu")
-    model.eval()
-    height, width = card.input_size
-    example = torch.zeros(2, 3, height, width)
-    names = output_names(card.kind)
-    dynamic = {"input": {0: "batch"}, **{name: {0: "batch"} for name in names}}
+    data, _ = export_checkpoint(checkpoint, opset)
     out = Path(out)
-    tmp = out.with_name(f".{out.name}.export")
-    with torch.no_grad(), warnings.catch_warnings():
-        # onnxscript (needed by the dynamo exporter) is not a dependency; the TorchScript exporter is enough here
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        torch.onnx.export(model, (example,), str(tmp), input_names=["input"], output_names=names,
-                          dynamic_axes=dynamic, opset_version=opset, dynamo=False)
-    proto = onnx.load(str(tmp))
-    tmp.unlink()
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = "truckpilot_card", card.to_json()
-    onnx.checker.check_model(proto)
-    atomic_write_bytes(out, proto.SerializeToString())
+    atomic_write_bytes(out, data)
     return out
 
 
-def compare_with_torch(checkpoint: Path, onnx_path: Path, batch: int = 3, seed: int = 0) -> dict[str, float]:
-    """Max absolute difference per output between onnxruntime and PyTorch on random normal inputs."""
-    import onnxruntime as ort
+def check_frames(n: int, seed: int = 0, size: tuple[int, int] = CHECK_FRAME_SIZE) -> list[np.ndarray]:
+    """n synthetic HxWx3 uint8 RGB frames: random colours at 1/16 of ``size``, enlarged (INTER_LINEAR),
+    so they span 0..255 with smooth structure that survives the resize to the model input."""
+    rng = np.random.default_rng(seed)
+    height, width = size
+    small = rng.integers(0, 256, size=(n, max(2, height // 16), max(2, width // 16), 3), dtype=np.uint8)
+    return [cv2.resize(s, (width, height), interpolation=cv2.INTER_LINEAR) for s in small]
 
+
+def compare_with_torch(checkpoint: Path, onnx_path: Path, batch: int = 3, seed: int = 0,
+                       frames: list[np.ndarray] | None = None) -> dict[str, float]:
+    """Max absolute difference per output between the ONNX engine running ``onnx_path`` and PyTorch running
+    the checkpoint, on ``frames`` (default: ``batch`` :func:`check_frames`) preprocessed for the card."""
     from perception.checkpoint import load_model
+    from perception.onnx_engine import OnnxNetworks
+    from perception.preprocess import Preprocessor
 
     model, card = load_model(checkpoint, "cpu")
-    height, width = card.input_size
-    x = torch.randn(batch, 3, height, width, generator=torch.Generator().manual_seed(seed))
+    frames = check_frames(batch, seed) if frames is None else frames
+    x = Preprocessor.for_card(card)(frames)
     with torch.no_grad():
         expected = model(x)
-    expected = [expected] if isinstance(expected, torch.Tensor) else list(expected)
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {"input": x.numpy()})
-    names = output_names(card.kind)
-    return {name: float(np.max(np.abs(g - e.numpy()))) for name, g, e in zip(names, got, expected)}
+    if card.kind == "direction":
+        got = OnnxNetworks.from_files(direction=onnx_path)(x, None)
+        pairs = {"direction_logits": (got.direction_logits, expected)}
+    else:
+        got = OnnxNetworks.from_files(detector=onnx_path)(None, x)
+        pairs = {"cls_logits": (got.cls_logits, expected[0]), "box_deltas": (got.box_deltas, expected[1])}
+    return {name: float((g - e).abs().max()) for name, (g, e) in pairs.items()}
 
 
 def main(argv: list[str]) -> int:
