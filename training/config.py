@@ -116,18 +116,23 @@ def config_options(cls, prefix: tuple[str, ...] = ()) -> list[ConfigOption]:
     return options
 
 
-def add_arguments(parser: argparse.ArgumentParser, cls) -> None:
+def add_arguments(parser: argparse.ArgumentParser, cls, flags: typing.Collection[str] | None = None) -> None:
     """Add one argparse argument per leaf field of the dataclass tree ``cls``: positional fields and
     the root's own options on ``parser``, each section's in an argument group named after it (the
     section class's first docstring line describes it). Defaults are those of ``cls()``; :func:`tuning`
-    fields get no argument."""
+    fields get no argument. flags: only these options (e.g. ``{"--match-iou"}``; default: all), for a
+    tool that offers a few of a config's options with the same names, help and defaults."""
     defaults = cls()
     groups: dict[str, argparse._ArgumentGroup] = {}
     for f, hint in _sections(cls):
         if dataclasses.is_dataclass(hint):
             groups[f.name] = parser.add_argument_group(f.name, (hint.__doc__ or "").strip().split("\n")[0])
-    for opt in config_options(cls):
-        if not opt.on_command_line:
+    options = [opt for opt in config_options(cls) if opt.on_command_line]
+    unknown = set(flags or ()) - {opt.flag for opt in options}
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no options {sorted(unknown)}")
+    for opt in options:
+        if flags is not None and opt.flag not in flags:
             continue
         meta = opt.field.metadata
         target = groups[opt.path[0]] if len(opt.path) > 1 else parser
@@ -153,14 +158,14 @@ def add_arguments(parser: argparse.ArgumentParser, cls) -> None:
 
 def from_arguments(cls, namespace: argparse.Namespace, prefix: tuple[str, ...] = ()):
     """The instance of the dataclass tree ``cls`` that a namespace parsed with :func:`add_arguments` describes
-    (lists back to tuples; :func:`tuning` fields keep their defaults; each class's own checks run and raise
-    ValueError)."""
+    (lists back to tuples; :func:`tuning` fields, and options that ``add_arguments(flags=...)`` left out,
+    keep their defaults; each class's own checks run and raise ValueError)."""
     values = {}
     for f, hint in _sections(cls):
         path = prefix + (f.name,)
         if dataclasses.is_dataclass(hint):
             values[f.name] = from_arguments(hint, namespace, path)
-        elif f.metadata["cli"]:
+        elif f.metadata["cli"] and hasattr(namespace, ".".join(path)):
             value = getattr(namespace, ".".join(path))
             values[f.name] = tuple(value) if typing.get_origin(hint) is tuple else value
     return cls(**values)

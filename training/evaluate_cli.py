@@ -17,8 +17,7 @@ from pathlib import Path
 
 import torch
 
-from training.config import EVAL_SCORE_THRESHOLD
-from training.cpu_malloc import CPU_MALLOC_CHOICES
+from training.config import EVAL_SCORE_THRESHOLD, RunConfig, RuntimeConfig, add_arguments
 
 log = logging.getLogger("training.evaluate")
 
@@ -82,21 +81,24 @@ def headline(report: dict) -> dict:
     return out
 
 
-def main(argv: list[str]) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``truckpilot evaluate`` parser."""
     parser = argparse.ArgumentParser(prog="truckpilot evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path, help="a .safetensors checkpoint (direction or detector)")
     parser.add_argument("--data", nargs="+", required=True, help="session directories to evaluate on")
     parser.add_argument("--out", type=Path, default=None, help="report directory (default: next to the checkpoint)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
-    parser.add_argument("--score-threshold", type=float, default=EVAL_SCORE_THRESHOLD,
-                        help="detector: minimum score kept")
     parser.add_argument("--tta", choices=("none", "flip"), default="none",
                         help="detector: test-time augmentation; flip also runs each frame mirrored and fuses "
                              "the two passes' boxes (twice the compute)")
-    parser.add_argument("--cpu-malloc", choices=CPU_MALLOC_CHOICES, default="keep",
-                        help="CPU runs: keep (glibc keeps freed memory for reuse; faster) | system (its defaults)")
-    args = parser.parse_args(argv)
+    # the options that mean what they mean for `truckpilot train`: its fields' flags, help and defaults
+    add_arguments(parser, RuntimeConfig, flags={"--device", "--cpu-malloc"})
+    add_arguments(parser, RunConfig, flags={"--score-threshold"})
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
     out = args.out or args.checkpoint.parent / f"eval_{args.checkpoint.stem}"
     from perception.checkpoint import CheckpointError
 

@@ -134,6 +134,25 @@ def test_help_lists_the_flags_it_listed_before(capsys):
         assert f"\n{section}:\n" in text, section  # one argument group per concern
 
 
+def test_evaluate_keeps_its_flags_and_defaults_and_shares_trains_help():
+    """`truckpilot evaluate` takes --device, --cpu-malloc and --score-threshold from the train config's fields."""
+    from pathlib import Path
+
+    from training import evaluate_cli
+
+    parser = evaluate_cli.build_parser()
+    flags = {s for a in parser._actions for s in a.option_strings} - {"-h", "--help"}
+    assert flags == {"--data", "--out", "--device", "--batch-size", "--score-threshold", "--tta", "--cpu-malloc"}
+    args = parser.parse_args(["ck.safetensors", "--data", "s"])
+    assert vars(args) == {"checkpoint": Path("ck.safetensors"), "data": ["s"], "out": None, "device": "auto",
+                          "batch_size": 64, "score_threshold": 0.05, "tta": "none", "cpu_malloc": "keep"}
+    helps = {a.option_strings[0]: a.help for a in parser._actions if a.option_strings}
+    train = {opt.flag: opt.help for opt in _cli_options()}
+    assert all(helps[flag] == train[flag] for flag in ("--device", "--cpu-malloc", "--score-threshold"))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["ck.safetensors", "--data", "s", "--cpu-malloc", "fast"])
+
+
 @pytest.mark.parametrize("flag", sorted(NON_DEFAULT))
 def test_each_flag_sets_its_field_and_round_trips(flag):
     option = {opt.flag: opt for opt in _cli_options()}[flag]
@@ -239,3 +258,11 @@ def test_the_helper_needs_no_hand_written_option():
     assert from_arguments(Outer, parser.parse_args([])) == Outer()
     got = from_arguments(Outer, parser.parse_args(["--name", "b", "--size", "5", "--switch-on"]))
     assert got == Outer(name="b", inner=Inner(size=(5,), on=True))
+    # a tool may offer a few of the options: the others keep their defaults, an unknown flag is an error
+    few = argparse.ArgumentParser()
+    add_arguments(few, Outer, flags={"--switch-on"})
+    assert from_arguments(Outer, few.parse_args(["--switch-on"])) == Outer(inner=Inner(on=True))
+    with pytest.raises(SystemExit):
+        few.parse_args(["--name", "b"])
+    with pytest.raises(ValueError, match="no options"):
+        add_arguments(argparse.ArgumentParser(), Outer, flags={"--nmae"})

@@ -25,7 +25,7 @@ import torch
 from perception.boxes import iou
 from perception.config import DetectorConfig
 from perception.detector import detector_anchors
-from training.config import ModelConfig
+from training.config import ModelConfig, add_arguments, from_arguments
 from training.data.datasets import _scaled_boxes
 from training.data.samples import FrameSample, samples_from_sessions
 from training.tasks import default_model_config
@@ -88,21 +88,19 @@ def anchor_coverage(boxes: torch.Tensor, labels: Sequence[str], config: Detector
     return out
 
 
+#: the options of ``truckpilot train`` (training.config.ModelConfig) this tool takes, with the same meaning
+MODEL_FLAGS = ("--input-height", "--input-width", "--anchor-strides", "--anchor-sizes", "--anchor-ratios",
+               "--match-iou")
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.tools.anchor_coverage", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", nargs="+", required=True, help="session directories")
-    parser.add_argument("--input-height", type=int, default=0, help="model input height px (0: the default)")
-    parser.add_argument("--input-width", type=int, default=0, help="model input width px (0: the default)")
-    parser.add_argument("--anchor-strides", nargs="*", type=int, default=[], help="as truckpilot train")
-    parser.add_argument("--anchor-sizes", nargs="*", type=float, default=[], help="as truckpilot train")
-    parser.add_argument("--anchor-ratios", nargs="*", type=float, default=[], help="as truckpilot train")
-    parser.add_argument("--match-iou", type=float, default=0.0, help="as truckpilot train (0: the default 0.3)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_arguments(parser, ModelConfig, flags=MODEL_FLAGS)  # as truckpilot train
     args = parser.parse_args(argv)
     try:
-        model = ModelConfig(input_height=args.input_height, input_width=args.input_width,
-                            anchor_strides=tuple(args.anchor_strides), anchor_sizes=tuple(args.anchor_sizes),
-                            anchor_ratios=tuple(args.anchor_ratios), match_iou=args.match_iou)
+        model = from_arguments(ModelConfig, args)
         config = default_model_config("detector", "none", model.input_size,
                                       detector_options=model.detector_options())
         samples = samples_from_sessions(args.data)
