@@ -20,8 +20,8 @@ from tqdm import tqdm
 
 from perception.config import DetectorConfig, DirectionConfig, TrunkConfig
 from perception.preprocess import normalise as preprocess_normalise
-from training.data.augment import AugmentConfig, Augmenter, color_jitter_batch
-from training.config import EVAL_SCORE_THRESHOLD
+from training.config import EVAL_SCORE_THRESHOLD, AugmentConfig
+from training.data.augment import Augmenter, color_jitter_batch
 from training.data.datasets import DetectionDataset, DirectionDataset, detection_collate, direction_collate, source_size
 from training.metrics import classification_metrics, detection_metrics, match_detections
 from training.reports import plot_confusion_matrix, plot_detection_gallery, plot_pr_curves, plot_top_losses
@@ -140,7 +140,8 @@ class DirectionTask(Task):
 
     def build_dataset(self, samples, augment: bool, cache: bool, seed: int,
                       augment_config: AugmentConfig = AugmentConfig()) -> DirectionDataset:
-        augmenter = Augmenter(self.input_size, augment_config, tuple(self.model_config.classes)) if augment else None
+        augmenter = (Augmenter(self.input_size, augment_config.for_task(self.kind), tuple(self.model_config.classes))
+                     if augment else None)
         return DirectionDataset(samples, self.input_size, self.model_config.classes, augmenter, cache, seed)
 
     def collate(self, batch):
@@ -200,7 +201,7 @@ class DetectorTask(Task):
         if not augment:
             return DetectionDataset(samples, self.input_size, self.model_config.classes, None, cache, seed)
         out_size = augment_config.train_crop or self.input_size
-        augmenter = Augmenter(out_size, augment_config, input_size=self.input_size)
+        augmenter = Augmenter(out_size, augment_config.for_task(self.kind), input_size=self.input_size)
         decode_size = source_size(samples, self.input_size) if augmenter.crops else self.input_size
         if decode_size != self.input_size:
             log.info("detector: training frames cached at %dx%d (their own size); each crop is resized to %dx%d "
@@ -212,7 +213,7 @@ class DetectorTask(Task):
         return detection_collate(batch)
 
     def evaluate_options(self, config) -> dict:
-        return {"score_threshold": config.score_threshold}
+        return {"score_threshold": config.run.score_threshold}
 
     def targets_to(self, targets, device):
         return [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
