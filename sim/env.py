@@ -210,9 +210,11 @@ class TruckSimEnv(gymnasium.Env):
             self._clock = pygame.time.Clock()
             log.info("sim window %dx%d titled %r", size[0], size[1], self.config.window_title)
         pygame.event.pump()
+        self._window = pygame.display.get_surface() or self._window  # new after an outside resize
         src = self._renderer.surface
         if src.get_size() != self._window.get_size():
-            pygame.transform.scale(src, self._window.get_size(), self._window)
+            # scaled into its own surface: the window's pixel format may differ from the renderer's
+            self._window.blit(pygame.transform.scale(src, self._window.get_size()), (0, 0))
         else:
             self._window.blit(src, (0, 0))
         pygame.display.flip()

@@ -9,11 +9,27 @@ Health: every grab updates a ``CaptureHealth`` (``capture.health()``): frozen
 (identical to the previous frames; reported, but not part of ``ok``, see
 there), black (mean level below a threshold),
 resized or moved window (the capture follows it), dropped ticks of the
-fixed-rate pacing. A window that is destroyed or unmapped raises
-``CaptureLost`` from ``grab()``.
+fixed-rate pacing.
+
+What a live window does, as typed ``CaptureEvent`` values (in ``CaptureHealth.events`` of the
+grab that saw it, and on the one log line each gets: the record's ``capture_event`` attribute):
+
+* MOVED: the window moved; the capture follows it (same size, nothing else changes).
+* RESIZED: the window changed size; the capture follows it and frames take the new size (a crop
+  that no longer fits raises ``CaptureLost``). The guard disengages on it (keys up, the
+  controller starts afresh) and re-engages on fresh frames.
+* HIDDEN: the window was unmapped or minimised: ``grab()`` raises ``CaptureHidden`` (a
+  ``CaptureLost``) each call while it stays hidden, logging only the first; the Capture stays
+  usable and its health has ``hidden`` (so not ``ok``: a guard releases the keys).
+* SHOWN: the first frame after the window is viewable again (with the seconds it was hidden).
+* LOST: the window was destroyed: ``grab()`` raises ``CaptureLost`` (the drive ends).
+
+A game that pauses keeps showing the same picture: that is ``frozen`` (identical frames), which
+the guard treats as a stale capture while it holds keys.
 """
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -23,13 +39,32 @@ import numpy as np
 from agent.io.pacing import RateLimiter
 from agent.io.timing import percentiles
 from agent.types import Frame
-from agent.io.window import WindowGeometry, WindowGone, window_locator
+from agent.io.window import WindowGeometry, WindowGone, WindowHidden, window_locator
 
 log = logging.getLogger(__name__)
 
 
 class CaptureLost(RuntimeError):
-    """The captured window vanished (destroyed, unmapped, minimised)."""
+    """The captured window vanished (destroyed: this class; unmapped, minimised: ``CaptureHidden``)."""
+
+
+class CaptureHidden(CaptureLost):
+    """The captured window is unmapped or minimised; grab again to see whether it is back."""
+
+
+class CaptureEvent(enum.Enum):
+    """What happened to a captured window at a grab (see the module docstring)."""
+
+    MOVED = "moved"
+    RESIZED = "resized"
+    HIDDEN = "hidden"
+    SHOWN = "shown"
+    LOST = "lost"
+
+
+#: ``LogRecord`` attribute carrying the CaptureEvent of a capture log line (``extra=``), for
+#: code and tests that look for the event without reading the words.
+LOG_EVENT_ATTR = "capture_event"
 
 
 @dataclass(frozen=True)
@@ -54,9 +89,11 @@ class CaptureHealth:
     mean_level: mean pixel level (0-255) of the last frame.
     resized / moved: the window changed size / position at the last grab.
     lost: the window vanished (grab raised CaptureLost).
+    hidden: the window is unmapped or minimised (grab raised CaptureHidden; ``lost`` too).
     dropped: ticks skipped by the fixed-rate pacing so far.
     geometry: the captured screen region.
     grab_ms: wall milliseconds of the last grab (mss + colour conversion).
+    events: what the last grab saw happen to the window (CaptureEvent values, in order).
     """
 
     frames: int = 0
@@ -67,9 +104,11 @@ class CaptureHealth:
     resized: bool = False
     moved: bool = False
     lost: bool = False
+    hidden: bool = False
     dropped: int = 0
     geometry: WindowGeometry | None = None
     grab_ms: float = 0.0
+    events: tuple[CaptureEvent, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -84,7 +123,9 @@ class CaptureHealth:
 
     def problems(self) -> list[str]:
         out = []
-        if self.lost:
+        if self.hidden:
+            out.append("window hidden (unmapped or minimised)")
+        elif self.lost:
             out.append("window lost")
         if self.frozen:
             out.append(f"frozen ({self.identical_frames} identical frames)")
@@ -128,6 +169,7 @@ class Capture:
         self._previous_probe: np.ndarray | None = None
         self._health = CaptureHealth(geometry=self.region)
         self._warned_offscreen = False
+        self._hidden_since: float | None = None
         self._closed = False
 
     def _region_for(self, window: WindowGeometry) -> WindowGeometry:
@@ -140,43 +182,75 @@ class Capture:
             return WindowGeometry(window.x + x, window.y + y, w, h)
         return window
 
-    def _follow_window(self) -> tuple[bool, bool]:
-        """Re-read the window geometry; returns (moved, resized); CaptureLost if gone."""
+    def _event(self, event: CaptureEvent, message: str, *args, level: int = logging.WARNING) -> None:
+        """The one log line of ``event`` (its record carries the enum as ``capture_event``)."""
+        log.log(level, message, *args, extra={LOG_EVENT_ATTR: event})
+
+    def _hide(self, how: str, detail: str) -> CaptureHidden:
+        """Record that the window is hidden (log the first time) and return the CaptureHidden to raise."""
+        if self._hidden_since is None:
+            self._hidden_since = time.monotonic()
+            self._event(CaptureEvent.HIDDEN, "captured window %#x hidden (%s): pausing until it is shown again",
+                        self.window_id, how)
+        self._health = replace(self._health, lost=True, hidden=True, events=(CaptureEvent.HIDDEN,))
+        return CaptureHidden(detail)
+
+    def _follow_window(self) -> tuple[CaptureEvent, ...]:
+        """Re-read the window geometry and follow it; returns the events seen (MOVED, RESIZED).
+        Raises CaptureHidden while unmapped / minimised, CaptureLost when destroyed."""
+        events: list[CaptureEvent] = []
         try:
             geometry = self._locator.geometry(self.window_id)
+        except WindowHidden as exc:
+            raise self._hide("unmapped or minimised", str(exc)) from exc
         except WindowGone as exc:
-            self._health = replace(self._health, lost=True)
+            self._event(CaptureEvent.LOST, "captured window %#x is gone: %s", self.window_id, exc)
+            self._health = replace(self._health, lost=True, hidden=False, events=(CaptureEvent.LOST,))
             raise CaptureLost(str(exc)) from exc
         old = self._window_geometry
         moved = (geometry.x, geometry.y) != (old.x, old.y)
         resized = (geometry.width, geometry.height) != (old.width, old.height)
+        if moved:
+            self._event(CaptureEvent.MOVED, "captured window moved (%d, %d) -> (%d, %d): following it",
+                        old.x, old.y, geometry.x, geometry.y)
+            events.append(CaptureEvent.MOVED)
+        if resized:
+            self._event(CaptureEvent.RESIZED, "captured window resized %dx%d -> %dx%d: following it",
+                        old.width, old.height, geometry.width, geometry.height)
+            events.append(CaptureEvent.RESIZED)
         if moved or resized:
-            if resized:
-                log.warning("captured window resized %dx%d -> %dx%d", old.width, old.height,
-                            geometry.width, geometry.height)
             self._window_geometry = geometry
             try:
                 self.region = self._region_for(geometry)
             except ValueError as exc:
-                self._health = replace(self._health, lost=True)
+                self._health = replace(self._health, lost=True, events=(CaptureEvent.LOST,))
                 raise CaptureLost(f"window resized to {geometry.width}x{geometry.height}: {exc}") from exc
-        return moved, resized
+        return tuple(events)
 
     def grab(self) -> Frame:
-        """Wait for the next tick (if paced), grab, convert, update health."""
+        """Wait for the next tick (if paced), grab, convert, update health.
+
+        Raises CaptureHidden while the window is unmapped or minimised (grab again later),
+        CaptureLost when it is destroyed or the region is off the screen."""
         if self._closed:
             raise RuntimeError("Capture is closed")
         if self._pacer is not None:
             self._pacer.wait()
         start = time.perf_counter()
-        moved = resized = False
+        events: tuple[CaptureEvent, ...] = ()
         if self.window_id is not None:
-            moved, resized = self._follow_window()
+            events = self._follow_window()
         image, timestamp = self._grab_region(self.region)
+        if self._hidden_since is not None:
+            self._event(CaptureEvent.SHOWN, "captured window %#x shown again after %.1f s", self.window_id,
+                        time.monotonic() - self._hidden_since)
+            self._hidden_since = None
+            self._previous_probe = None  # compare frames afresh
+            events += (CaptureEvent.SHOWN,)
         grab_ms = (time.perf_counter() - start) * 1e3
         frame = Frame(image=image, timestamp=timestamp, index=self._index)
         self._index += 1
-        self._update_health(image, moved, resized, grab_ms)
+        self._update_health(image, events, grab_ms)
         return frame
 
     def _grab_region(self, r: WindowGeometry) -> tuple[np.ndarray, float]:
@@ -187,8 +261,11 @@ class Capture:
         x1 = min(r.x + r.width, screen["left"] + screen["width"])
         y1 = min(r.y + r.height, screen["top"] + screen["height"])
         if x1 <= x0 or y1 <= y0:
+            detail = f"capture region {r} is entirely off the screen ({screen})"
+            if self.window_id is not None:  # a window moved off the screen may come back
+                raise self._hide("moved off the screen", detail)
             self._health = replace(self._health, lost=True)
-            raise CaptureLost(f"capture region {r} is entirely off the screen ({screen})")
+            raise CaptureLost(detail)
         shot = self._mss.grab({"left": x0, "top": y0, "width": x1 - x0, "height": y1 - y0})
         timestamp = time.monotonic()
         bgra = np.frombuffer(shot.raw, dtype=np.uint8).reshape(shot.height, shot.width, 4)
@@ -202,7 +279,7 @@ class Capture:
         image[y0 - r.y:y1 - r.y, x0 - r.x:x1 - r.x] = visible
         return image, timestamp
 
-    def _update_health(self, image: np.ndarray, moved: bool, resized: bool, grab_ms: float) -> None:
+    def _update_health(self, image: np.ndarray, events: tuple[CaptureEvent, ...], grab_ms: float) -> None:
         s = self.config.compare_stride
         probe = image[::s, ::s]
         same = (self._previous_probe is not None and probe.shape == self._previous_probe.shape
@@ -216,12 +293,14 @@ class Capture:
             frozen=identical >= self.config.frozen_after,
             black=mean_level < self.config.black_level,
             mean_level=mean_level,
-            resized=resized,
-            moved=moved,
+            resized=CaptureEvent.RESIZED in events,
+            moved=CaptureEvent.MOVED in events,
             lost=False,
+            hidden=False,
             dropped=self._pacer.dropped if self._pacer else 0,
             geometry=self.region,
             grab_ms=grab_ms,
+            events=events,
         )
 
     def health(self) -> CaptureHealth:

@@ -97,6 +97,9 @@ from agent.types import DRIVING_KEYS, KeysHeld
 
 log = logging.getLogger(__name__)
 
+#: ``LogRecord`` attribute carrying the DisengageReason of a "disengaged" / "not engaging" log line.
+LOG_REASON_ATTR = "disengage_reason"
+
 
 @dataclass(frozen=True)
 class GuardConfig:
@@ -379,7 +382,7 @@ class SafetyGuard:
             elif physical & set(self._watch_keys):
                 refusal = Disengagement(DisengageReason.TAKEOVER, ", ".join(sorted(physical & set(self._watch_keys))))
         if refusal is not None:
-            log.warning("not engaging: %s", refusal)
+            log.warning("not engaging: %s", refusal, extra={LOG_REASON_ATTR: refusal.reason})
             self.disengagement = refusal
             return False
         if self.hosted:
@@ -394,7 +397,7 @@ class SafetyGuard:
         """Stop driving: release every key the agent holds (only those: a person
         who took over keeps the keys they hold)."""
         if self._engaged:
-            log.warning("disengaged: %s", why)
+            log.warning("disengaged: %s", why, extra={LOG_REASON_ATTR: why.reason})
             self.events.append(f"disengaged: {why}")
         self._engaged = False
         self.disengagement = why
@@ -431,7 +434,13 @@ class SafetyGuard:
         if why is None and self._host_failed is not None:
             why = self._host_failed
         if why is None and capture_health is not None:
-            if not capture_health.ok:
+            geometry = getattr(capture_health, "geometry", None)
+            if getattr(capture_health, "hidden", False):
+                why = Disengagement(DisengageReason.WINDOW_HIDDEN)
+            elif getattr(capture_health, "resized", False):
+                why = Disengagement(DisengageReason.WINDOW_RESIZED,
+                                    f"{geometry.width}x{geometry.height}" if geometry is not None else "")
+            elif not capture_health.ok:
                 why = Disengagement(DisengageReason.CAPTURE_STALE,
                                     ", ".join(capture_health.problems() or ["no frames"]))
             elif (capture_health.identical_frames >= self.config.frozen_while_driving_frames

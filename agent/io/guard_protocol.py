@@ -74,7 +74,11 @@ class DisengageReason(enum.Enum):
     TAKEOVER = "takeover"
     """a person holds a driving key the agent did not press (detail: the keys)"""
     FOCUS_LOST = "focus_lost"
-    """the game window does not have the keyboard focus"""
+    """the game window does not have the keyboard focus (the keys' focus lease lapsed)"""
+    WINDOW_HIDDEN = "window_hidden"
+    """the game window is unmapped or minimised (the capture waits for it to come back)"""
+    WINDOW_RESIZED = "window_resized"
+    """the game window changed size (the capture follows; the controller starts afresh; detail: sizes)"""
     GUARD_RELEASED = "guard_released"
     """the guard process released the keys (``Disengagement.release`` says why)"""
     GUARD_DIED = "guard_died"
@@ -91,6 +95,8 @@ _TEXT: dict[DisengageReason, Callable[["Disengagement"], str]] = {
     DisengageReason.ESTOP: lambda d: f"e-stop ({d.detail})",
     DisengageReason.TAKEOVER: lambda d: f"takeover: a person pressed {d.detail}",
     DisengageReason.FOCUS_LOST: lambda d: "the game window lost the keyboard focus",
+    DisengageReason.WINDOW_HIDDEN: lambda d: "the game window is hidden (unmapped or minimised)",
+    DisengageReason.WINDOW_RESIZED: lambda d: f"the game window was resized{' to ' + d.detail if d.detail else ''}",
     DisengageReason.GUARD_RELEASED: lambda d: f"guard process released the keys ({d.release.value})",
     DisengageReason.GUARD_DIED: lambda d: "guard process died",
     DisengageReason.GUARD_UNRESPONSIVE: lambda d: "guard process did not answer",

@@ -8,6 +8,12 @@ GetClientRect / ClientToScreen) is kept small and cannot be tested here.
 
 Geometry is the window's client area in screen pixels: x, y of its top-left
 corner, width, height.
+
+A window that cannot be captured is one of two things, told apart by type: hidden
+(``WindowHidden``: unmapped, or minimised — the window manager unmaps it (ICCCM) or keeps it
+mapped with ``_NET_WM_STATE_HIDDEN`` (EWMH); it may come back, so a drive pauses) or gone
+(``WindowGone`` itself: destroyed; the drive ends). ``WindowHidden`` is a ``WindowGone``, so
+code that only knows the latter still stops.
 """
 from __future__ import annotations
 
@@ -23,7 +29,11 @@ class WindowNotFound(LookupError):
 
 
 class WindowGone(RuntimeError):
-    """The window was destroyed or unmapped (minimised, hidden)."""
+    """The window cannot be captured: destroyed (this class), or hidden (``WindowHidden``)."""
+
+
+class WindowHidden(WindowGone):
+    """The window exists but is not on screen: unmapped, or minimised (iconified)."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,8 @@ class X11WindowLocator:
         self.root = self.display.screen().root
         self._net_wm_name = self.display.intern_atom("_NET_WM_NAME")
         self._utf8 = self.display.intern_atom("UTF8_STRING")
+        self._net_wm_state = self.display.intern_atom("_NET_WM_STATE")
+        self._net_wm_state_hidden = self.display.intern_atom("_NET_WM_STATE_HIDDEN")
 
     def title(self, window) -> str | None:
         """The window's _NET_WM_NAME, else WM_NAME, else None."""
@@ -120,14 +132,18 @@ class X11WindowLocator:
         return WindowGeometry(origin.x, origin.y, geom.width, geom.height)
 
     def geometry(self, window_id: int) -> WindowGeometry:
-        """Current geometry of ``window_id``; WindowGone if destroyed or unmapped."""
-        from Xlib import X
+        """Current geometry of ``window_id``: WindowHidden if unmapped or minimised (not viewable,
+        or ``_NET_WM_STATE_HIDDEN`` set by the window manager), WindowGone if destroyed."""
+        from Xlib import X, Xatom
         from Xlib.error import XError
 
         window = self.display.create_resource_object("window", window_id)
         try:
             if window.get_attributes().map_state != X.IsViewable:
-                raise WindowGone(f"X window {window_id:#x} is not viewable (unmapped or minimised)")
+                raise WindowHidden(f"X window {window_id:#x} is not viewable (unmapped or minimised)")
+            state = window.get_full_property(self._net_wm_state, Xatom.ATOM)
+            if state is not None and self._net_wm_state_hidden in state.value:
+                raise WindowHidden(f"X window {window_id:#x} is minimised (_NET_WM_STATE_HIDDEN)")
             return self._geometry(window)
         except XError as exc:
             raise WindowGone(f"X window {window_id:#x} is gone: {exc}") from exc
@@ -209,8 +225,10 @@ class Win32WindowLocator:
 
     def geometry(self, window_id: int) -> WindowGeometry:
         ctypes, wintypes = self._ctypes, self._wintypes
-        if not self.user32.IsWindow(window_id) or self.user32.IsIconic(window_id):
-            raise WindowGone(f"window {window_id:#x} is gone or minimised")
+        if not self.user32.IsWindow(window_id):
+            raise WindowGone(f"window {window_id:#x} is gone")
+        if self.user32.IsIconic(window_id) or not self.user32.IsWindowVisible(window_id):
+            raise WindowHidden(f"window {window_id:#x} is minimised or hidden")
         rect = wintypes.RECT()
         self.user32.GetClientRect(window_id, ctypes.byref(rect))
         origin = wintypes.POINT(0, 0)

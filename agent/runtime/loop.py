@@ -435,17 +435,26 @@ class SimKeyOutput:
 
 
 class CaptureSource:
-    """Frames from an ``agent.io.capture.Capture`` (mss); a vanished window ends the drive."""
+    """Frames from an ``agent.io.capture.Capture`` (mss); a destroyed window ends the drive.
+
+    While the window is hidden (unmapped, minimised, moved off the screen) each grab gives the
+    last frame again as ``repeated`` with the capture's health (``hidden``, not ``ok``): the
+    loop re-sends its keys, the guard releases them (DisengageReason.WINDOW_HIDDEN), and the
+    drive waits until the window is back and re-engages by the usual rules.
+    """
 
     def __init__(self, capture) -> None:
         self.capture = capture
         self._last: Frame | None = None
 
     def grab(self) -> Observation:
-        from agent.io.capture import CaptureLost
+        from agent.io.capture import CaptureHidden, CaptureLost
 
         try:
             frame = self.capture.grab()
+        except CaptureHidden:
+            last = self._last or Frame(np.zeros((2, 2, 3), np.uint8), time.monotonic(), -1)
+            return Observation(frame=last, clock_s=time.monotonic(), health=self.capture.health(), repeated=True)
         except CaptureLost as exc:
             log.warning("capture lost: %s", exc)
             last = self._last or Frame(np.zeros((2, 2, 3), np.uint8), time.monotonic(), -1)

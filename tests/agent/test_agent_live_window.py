@@ -1,0 +1,300 @@
+"""What a live game window does to ``truckpilot drive --window`` (agent.apps.drive.drive_window),
+on a real Xvfb, against a program this project did not write (xclock, from the distribution's
+x11-apps) and against the simulator's own window (``truckpilot sim``).
+
+One drive per window runs a script of live events; after each one the test checks:
+* the one log line, found by its typed attribute (``capture_event`` = CaptureEvent,
+  ``disengage_reason`` = DisengageReason), never by its words;
+* the X server's keymap (read back like tests/agent/test_agent_keys_x11.py): no driving key down
+  within the stated number of loop periods;
+* recovery: the capture follows a moved / resized window, and the agent engages again once the
+  window is back, focused, drawing.
+
+The agent's perceiver is a real Perceiver (an untrained tiny CNN: what it says does not matter
+here) and the real Controller with cruise_throttle 1.0, so the throttle key is held whenever
+the agent drives: a key that the guard failed to release would show on the keymap.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import pytest
+
+from agent.io.capture import LOG_EVENT_ATTR, CaptureEvent
+from agent.io.guard import LOG_REASON_ATTR
+from agent.io.guard_protocol import DisengageReason
+from agent.io.keys.x11 import X11KeymapReader
+from agent.io.window import WindowNotFound, find_window
+from agent.types import KeysHeld
+
+pytestmark = pytest.mark.x11
+
+FPS = 10.0
+"""loop rate of the test drives: xclock -update 1 draws once a second, so at 10 ticks/s a
+steady clock never shows the guard's 15 identical frames (its frozen-while-driving limit)"""
+RELEASE_TICKS = 2
+"""a hidden, resized or unfocused window has every key up within this many loop ticks"""
+
+
+@pytest.fixture()
+def big_display(monkeypatch):
+    """A private Xvfb 1920x1200 (room for a 1920x1080 window); DISPLAY set, real SDL video."""
+    from agent.io.xvfb import private_xvfb
+
+    with private_xvfb(size=(1920, 1200)) as display:
+        monkeypatch.setenv("DISPLAY", display)
+        monkeypatch.delenv("SDL_VIDEODRIVER", raising=False)
+        yield display
+
+
+def xdotool(*args: str) -> None:
+    subprocess.run(["xdotool", *args], check=True, timeout=10)
+
+
+def wait_for(title: str, proc: subprocess.Popen, timeout: float = 90.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return find_window(title)
+        except WindowNotFound:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"window {title!r} never appeared (exit code {proc.poll()})")
+            time.sleep(0.1)
+
+
+class ThirdPartyWindow:
+    """xclock (x11-apps): an Xt program of the distribution, redrawn once a second."""
+
+    def __init__(self, title: str, width: int, height: int, x: int = 100, y: int = 80) -> None:
+        self.proc = subprocess.Popen(["xclock", "-update", "1", "-title", title,
+                                      "-geometry", f"{width}x{height}+{x}+{y}"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.info = wait_for(title, self.proc)
+
+    def close(self) -> None:
+        close_process(self.proc)
+
+
+class SimWindow:
+    """``truckpilot sim`` in a subprocess (its own pygame window; keys from the X server)."""
+
+    def __init__(self, title: str, width: int, height: int) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "agent", "sim", "--title", title,
+                                      "--size", f"{width}x{height}", "--traffic", "0", "--seed", "1",
+                                      "--time-of-day", "day", "--weather", "clear", "--seconds", "120"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.info = wait_for(title, self.proc)
+
+    def close(self) -> None:
+        close_process(self.proc)
+
+
+def close_process(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGCONT)
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def tiny_perceiver():
+    import torch
+
+    from perception.perceiver import Perceiver
+    from drive_kit import TinyDirectionNet, tiny_card
+
+    torch.manual_seed(0)
+    return Perceiver(TinyDirectionNet(), None, direction_card=tiny_card(), device="cpu")
+
+
+@dataclass
+class Step:
+    """One live event of the script.
+
+    act: does it (xdotool, a signal ...); expect: the typed attribute of the log line it must
+    cause, as (record attribute, enum value); release_within: loop ticks by which every key is
+    up (None: the keys may stay down, e.g. a moved window); restore: undoes it, run once the
+    checks passed; then the agent must engage again before the next step.
+    """
+
+    name: str
+    act: Callable[[], None]
+    expect: tuple[str, object]
+    release_within: int | None
+    restore: Callable[[], None] | None = None
+    check: Callable[[object], None] | None = None  # called with the observation after the event
+    done: dict = field(default_factory=dict)
+
+
+class Script:
+    """Runs the steps from drive_window's on_tick / stop_when and records what it saw."""
+
+    def __init__(self, steps: list[Step], caplog) -> None:
+        self.steps = steps
+        self.caplog = caplog
+        self.keymap = X11KeymapReader()
+        self.index = 0
+        self.phase = "warmup"  # warmup -> acted -> restored -> (next step's warmup)
+        self.tick = 0
+        self.acted_tick = 0
+        self.engaged_ticks_in_a_row = 0
+        self.failures: list[str] = []
+        self.finished = False
+
+    def logged(self, attr: str, value) -> bool:
+        return any(getattr(r, attr, None) is value for r in self.caplog.records[self.log_mark:])
+
+    def on_tick(self, step, observation, perception, action, result) -> None:
+        self.tick += 1
+        held = self.keymap.driving_keys()
+        if self.index >= len(self.steps):
+            self.finished = True
+            return
+        s = self.steps[self.index]
+        if self.phase in ("warmup", "restored"):
+            self.engaged_ticks_in_a_row = self.engaged_ticks_in_a_row + 1 if result.engaged else 0
+            if self.phase == "restored" and self.engaged_ticks_in_a_row >= 3:
+                s.done["reengaged_after_ticks"] = self.tick - s.done["restored_tick"]
+                self.index += 1
+                self.phase = "warmup"
+                self.engaged_ticks_in_a_row = 0
+                return
+            if self.phase == "warmup" and self.engaged_ticks_in_a_row >= 5 and held.throttle:
+                self.log_mark = len(self.caplog.records)
+                s.act()
+                self.acted_tick = self.tick
+                self.phase = "acted"
+            return
+        # acted: wait for the log line and (if asked) all keys up
+        since = self.tick - self.acted_tick
+        if "keys_up_after_ticks" not in s.done and held == KeysHeld():
+            s.done["keys_up_after_ticks"] = since
+        seen = self.logged(*s.expect)
+        if seen and "logged_after_ticks" not in s.done:
+            s.done["logged_after_ticks"] = since
+            if s.check is not None:
+                s.check(observation)
+        ready = seen and (s.release_within is None or "keys_up_after_ticks" in s.done)
+        if ready and since >= 3:
+            if s.restore is not None:
+                s.restore()
+            s.done["restored_tick"] = self.tick
+            self.phase = "restored"
+        elif since > 60:
+            self.failures.append(f"{s.name}: after {since} ticks: logged={seen}, keys {held}")
+            self.finished = True
+
+    def stop_when(self):
+        return "script done" if self.finished else None
+
+
+def run_script(title: str, steps: list[Step], caplog, seconds: float = 90.0):
+    from agent.apps.drive import drive_window
+    from agent.runtime.controller import ControllerConfig
+
+    caplog.set_level(logging.INFO)
+    script = Script(steps, caplog)
+    script.log_mark = 0
+    try:
+        stats = drive_window(tiny_perceiver(), window_title=title, fps=FPS, seconds=seconds,
+                             controller_config=ControllerConfig(cruise_throttle=1.0),
+                             on_tick=script.on_tick, stop_when=script.stop_when)
+        assert X11KeymapReader().driving_keys() == KeysHeld()  # nothing left down at the end
+    finally:
+        script.keymap.close()
+    assert not script.failures, script.failures
+    assert script.index == len(steps), f"stopped at step {script.index} ({stats.stopped_by}): " \
+                                       f"{[s.done for s in steps]}"
+    for s in steps:
+        if s.release_within is not None:
+            assert s.done["keys_up_after_ticks"] <= s.release_within, (s.name, s.done)
+    return stats
+
+
+def live_steps(window_id: int, pid: int, other_id: int, width: int, height: int) -> list[Step]:
+    wid = str(window_id)
+
+    def moved(observation):  # the capture follows: its region is where the window is now
+        from agent.io.window import window_locator
+
+        locator = window_locator()
+        try:
+            now = locator.geometry(window_id)
+        finally:
+            locator.close()
+        assert observation.health.geometry == now and (now.x, now.y) != (100, 80), now
+
+    def resized(observation):
+        assert observation.frame.image.shape[:2] == (height // 2, width // 2)
+
+    def minimise():  # what an EWMH window manager does for a window it keeps mapped
+        from Xlib import Xatom, display
+
+        d = display.Display()
+        w = d.create_resource_object("window", window_id)
+        w.change_property(d.intern_atom("_NET_WM_STATE"), Xatom.ATOM, 32, [d.intern_atom("_NET_WM_STATE_HIDDEN")])
+        d.sync()
+        d.close()
+
+    def unminimise():
+        from Xlib import display
+
+        d = display.Display()
+        d.create_resource_object("window", window_id).delete_property(d.intern_atom("_NET_WM_STATE"))
+        d.sync()
+        d.close()
+
+    frozen_limit = max(15, int(round(FPS)))  # drive_window's GuardConfig.frozen_while_driving_frames
+    return [
+        Step("move", lambda: xdotool("windowmove", wid, "300", "200"), (LOG_EVENT_ATTR, CaptureEvent.MOVED),
+             None, check=moved),
+        Step("resize", lambda: xdotool("windowsize", wid, str(width // 2), str(height // 2)),
+             (LOG_REASON_ATTR, DisengageReason.WINDOW_RESIZED), RELEASE_TICKS, check=resized,
+             restore=lambda: xdotool("windowsize", wid, str(width), str(height))),
+        Step("unmap", lambda: xdotool("windowunmap", "--sync", wid), (LOG_REASON_ATTR, DisengageReason.WINDOW_HIDDEN),
+             RELEASE_TICKS, restore=lambda: (xdotool("windowmap", "--sync", wid), xdotool("windowfocus", wid))),
+        Step("minimise", minimise, (LOG_REASON_ATTR, DisengageReason.WINDOW_HIDDEN), RELEASE_TICKS,
+             restore=unminimise),
+        Step("focus elsewhere", lambda: xdotool("windowfocus", str(other_id)),
+             (LOG_REASON_ATTR, DisengageReason.FOCUS_LOST), RELEASE_TICKS,
+             restore=lambda: xdotool("windowfocus", wid)),
+        Step("frozen (SIGSTOP)", lambda: os.kill(pid, signal.SIGSTOP),
+             (LOG_REASON_ATTR, DisengageReason.CAPTURE_STALE), frozen_limit + RELEASE_TICKS,
+             restore=lambda: os.kill(pid, signal.SIGCONT)),
+    ]
+
+
+def test_live_events_on_a_third_party_window(big_display, caplog):
+    game = ThirdPartyWindow("TP xclock game", 640, 360)
+    other = ThirdPartyWindow("TP other app", 200, 200, x=900, y=600)
+    try:
+        steps = live_steps(game.info.window_id, game.proc.pid, other.info.window_id, 640, 360)
+        stats = run_script("TP xclock game", steps, caplog)
+    finally:
+        game.close()
+        other.close()
+    hidden = [r for r in caplog.records if getattr(r, LOG_EVENT_ATTR, None) is CaptureEvent.HIDDEN]
+    shown = [r for r in caplog.records if getattr(r, LOG_EVENT_ATTR, None) is CaptureEvent.SHOWN]
+    assert len(hidden) == 2 and len(shown) == 2  # one line each per hiding, not one per tick
+    assert stats.engaged_steps > 0
+
+
+def test_live_events_on_the_sim_window(big_display, caplog):
+    game = SimWindow("TP sim game", 640, 480)
+    other = ThirdPartyWindow("TP other app", 200, 200, x=900, y=600)
+    try:
+        steps = live_steps(game.info.window_id, game.proc.pid, other.info.window_id, 640, 480)
+        run_script("TP sim game", steps, caplog)
+    finally:
+        game.close()
+        other.close()
