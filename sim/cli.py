@@ -28,6 +28,8 @@ from .config import DEFAULT_DT, TIMES_OF_DAY, WEATHERS, SimConfig, parse_size
 from .scs_controls import ControlsDevice, mix_controls
 from .scs_controls_layout import LAYOUTS, NEWEST
 from .scs_telemetry import TelemetryPublisher, frame_from_sim
+from .judge import RouteJudge, Verdict
+from .steplog import StepLog, StepRecord, frame_print, keys_text
 from .truck import TruckControls
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--telemetry", metavar="PATH", default=None,
                    help="publish the SCS Telemetry plugin's block (revision 12) in this file each frame, "
                         "e.g. /dev/shm/SCSTelemetry; read it with `truckpilot telemetry --path PATH`")
+    p.add_argument("--step-log", metavar="PATH", default=None,
+                   help="write one JSON line per step: when its keys were read, which, when its frame was shown, "
+                        "the frame's fingerprint, distance and offset (sim.steplog; for timing studies)")
+    p.add_argument("--route-m", type=float, default=None, help="route length, m (default: the sim's, 5000)")
+    p.add_argument("--once", action="store_true", help="quit when the episode ends (default: start the next)")
+    p.add_argument("--judge", action="store_true",
+                   help="judge the driver as `truckpilot eval` does (sim.judge): on an intervention the expert "
+                        "takes over, then hands back; the route ends the run (implies --once)")
+    p.add_argument("--budget-steps", type=int, default=None,
+                   help="with --judge: end the route after this many steps (the scorecard's time budget)")
+    p.add_argument("--summary", metavar="PATH", default=None,
+                   help="write the run's summary as JSON here at exit (with --judge: the route's counts)")
     p.add_argument("--scs-controls-version", choices=list(LAYOUTS), default=NEWEST,
                    help=f"the plugin version whose block --scs-controls makes (default {NEWEST}, the newest)")
     p.add_argument("--contact-sheet", metavar="PNG", default=None,
@@ -82,12 +96,21 @@ def drive(args) -> dict:
 
     width, height = parse_size(args.size)
     config = SimConfig(width=width, height=height, time_of_day=args.time_of_day, weather=args.weather,
-                       traffic_density=args.traffic, window_title=args.title, human_scale=args.scale)
+                       traffic_density=args.traffic, window_title=args.title, human_scale=args.scale,
+                       **({"route_length_m": args.route_m} if args.route_m else {}))
     publisher = TelemetryPublisher(args.telemetry) if args.telemetry else None  # a bad path fails before the window
     device = ControlsDevice(args.scs_controls, args.scs_controls_version) if args.scs_controls else None
     env = TruckSimEnv(render_mode="human", config=config)
     expert = Expert(seed=args.seed, dt=config.dt) if args.autopilot else None
+    judge = RouteJudge(config.route_length_m, config.dt) if args.judge else None
+    rescuer = Expert(seed=args.seed, dt=config.dt) if args.judge else None  # takes over at an intervention
+    rescued_steps = 0
+    wall_start = None
+    step_log = StepLog(args.step_log) if args.step_log else None
     obs, info = env.reset(seed=args.seed)
+    if step_log is not None:
+        step_log.write(StepRecord(0, None, "----", time.monotonic(), frame_print(obs), float(info["distance"]),
+                                  float(info["lateral_offset"])))
     clock = pygame.time.Clock()
     start = time.monotonic()
     steps, episodes, quit_reason = 0, 1, "seconds"
@@ -106,6 +129,7 @@ def drive(args) -> dict:
                 quit_reason = "user"
                 break
             pressed = pygame.key.get_pressed()
+            t_keys = time.monotonic()
             keys = [pressed[pygame.K_LEFT] or pressed[pygame.K_a], pressed[pygame.K_RIGHT] or pressed[pygame.K_d],
                     pressed[pygame.K_UP] or pressed[pygame.K_w], pressed[pygame.K_DOWN] or pressed[pygame.K_s]]
             keys_down_steps += any(keys)
@@ -122,25 +146,54 @@ def drive(args) -> dict:
                     break
                 clock.tick(args.fps)
                 continue
+            used = [bool(k) for k in keys]
             if expert is not None:
-                controls = TruckControls.from_keys(*(bool(k) for k in expert.act(env)))
+                used = [bool(k) for k in expert.act(env)]
+                controls = TruckControls.from_keys(*used)
+            if judge is not None and not judge.in_control:  # the expert rescues; the driver's keys wait
+                used = [bool(k) for k in rescuer.act(env)]
+                controls = TruckControls.from_keys(*used)
+                rescued_steps += 1
+            before_m = float(info["distance"])
+            if wall_start is None:
+                wall_start = time.monotonic()
             obs, _, terminated, truncated, info = env.step(controls)
             steps += 1
+            if step_log is not None:
+                step_log.write(StepRecord(steps, t_keys, keys_text(*used), time.monotonic(), frame_print(obs),
+                                          float(info["distance"]), float(info["lateral_offset"])))
             _publish(publisher, controls, info, steps * config.dt, time.monotonic() - start, paused=False)
             for e in info["events"]:
                 events_seen[e] = events_seen.get(e, 0) + 1
             if steps % max(1, int(round(args.log_every / DEFAULT_DT))) == 0:
                 log.info("t=%.0fs %.0f km/h %.0f m %s", time.monotonic() - start, info["speed"] * 3.6,
                          info["distance"], info["direction"])
+            if judge is not None:
+                verdict = judge.step(used[0], used[1], before_m, info, terminated, truncated)
+                if verdict is Verdict.TAKEOVER:
+                    rescuer.reset()
+                    log.info("intervention %d at %.0f m (%s)", judge.interventions, info["distance"],
+                             ",".join(info["events"]) or "offset")
+                if verdict is Verdict.END or (args.budget_steps is not None and judge.steps >= args.budget_steps):
+                    quit_reason = "route over"
+                    break
             if terminated or truncated:
+                if args.once:
+                    quit_reason = "episode over"
+                    break
                 log.info("episode over after %.0f m (%s); restarting", info["distance"], ",".join(info["events"]) or "route done")
                 episodes += 1
                 obs, info = env.reset(seed=args.seed + episodes - 1)
+                if step_log is not None:
+                    step_log.write(StepRecord(steps, None, "----", time.monotonic(), frame_print(obs),
+                                              float(info["distance"]), float(info["lateral_offset"])))
             if args.seconds is not None and time.monotonic() - start >= args.seconds:
                 break
             clock.tick(args.fps)
     finally:
         env.close()
+        if step_log is not None:
+            step_log.close()
         if publisher is not None:
             publisher.close()
         if device is not None:
@@ -150,6 +203,16 @@ def drive(args) -> dict:
                "analog_steps": analog_steps, "events": events_seen,
                "quit": quit_reason}
     print("sim summary:", " ".join(f"{k}={v}" for k, v in summary.items()), flush=True)
+    if args.summary:
+        import json
+        from pathlib import Path
+
+        wall = time.monotonic() - wall_start if wall_start is not None else 0.0
+        full = {**summary, "seed": args.seed, "time_of_day": info.get("time_of_day"), "weather": info.get("weather"),
+                "dt": config.dt, "wall_s": round(wall, 3),
+                "realtime_ratio": round(steps * config.dt / wall, 4) if wall > 0 else None,
+                "rescued_steps": rescued_steps, "judge": judge.to_dict() if judge is not None else None}
+        Path(args.summary).write_text(json.dumps(full, indent=1) + "\n")
     return summary
 
 

@@ -280,8 +280,11 @@ def drive_window(perceiver, *, window_title: str | None = None, region: tuple[in
                  fps: float = 15.0, keys: str = "auto", keymap: str = "arrows", steps: int | None = None,
                  seconds: float | None = None, hud=None, record: str | None = None, controller_config=None,
                  display_name: str | None = None, focus: bool = True, reengage: bool = True,
-                 on_tick=None, stop_when=None, skip_repeated: bool = True) -> LoopStats:
+                 on_tick=None, stop_when=None, skip_repeated: bool = True, controller=None) -> LoopStats:
     """The model drives a game window (or screen region): mss capture, keys under the SafetyGuard.
+
+    controller: the object turning perceptions into keys (``update``, ``keys_for``, ``reset``, as
+    ``agent.runtime.controller.Controller``); default ``Controller(controller_config)``.
 
     skip_repeated: act once per new game frame (see ``run_loop``); the loop may then tick faster
     than the game draws (e.g. ``fps`` = 2 x the game's frame rate) without aliasing the key PWM.
@@ -342,7 +345,7 @@ def drive_window(perceiver, *, window_title: str | None = None, region: tuple[in
                                                      "driver": "model", "platform": sys.platform,
                                                      "keys": why, "models": _model_source(perceiver)},
                                      width=w, height=h, fps=fps, classes=_classes_of(perceiver), image_format="jpg")
-        return run_loop(source, perceiver, Controller(controller_config), keys_out, max_steps=steps,
+        return run_loop(source, perceiver, controller or Controller(controller_config), keys_out, max_steps=steps,
                         max_seconds=seconds, fps=fps, recorder=recorder, hud=hud, on_tick=on_tick,
                         stop_when=stop_when, skip_repeated=skip_repeated)
     finally:

@@ -134,6 +134,33 @@ class BaselineDriver:
         self.reset()
 
 
+class BaselineController:
+    """The baseline as the live loop's controller (``update`` / ``keys_for`` / ``reset``, like
+    ``agent.runtime.controller.Controller``): ``update`` keeps the frame's Perception and
+    ``keys_for`` runs ``BaselineDriver`` on it, once per new frame (``run_loop`` with
+    ``skip_repeated``), so a live drive pulses exactly as the in-process baseline per frame.
+
+    dt: the game's frame interval, s (the pulse is ``round(pulse_s / dt)`` frames).
+    """
+
+    def __init__(self, dt: float, pulse_s: float = ARTICLE_PULSE_S) -> None:
+        self._perception = None
+        self.driver = BaselineDriver(lambda frame: self._perception, dt=dt, pulse_s=pulse_s)
+
+    def reset(self) -> None:
+        self.driver.reset()
+
+    def update(self, perception, now: float, frame_size: tuple[int, int], speed_mps: float | None = None):
+        from agent.types import Action
+
+        self._perception = perception
+        steer = {"left": -1.0, "right": 1.0}.get(perception.direction, 0.0)
+        return Action(steer=steer, throttle=1.0, brake=0.0)
+
+    def keys_for(self, action, now: float) -> KeysHeld:
+        return self.driver.act(None, {}, None, now)
+
+
 def steer_state(keys: KeysHeld) -> int:
     """-1 (left only), +1 (right only) or 0: the steering the keys ask for."""
     return int(keys.right and not keys.left) - int(keys.left and not keys.right)

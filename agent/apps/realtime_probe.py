@@ -1,0 +1,123 @@
+"""Measure the real-time drive: frame age, key landing, dropped frames, PWM phase; idle and busy.
+
+    python -m agent.apps.realtime_probe --tiny --runs 2 --busy both --json probe.json
+    python -m agent.apps.realtime_probe --model dir.safetensors --seed 3 --route-m 1000
+
+Each run drives one route live (``agent.apps.live_sim``: the sim window in real time, mss
+capture, XTest keys under the guard) with the sim logging every step, then joins the sim's
+steps with the agent's ticks (``agent.tools.realtime_probe.join``) and prints the figures,
+with the route's outcome as the sim judged it. ``--busy`` adds a busy loop pinned to one
+core (``taskset -c 0 python -c "while True: pass"``) during the drive. The same route is
+also driven in-process (the scorecard's ``drive_route``, sim clock) for comparison.
+
+``--tiny``: the test kit's tiny direction CNN (tests/agent/drive_kit.py, trained here in
+~30-60 s, the model of the end-to-end test), with its controller (cruise throttle 0.5, no
+speed). Without a display ($DISPLAY) a private Xvfb is started.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from agent.apps.live_sim import LiveRoute, drive_live, x_display
+from agent.tools.realtime_probe import BusyCore
+
+log = logging.getLogger(__name__)
+REPO = Path(__file__).resolve().parents[2]
+
+
+def tiny_perceiver_and_config():
+    """The e2e test's model and controller settings (tests/agent/drive_kit.py)."""
+    import torch
+
+    from agent.runtime.controller import ControllerConfig
+
+    sys.path.insert(0, str(REPO / "tests" / "agent"))
+    from drive_kit import train_tiny_perceiver  # noqa: E402  (the test kit, not a package module)
+
+    torch.set_num_threads(1)
+    config = ControllerConfig(cruise_throttle=0.5)
+    return train_tiny_perceiver(dagger_rounds=2, use_speed=False, controller_config=config), config
+
+
+def in_process(perceiver, config, route: LiveRoute) -> dict:
+    """The same route in-process (sim clock), judged the same way; the agent without speed."""
+    from agent.apps.scorecard import ScorecardConfig, drive_route
+    from agent.runtime.drivers import AgentDriver
+
+    budget = route.budget_steps or int(route.route_m / 2.0 * 15)
+    score = drive_route(AgentDriver(perceiver, config, use_speed=False), route.seed, route.time_of_day,
+                        route.weather, budget, ScorecardConfig(route_m=route.route_m, traffic_density=route.traffic))
+    return {"distance_m": round(score.distance_m, 1), "finished": score.finished,
+            "interventions": score.interventions, "collisions": score.collisions}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m agent.apps.realtime_probe", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--tiny", action="store_true", help="the e2e test's tiny CNN, trained here")
+    who.add_argument("--model", metavar="CKPT", help="a direction checkpoint")
+    p.add_argument("--seed", type=int, default=3, help="the road (default 3, the e2e test's)")
+    p.add_argument("--route-m", type=float, default=600.0)
+    p.add_argument("--traffic", type=float, default=0.0)
+    p.add_argument("--condition", default="day/clear")
+    p.add_argument("--runs", type=int, default=1, help="drives per load case")
+    p.add_argument("--busy", choices=("no", "yes", "both"), default="no", help="a busy loop holding one core")
+    p.add_argument("--agent-fps", type=float, default=30.0)
+    p.add_argument("--no-in-process", action="store_true", help="skip the in-process drive of the route")
+    p.add_argument("--json", metavar="FILE", help="write every run's figures here")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.tiny:
+        perceiver, config = tiny_perceiver_and_config()
+    else:
+        from agent.apps.drive import load_perceiver
+
+        perceiver, config = load_perceiver(args.model, None), None
+    tod, weather = args.condition.split("/")
+    route = LiveRoute(args.seed, tod, weather, args.route_m, args.traffic, budget_steps=int(2 * args.route_m / 10 * 15))
+    results = []
+    if not args.no_in_process:
+        ref = in_process(perceiver, config, route)
+        print(f"in-process: {ref}", flush=True)
+        results.append({"case": "in-process", **ref})
+    cases = {"no": [False], "yes": [True], "both": [False, True]}[args.busy]
+    with x_display() as display, tempfile.TemporaryDirectory(prefix="probe-") as tmp:
+        for busy in cases:
+            for run in range(args.runs):
+                t0 = time.monotonic()
+                if busy:
+                    with BusyCore(0):
+                        drive = drive_live(perceiver, route, controller_config=config, display=display,
+                                           workdir=Path(tmp) / f"{busy}-{run}", agent_fps=args.agent_fps)
+                else:
+                    drive = drive_live(perceiver, route, controller_config=config, display=display,
+                                       workdir=Path(tmp) / f"{busy}-{run}", agent_fps=args.agent_fps)
+                judged = drive.summary["judge"]
+                head = (f"== {'busy core' if busy else 'idle'} run {run + 1}: {judged['distance_m']:.0f} m, "
+                        f"finished {judged['finished']}, interventions {judged['interventions']}, collisions "
+                        f"{judged['collisions']}, sim {drive.summary['realtime_ratio']} x real time, "
+                        f"{time.monotonic() - t0:.0f} s")
+                print(head)
+                if drive.report is not None:
+                    print(drive.report.summary())
+                if drive.stats is not None:
+                    print(drive.stats.summary())
+                print(flush=True)
+                results.append({"case": "busy" if busy else "idle", "run": run, "judge": judged,
+                                "realtime_ratio": drive.summary["realtime_ratio"],
+                                "report": drive.report.to_dict() if drive.report else None,
+                                "stats": drive.stats.to_dict() if drive.stats else None})
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

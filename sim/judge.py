@@ -1,0 +1,124 @@
+"""Judging a driver on one route from ground truth: the scorecard's metrics and interventions.
+
+One home for the rules that ``truckpilot eval`` applies in-process (``agent.apps.scorecard``)
+and that the sim window applies to a driver in another process (``truckpilot sim --judge``,
+``truckpilot eval --live``):
+
+* an intervention is a moment the expert must take over: "off_road", "oncoming_lane" (the
+  truck's centre left of the centreline), or |lateral offset| > ``intervention_offset_m`` for
+  more than ``offset_grace_s`` (a lane change crosses the line faster; a drift does not);
+* the expert then drives at least ``recover_s``, and until the truck is back within
+  ``settled_offset_m`` of a lane centre (off-road and oncoming lanes cleared), at most
+  ``max_recover_s``, then hands back;
+* a collision ends the route; so does the route's end (finished) or the env's truncation.
+
+Per route the judge counts (units: m, steps of ``dt`` s): distance, the distance the driver
+itself drove, steps it drove, collisions, interventions, lane departures (the
+"lane_departure" event) and the sum of |offset| while it drove, and changes of its steering
+keys (left / none / right).
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """The intervention rules (m, s); the scorecard's defaults."""
+
+    intervention_offset_m: float = 1.5  #: |offset| beyond this (for offset_grace_s) is an intervention
+    offset_grace_s: float = 1.0  #: how long |offset| may exceed the limit (a lane change passes faster)
+    recover_s: float = 2.0  #: the expert drives at least this long after an intervention
+    max_recover_s: float = 6.0  #: ... and until back within settled_offset_m of a lane centre, at most this long
+    settled_offset_m: float = 0.5
+
+
+class Verdict(enum.Enum):
+    """What happens after a step: the same driver goes on, the expert takes over (an
+    intervention), the driver gets control back, or the route is over."""
+
+    GO_ON = "go_on"
+    TAKEOVER = "takeover"
+    HANDBACK = "handback"
+    END = "end"
+
+
+def steer_state(left: bool, right: bool) -> int:
+    """-1 (left only), +1 (right only) or 0: the steering the keys ask for."""
+    return int(right and not left) - int(left and not right)
+
+
+class RouteJudge:
+    """Counts one route step by step and says who drives next.
+
+    ``step(left, right, before_m, info, terminated, truncated)`` after each env step:
+    left/right: the steering keys the step was driven with; before_m: the distance before the
+    step (m); info, terminated, truncated: what the env returned. ``in_control`` says whether
+    the driver (True) or the rescuing expert (False) drives the next step.
+    """
+
+    def __init__(self, route_m: float, dt: float, config: JudgeConfig = JudgeConfig()) -> None:
+        self.route_m, self.dt, self.config = float(route_m), float(dt), config
+        self.grace_steps = max(1, int(round(config.offset_grace_s / dt)))
+        self.min_recover = int(round(config.recover_s / dt))
+        self.max_recover = int(round(config.max_recover_s / dt))
+        self.steps = self.driver_steps = self.interventions = self.collisions = 0
+        self.lane_departures = self.steer_changes = 0
+        self.offset_sum_m = self.driver_distance_m = 0.0
+        self.distance_m = 0.0
+        self.finished = False
+        self._over_limit = 0  # consecutive driver steps beyond the offset limit
+        self._recovering = 0  # steps the rescuer has driven in this recovery (0 = the driver drives)
+        self._last_steer: int | None = None
+
+    @property
+    def in_control(self) -> bool:
+        """The driver (not the rescuing expert) drives the next step."""
+        return self._recovering == 0
+
+    def step(self, left: bool, right: bool, before_m: float, info: dict, terminated: bool,
+             truncated: bool) -> Verdict:
+        c = self.config
+        in_control = self.in_control  # who drove this step
+        self.steps += 1
+        events = info["events"]
+        self.distance_m = float(info["distance"])
+        offset = float(info["lateral_offset"])
+        if in_control:
+            self.driver_steps += 1
+            self.driver_distance_m += self.distance_m - float(before_m)
+            self.offset_sum_m += abs(offset)
+            self.lane_departures += events.count("lane_departure")
+            s = steer_state(left, right)
+            if self._last_steer is not None and s != self._last_steer:
+                self.steer_changes += 1
+            self._last_steer = s
+        if "collision" in events:
+            self.collisions += 1
+            return Verdict.END
+        if terminated or truncated:
+            self.finished = bool(self.distance_m >= self.route_m - 1e-6)
+            return Verdict.END
+        if in_control:
+            self._over_limit = self._over_limit + 1 if abs(offset) > c.intervention_offset_m else 0
+            if "off_road" in events or "oncoming_lane" in events or self._over_limit > self.grace_steps:
+                self.interventions += 1
+                self._recovering, self._over_limit = 1, 0
+                return Verdict.TAKEOVER
+            return Verdict.GO_ON
+        self._recovering += 1
+        settled = abs(offset) < c.settled_offset_m and "off_road" not in events and "oncoming_lane" not in events
+        if (self._recovering > self.min_recover and settled) or self._recovering > self.max_recover:
+            self._recovering = 0
+            self._last_steer = None
+            return Verdict.HANDBACK
+        return Verdict.GO_ON
+
+    def to_dict(self) -> dict:
+        """The route's counts (JSON-ready; the fields of the scorecard's RouteScore)."""
+        return {"route_m": self.route_m, "distance_m": self.distance_m, "driver_distance_m": self.driver_distance_m,
+                "finished": self.finished, "collisions": self.collisions, "interventions": self.interventions,
+                "lane_departures": self.lane_departures, "offset_sum_m": self.offset_sum_m,
+                "driver_steps": self.driver_steps, "steer_changes": self.steer_changes, "steps": self.steps,
+                "dt": self.dt}
