@@ -207,3 +207,56 @@ def test_crop_on_boxes_places_the_window_over_a_box():
         AugmentConfig(crop_on_boxes=1.5)
     with pytest.raises(ValueError, match="--crop-on-boxes is a detector option"):
         TrainConfig(task="direction", augment=AugmentConfig(crop_on_boxes=0.5))
+
+
+def test_training_flips_swap_left_and_right_on_every_flipped_sample_and_only_those():
+    """Through the direction dataset the trainer builds (flip on at its default probability, no jitter):
+    whenever a sample comes back mirrored its label is the mirrored direction (left <-> right, straight
+    stays), and whenever it comes back unmirrored its label is unchanged. A flip that stops swapping
+    labels teaches the network that a mirrored left bend is still a left bend; this test catches it."""
+    import numpy as np
+
+    from training.data.datasets import DirectionDataset
+    from training.data.samples import sample_from_array
+
+    rng = np.random.default_rng(0)
+    directions = ("left", "straight", "right")
+    images = [rng.integers(0, 255, (24, 32, 3), dtype=np.uint8) for _ in directions]  # not mirror-symmetric
+    samples = [sample_from_array(image, d, name=d) for image, d in zip(images, directions)]
+    config = TrainConfig(task="direction", augment=AugmentConfig(color_jitter=0.0)).augmentation
+    assert config.flip and 0.0 < config.flip_p < 1.0
+    dataset = DirectionDataset(samples, (24, 32), directions, augmenter=Augmenter((24, 32), config, directions))
+    mirrored_label = {LEFT: RIGHT, STRAIGHT: STRAIGHT, RIGHT: LEFT}
+    seen = {True: set(), False: set()}
+    for index, label in enumerate((LEFT, STRAIGHT, RIGHT)):
+        original = dataset.image(index)
+        for seed in range(30):
+            image, got, _ = dataset[(index, seed)]
+            flipped = torch.equal(image, F.horizontal_flip(original))
+            assert flipped or torch.equal(image, original), "a direction sample is neither the frame nor its mirror"
+            want = mirrored_label[label] if flipped else label
+            assert int(got) == want, (f"{directions[label]} frame, seed {seed}: {'mirrored' if flipped else 'as is'}, "
+                                      f"labelled {directions[int(got)]}, expected {directions[want]}")
+            seen[flipped].add(label)
+    assert seen[True] == seen[False] == {LEFT, STRAIGHT, RIGHT}, "both flipped and unflipped draws of every class"
+
+
+def test_training_flips_mirror_detection_boxes():
+    """Through the detection dataset: a box at x 4..20 of a 60-px-wide frame comes back at x 40..56
+    exactly on the draws whose image is mirrored, and unmoved on the others."""
+    from training.data.datasets import DetectionDataset
+    from training.data.samples import sample_from_array
+
+    image = _image().permute(1, 2, 0).numpy()
+    sample = sample_from_array(image, "left", boxes=[(4.0, 5.0, 20.0, 15.0)], labels=["car"])
+    config = AugmentConfig(color_jitter=0.0, crop_min_scale=1.0)
+    dataset = DetectionDataset([sample], (40, 60), ("car", "truck", "person", "sign"),
+                               augmenter=Augmenter((40, 60), config))
+    flips = 0
+    for seed in range(20):
+        out, target, _ = dataset[(0, seed)]
+        flipped = torch.equal(out, F.horizontal_flip(_image()))
+        want = [[40.0, 5.0, 56.0, 15.0]] if flipped else [[4.0, 5.0, 20.0, 15.0]]
+        assert torch.allclose(target["boxes"], torch.tensor(want)), (seed, flipped, target["boxes"])
+        flips += flipped
+    assert 0 < flips < 20
