@@ -29,15 +29,14 @@ from pathlib import Path
 from agent.apps.cli_args import region_arg, size_arg
 from agent.runtime.loop import (
     CaptureSource,
+    Decision,
     GuardedKeyOutput,
     KeyResult,
     LoopStats,
     Observation,
-    SimKeyOutput,
-    SimSource,
+    open_sim,
     run_loop,
 )
-from agent.types import Action
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +75,14 @@ class DriveRecorder:
     def path(self) -> Path:
         return self.writer.path
 
-    def record(self, observation: Observation, perception, action: Action, result: KeyResult,
-               latency_ms: float) -> None:
+    def record(self, observation: Observation, decision: Decision, result: KeyResult, latency_ms: float) -> None:
+        """Append one tick: the frame, the agent's decision (its perception and action), the keys sent."""
         from agent.recording.recorder import action_from_keys, direction_from_keys
         from training.sessions import SessionError
 
         if self.failed:
             return
+        perception, action = decision.perception, decision.action
         image = observation.frame.image
         h, w = image.shape[:2]
         sx, sy = self.width / w, self.height / h
@@ -247,17 +247,11 @@ def drive_sim(perceiver, *, seed: int = 0, time_of_day: str | None = None, weath
     fps: pace the loop (None: as fast as it goes; the sim is stepped by the loop either way).
     record: a new session directory, or None.
     """
-    import gymnasium
-
-    import sim  # noqa: F401  (registers TruckSim-v0)
     from agent.runtime.controller import Controller
-    from agent.io.keys import SimKeys
 
     width, height = size
-    env = gymnasium.make("TruckSim-v0", width=width, height=height, time_of_day=time_of_day, weather=weather,
-                         traffic_density=traffic, route_length_m=route_m)
-    keys = SimKeys()
-    source = SimSource(env, keys, seed=seed)
+    source, keys_out = open_sim(seed=seed, size=size, time_of_day=time_of_day, weather=weather, traffic=traffic,
+                                route_m=route_m)
     recorder = None
     try:
         if record:
@@ -266,11 +260,11 @@ def drive_sim(perceiver, *, seed: int = 0, time_of_day: str | None = None, weath
                                                      "dt": source.dt, "models": _model_source(perceiver)},
                                      width=width, height=height, fps=fps or 0.0, classes=_classes_of(perceiver),
                                      image_format="png")
-        return run_loop(source, perceiver, Controller(controller_config), SimKeyOutput(keys), max_steps=steps,
+        return run_loop(source, perceiver, Controller(controller_config), keys_out, max_steps=steps,
                         max_seconds=seconds, fps=fps, recorder=recorder, hud=hud, on_tick=on_tick,
                         stop_when=stop_when)
     finally:
-        keys.close()
+        keys_out.close()
         if recorder is not None:
             recorder.close()
         source.close()

@@ -6,7 +6,9 @@
 Drivers (``agent.runtime.drivers``): ``agent`` (Perceiver + Controller + PWM keys), ``expert``
 (the scripted autopilot, from ground truth) and ``baseline`` (the source article:
 argmax direction, 0.09 s key pulses, throttle always held). Every driver drives the
-same routes: one per seed x condition, ``route_m`` metres, traffic on.
+same routes: one per seed x condition, ``route_m`` metres, traffic on, each on the one
+driving tick of ``truckpilot drive --sim`` (``agent.runtime.loop.run_ticks``), the driver as
+its decider, the intervention rules and metrics (``sim.judge``) as its scorer.
 
 Per driver:
 
@@ -38,9 +40,11 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable, Union
 
-from agent.runtime.drivers import DRIVER_NAMES, AgentDriver, BaselineDriver, ExpertDriver, steer_state
-from agent.types import KeysHeld
+from agent.runtime.drivers import DRIVER_NAMES, BaselineDecider, ExpertDecider, JudgeScorer, Rescue
+from agent.runtime.loop import LoopParts, open_sim, run_ticks
+from agent.runtime.parts import AgentDecider, Decider
 
 log = logging.getLogger(__name__)
 
@@ -123,87 +127,59 @@ class RouteScore:
         return min(1.0, max(0.0, self.distance_m / self.route_m))
 
 
-def _make_env(config: ScorecardConfig, time_of_day: str, weather: str):
-    import gymnasium
-
-    import sim  # noqa: F401  (registers TruckSim-v0)
-
-    return gymnasium.make("TruckSim-v0", width=config.width, height=config.height, time_of_day=time_of_day,
-                          weather=weather, traffic_density=config.traffic_density, route_length_m=config.route_m)
+#: a driver for ``drive_route``: a Decider, or a function of the route's env -> Decider (for the
+#: expert, which reads the simulator's world rather than its frames)
+DriverSpec = Union[Decider, Callable[[object], Decider]]
 
 
-def drive_route(driver, seed: int, time_of_day: str, weather: str, budget_steps: int,
-                config: ScorecardConfig = ScorecardConfig()) -> RouteScore:
-    """``driver`` drives one route (seed, condition) for at most ``budget_steps``; an expert
-    takes over at each intervention (see the module doc). Returns its RouteScore."""
-    from sim.rollout import rollout
+def drive_route(driver: DriverSpec, seed: int, time_of_day: str, weather: str, budget_steps: int,
+                config: ScorecardConfig = ScorecardConfig(), *, name: str | None = None,
+                on_tick: Callable | None = None) -> RouteScore:
+    """``driver`` drives one route (seed, condition) for at most ``budget_steps`` sim steps; an expert
+    takes over at each intervention (see the module doc). Returns its RouteScore.
 
-    env = _make_env(config, time_of_day, weather)
+    The route runs on the one driving tick (``run_ticks``) with the frame source and keys of
+    ``truckpilot drive --sim`` (``open_sim``), ``Rescue`` (the driver, or the expert while it
+    rescues) as the decider and ``JudgeScorer`` (``sim.judge.RouteJudge``) as the scorer; it ends
+    at the route's end, a collision, or the budget. name: the RouteScore's driver (default the
+    driver's ``name``); on_tick: as ``LoopParts.on_tick`` (tests).
+    """
+    from sim.judge import JudgeConfig, RouteJudge
+
+    source, keys_out = open_sim(seed=seed, size=(config.width, config.height), time_of_day=time_of_day,
+                                weather=weather, traffic=config.traffic_density, route_m=config.route_m)
     t0 = time.perf_counter()
     try:
-        obs, info = env.reset(seed=seed)
-        dt = float(env.unwrapped.config.dt)
-        rescuer = ExpertDriver(seed=seed, dt=dt)
-        driver.reset()
-        grace_steps = max(1, int(round(config.offset_grace_s / dt)))
-        min_recover = int(round(config.recover_s / dt))
-        max_recover = int(round(config.max_recover_s / dt))
-        steps = driver_steps = interventions = collisions = lane_departures = steer_changes = 0
-        offset_sum = driver_distance = 0.0
-        over_limit = 0  # consecutive driver steps beyond the offset limit
-        recovering = 0  # steps the rescuer has driven in the current recovery (0 = driver in control)
-        last_steer: int | None = None
-        finished = False
-
-        def act(frame, frame_info):
-            """The driver while it is in control, the rescuer during a recovery (the loop below
-            updates ``recovering`` and ``steps`` before the next call)."""
-            who = driver if recovering == 0 else rescuer
-            return who.act(frame, frame_info, env, steps * dt).as_array()
-
-        for step in rollout(env, act, budget_steps, first=(obs, info)):
-            in_control = recovering == 0  # as when ``act`` chose this step's keys
-            keys = KeysHeld.from_array(step.action)
-            before = float(step.info["distance"])
-            info, terminated, truncated = step.next_info, step.terminated, step.truncated
-            steps += 1
-            events = info["events"]
-            if in_control:
-                driver_steps += 1
-                driver_distance += float(info["distance"]) - before
-                offset_sum += abs(float(info["lateral_offset"]))
-                lane_departures += events.count("lane_departure")
-                s = steer_state(keys)
-                if last_steer is not None and s != last_steer:
-                    steer_changes += 1
-                last_steer = s
-            if "collision" in events:
-                collisions += 1
-                break
-            if terminated or truncated:
-                finished = bool(info["distance"] >= config.route_m - 1e-6)
-                break
-            if in_control:
-                over_limit = over_limit + 1 if abs(info["lateral_offset"]) > config.intervention_offset_m else 0
-                if "off_road" in events or "oncoming_lane" in events or over_limit > grace_steps:
-                    interventions += 1
-                    recovering, over_limit = 1, 0
-                    rescuer.reset()
-                    log.debug("%s seed %d: intervention %d at %.0f m (%s)", driver.name, seed, interventions,
-                              info["distance"], ",".join(events) or "offset")
-            else:
-                recovering += 1
-                settled = (abs(info["lateral_offset"]) < config.settled_offset_m and "off_road" not in events
-                           and "oncoming_lane" not in events)
-                if (recovering > min_recover and settled) or recovering > max_recover:
-                    recovering = 0
-                    last_steer = None
-                    driver.handback()
-        return RouteScore(driver.name, seed, time_of_day, weather, config.route_m, float(info["distance"]),
-                          driver_distance, finished, collisions, interventions, lane_departures, offset_sum,
-                          driver_steps, steer_changes, steps, budget_steps, dt, time.perf_counter() - t0)
+        decider = driver if hasattr(driver, "decide") else driver(source.env)
+        judge = RouteJudge(config.route_m, source.dt, JudgeConfig(
+            intervention_offset_m=config.intervention_offset_m, offset_grace_s=config.offset_grace_s,
+            recover_s=config.recover_s, max_recover_s=config.max_recover_s, settled_offset_m=config.settled_offset_m))
+        rescue = Rescue(decider, ExpertDecider(source.env, seed=seed, dt=source.dt), judge)
+        rescue.reset()
+        # budget_steps sim steps: their outcomes come with the next grab, so one tick more (its keys go nowhere)
+        run_ticks(LoopParts(source, rescue, keys_out, scorer=JudgeScorer(judge), on_tick=on_tick),
+                  max_steps=budget_steps + 1)
+        counts = judge.to_dict()
+        return RouteScore(driver=name or getattr(driver, "name", "driver"), seed=seed, time_of_day=time_of_day,
+                          weather=weather, budget_steps=budget_steps, wall_s=time.perf_counter() - t0, **counts)
     finally:
-        env.close()
+        keys_out.close()
+        source.close()
+
+
+def make_driver(name: str, perceiver, dt: float, seed: int, controller_config=None) -> DriverSpec:
+    """The scorecard's driver ``name`` (DRIVER_NAMES): "agent" = ``AgentDecider`` with a
+    ``Controller(controller_config)`` (as ``truckpilot drive`` builds it, the sim's speed known),
+    "expert" = ``ExpertDecider`` (seeded, its own dt), "baseline" = ``BaselineDecider`` at ``dt``."""
+    if name == "agent":
+        from agent.runtime.controller import Controller
+
+        return AgentDecider(perceiver, Controller(controller_config))
+    if name == "expert":
+        return lambda env: ExpertDecider(env, seed=seed)
+    if name == "baseline":
+        return BaselineDecider(perceiver, dt=dt)
+    raise ValueError(f"unknown driver {name!r}; choose from {DRIVER_NAMES}")
 
 
 def summarise(routes: list[RouteScore]) -> dict:
@@ -255,7 +231,8 @@ def run_scorecard(perceiver, seeds, conditions=(("day", "clear"),), route_m: flo
     bar = tqdm(total=len(jobs) * (len(drivers) + ("expert" not in drivers)), desc="scorecard", unit="route",
                disable=not progress, file=sys.stderr)
     for seed, tod, weather in jobs:
-        expert = drive_route(ExpertDriver(seed=seed), seed, tod, weather, generous_steps(config), config)
+        expert = drive_route(make_driver("expert", None, 0.0, seed), seed, tod, weather, generous_steps(config),
+                             config, name="expert")
         bar.update(1)
         dt = expert.dt
         base_steps = expert.steps if expert.finished else int(math.ceil(config.route_m / 10.0 / dt))
@@ -264,9 +241,8 @@ def run_scorecard(perceiver, seeds, conditions=(("day", "clear"),), route_m: flo
             if name == "expert":
                 score = RouteScore(**{**asdict(expert), "budget_steps": budget})
             else:
-                driver = (AgentDriver(perceiver, controller_config) if name == "agent"
-                          else BaselineDriver(perceiver, dt=dt))
-                score = drive_route(driver, seed, tod, weather, budget, config)
+                driver = make_driver(name, perceiver, dt, seed, controller_config)
+                score = drive_route(driver, seed, tod, weather, budget, config, name=name)
                 bar.update(1)
             per_driver[name].append(score)
             detail.append({**asdict(score), "route_completion": round(score.route_completion, 4)})

@@ -1,26 +1,30 @@
-"""The three drivers of the closed-loop scorecard (``agent.apps.scorecard``).
+"""The closed-loop scorecard's parts (``agent.apps.scorecard``), for the one tick (``run_ticks``).
 
-Each turns the simulator's frame into the keys to hold for the next step, on
-the simulator's clock (step x dt, so a run is deterministic at any speed):
+The scorecard drives every route through ``agent.runtime.loop.run_ticks`` with the simulator's
+frame source and keys (as ``truckpilot drive --sim``) and these parts:
 
-* ``AgentDriver``: TruckPilot itself: Perceiver -> Controller (smoothed,
-  hysteretic steering, speed holding, TTC braking) -> PWM keys.
-* ``ExpertDriver``: the scripted autopilot (``sim.expert.Expert``), which reads
-  ground truth, not pixels: the upper bound.
-* ``BaselineDriver``: the source article's controller: the argmax of the
-  direction classifier, a fixed 0.09 s press of the left/right key per
-  decision, and the throttle always held.
+* deciders: ``AgentDecider`` (``agent.runtime.parts``: TruckPilot itself, Perceiver ->
+  Controller -> PWM keys, the very decider ``drive`` runs), ``ExpertDecider`` (the scripted
+  autopilot, ``sim.expert.Expert``, reading ground truth, not pixels: the upper bound) and
+  ``BaselineDecider`` (the source article's controller: the argmax of the direction
+  classifier, a fixed 0.09 s press of the left/right key per decision, the throttle always held);
+* ``Rescue``: the judged decider, or the expert while it rescues (an intervention);
+* ``JudgeScorer``: each tick's outcome through ``sim.judge.RouteJudge`` (the scorecard's
+  metrics, and who drives next).
 
-The interface is ``reset()``, ``act(frame, info, env, now_s) -> KeysHeld`` and
-``handback()`` (called when the expert returns control after an intervention).
+Every decider runs on the simulator's clock (``Observation.clock_s`` = step x dt), so a route
+is deterministic at any speed.
 """
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import replace
+from typing import TYPE_CHECKING, Callable
 
-import numpy as np
+from agent.runtime.parts import Decider, Decision, Transition
+from agent.types import KeysHeld, StopReason
 
-from agent.types import KeysHeld
+if TYPE_CHECKING:
+    from agent.runtime.loop import Observation
 
 #: names of the drivers, in the scorecard's order
 DRIVER_NAMES: tuple[str, ...] = ("agent", "expert", "baseline")
@@ -28,71 +32,30 @@ DRIVER_NAMES: tuple[str, ...] = ("agent", "expert", "baseline")
 ARTICLE_PULSE_S = 0.09
 
 
-class Driver(Protocol):
-    name: str
+class ExpertDecider:
+    """The simulator's scripted autopilot, driving from ground truth (the env's world, not pixels).
 
-    def reset(self) -> None: ...
-
-    def act(self, frame: np.ndarray, info: dict, env, now_s: float) -> KeysHeld: ...
-
-    def handback(self) -> None: ...
-
-
-class AgentDriver:
-    """Perceiver + Controller + PWM keys (what ``truckpilot drive --sim`` runs).
-
-    perceiver: callable HxWx3 uint8 RGB -> Perception; controller_config: ControllerConfig or None.
-    use_speed: feed the sim's speed (info["speed"], m/s) to the controller's speed holding; False
-    drives like a game, which gives no speed (the controller's cruise throttle duty).
+    env: the TruckSim-v0 env the route runs in (gymnasium wrapper or TruckSimEnv); seed varies
+    the expert's cruise speed; dt: the sim step, s (None: the expert's own default).
     """
-
-    name = "agent"
-
-    def __init__(self, perceiver, controller_config=None, use_speed: bool = True) -> None:
-        from agent.runtime.controller import Controller
-
-        self.perceiver = perceiver
-        self.controller = Controller(controller_config)
-        self.use_speed = use_speed
-        self.last_perception = None
-
-    def reset(self) -> None:
-        self.controller.reset()
-
-    def act(self, frame: np.ndarray, info: dict, env, now_s: float) -> KeysHeld:
-        perception = self.perceiver(frame)
-        self.last_perception = perception
-        size = (frame.shape[1], frame.shape[0])
-        speed = float(info["speed"]) if self.use_speed else None
-        action = self.controller.update(perception, now_s, size, speed)
-        return self.controller.keys_for(action, now_s)
-
-    def handback(self) -> None:
-        self.controller.reset()
-
-
-class ExpertDriver:
-    """The simulator's scripted autopilot, driving from ground truth (not pixels)."""
 
     name = "expert"
 
-    def __init__(self, seed: int = 0, dt: float | None = None) -> None:
+    def __init__(self, env, seed: int = 0, dt: float | None = None) -> None:
         from sim.expert import Expert
 
+        self.env = env
         self.expert = Expert(seed=seed, dt=dt)
+
+    def decide(self, observation: Observation) -> Decision:
+        return Decision(keys=KeysHeld.from_array(self.expert.act(self.env.unwrapped)))
 
     def reset(self) -> None:
         self.expert.reset()
 
-    def act(self, frame: np.ndarray, info: dict, env, now_s: float) -> KeysHeld:
-        return KeysHeld.from_array(self.expert.act(env.unwrapped))
 
-    def handback(self) -> None:
-        pass
-
-
-class BaselineDriver:
-    """The source article's driving loop, on the simulator's clock.
+class ArticlePulse:
+    """The source article's steering, one step of ``dt`` s at a time.
 
     Each decision cycle: one step with the steering keys up while the next frame is
     classified (the article's loop captures and predicts between pulses), then the
@@ -101,12 +64,9 @@ class BaselineDriver:
     then released. The throttle is held all the time; no brake, no speed control.
     """
 
-    name = "baseline"
-
-    def __init__(self, perceiver, dt: float, pulse_s: float = ARTICLE_PULSE_S) -> None:
+    def __init__(self, dt: float, pulse_s: float = ARTICLE_PULSE_S) -> None:
         if dt <= 0 or pulse_s <= 0:
             raise ValueError(f"dt ({dt}) and pulse_s ({pulse_s}) must be > 0")
-        self.perceiver = perceiver
         self.pulse_steps = max(1, int(round(pulse_s / dt)))
         self.reset()
 
@@ -115,7 +75,10 @@ class BaselineDriver:
         self._hold = 0  # steps left of the current pulse
         self._key: str | None = None
 
-    def act(self, frame: np.ndarray, info: dict, env, now_s: float) -> KeysHeld:
+    def keys(self, direction: Callable[[], str]) -> tuple[KeysHeld, bool]:
+        """This step's keys, and whether ``direction()`` (the argmax, "left" / "straight" /
+        "right") was asked for: only on the steps that decide."""
+        asked = False
         if self._hold > 0:
             self._hold -= 1
             key = self._key
@@ -124,20 +87,49 @@ class BaselineDriver:
             self._hold = self.pulse_steps - 1
             key = self._key
         else:
-            direction = self.perceiver(frame).direction  # the argmax
-            self._pending = direction if direction in ("left", "right") else None
+            d = direction()
+            asked = True
+            self._pending = d if d in ("left", "right") else None
             self._key = None
             key = None
-        return KeysHeld(left=key == "left", right=key == "right", throttle=True, brake=False)
+        return KeysHeld(left=key == "left", right=key == "right", throttle=True, brake=False), asked
 
-    def handback(self) -> None:
-        self.reset()
+
+class BaselineDecider:
+    """The source article's driving loop (``ArticlePulse``) on the simulator's frames.
+
+    perceiver: callable HxWx3 uint8 RGB -> Perception (its ``direction``, the argmax, is used);
+    dt: the step, s; pulse_s: the key press per decision, s.
+    """
+
+    name = "baseline"
+
+    def __init__(self, perceiver, dt: float, pulse_s: float = ARTICLE_PULSE_S) -> None:
+        self.perceiver = perceiver
+        self.pulse = ArticlePulse(dt, pulse_s)
+
+    @property
+    def pulse_steps(self) -> int:
+        return self.pulse.pulse_steps
+
+    def decide(self, observation: Observation) -> Decision:
+        seen = []
+
+        def direction() -> str:
+            seen.append(self.perceiver(observation.frame.image))
+            return seen[0].direction
+
+        keys, _ = self.pulse.keys(direction)
+        return Decision(keys=keys, perception=seen[0] if seen else None)
+
+    def reset(self) -> None:
+        self.pulse.reset()
 
 
 class BaselineController:
     """The baseline as the live loop's controller (``update`` / ``keys_for`` / ``reset``, like
     ``agent.runtime.controller.Controller``): ``update`` keeps the frame's Perception and
-    ``keys_for`` runs ``BaselineDriver`` on it, once per new frame (``run_loop`` with
+    ``keys_for`` runs ``ArticlePulse`` on it, once per new frame (``run_loop`` with
     ``skip_repeated``), so a live drive pulses exactly as the in-process baseline per frame.
 
     dt: the game's frame interval, s (the pulse is ``round(pulse_s / dt)`` frames).
@@ -145,10 +137,10 @@ class BaselineController:
 
     def __init__(self, dt: float, pulse_s: float = ARTICLE_PULSE_S) -> None:
         self._perception = None
-        self.driver = BaselineDriver(lambda frame: self._perception, dt=dt, pulse_s=pulse_s)
+        self.pulse = ArticlePulse(dt, pulse_s)
 
     def reset(self) -> None:
-        self.driver.reset()
+        self.pulse.reset()
 
     def update(self, perception, now: float, frame_size: tuple[int, int], speed_mps: float | None = None):
         from agent.types import Action
@@ -158,10 +150,49 @@ class BaselineController:
         return Action(steer=steer, throttle=1.0, brake=0.0)
 
     def keys_for(self, action, now: float) -> KeysHeld:
-        return self.driver.act(None, {}, None, now)
+        return self.pulse.keys(lambda: self._perception.direction)[0]
+
+
+class Rescue:
+    """The judged ``driver`` decides while ``judge.in_control``; else ``rescuer`` (the expert)
+    does, its decisions marked ``takeover``. The rescuer is reset as it takes over, the driver
+    as it gets control back (it starts afresh). judge: anything with ``in_control``
+    (a ``sim.judge.RouteJudge``, fed each tick's outcome by ``JudgeScorer``)."""
+
+    def __init__(self, driver: Decider, rescuer: Decider, judge) -> None:
+        self.driver, self.rescuer, self.judge = driver, rescuer, judge
+        self._rescuing = False
+
+    def decide(self, observation: Observation) -> Decision:
+        rescuing = not self.judge.in_control
+        if rescuing and not self._rescuing:
+            self.rescuer.reset()
+        elif self._rescuing and not rescuing:
+            self.driver.reset()  # handed back
+        self._rescuing = rescuing
+        if rescuing:
+            return replace(self.rescuer.decide(observation), takeover=True)
+        return self.driver.decide(observation)
+
+    def reset(self) -> None:
+        self.driver.reset()
+
+
+class JudgeScorer:
+    """The scorecard's scorer: each tick's outcome (the keys sent, the sim's info before and after)
+    into ``judge`` (a ``sim.judge.RouteJudge``: metrics, interventions, who drives next)."""
+
+    def __init__(self, judge) -> None:
+        self.judge = judge
+
+    def observe(self, transition: Transition) -> None:
+        keys = transition.result.held
+        ended = transition.after.ended
+        self.judge.step(keys.left, keys.right, float(transition.before.info["distance"]), transition.after.info,
+                        terminated=ended is not None and ended is not StopReason.TRUNCATED,
+                        truncated=ended is StopReason.TRUNCATED)
 
 
 def steer_state(keys: KeysHeld) -> int:
     """-1 (left only), +1 (right only) or 0: the steering the keys ask for."""
     return int(keys.right and not keys.left) - int(keys.left and not keys.right)
-

@@ -1,11 +1,13 @@
-"""The live driving loop: capture -> perceive -> control -> keys, at a fixed rate.
+"""The driving loop: one tick for every drive, capture -> decide -> keys, at a fixed rate.
 
-A donkeycar-style loop with explicit parts, each timed every tick:
+A donkeycar-style loop with explicit parts (``LoopParts``), each timed every tick:
 
     source.grab()            "capture"   a Frame (+ speed, health) from mss or the sim
-    perceiver(frame.image)   "perceive"  a Perception; the Perceiver's own stages are
-                                         kept as "perceive.<stage>" (preprocess, direction, ...)
-    controller.update/keys   "control"   an Action, then KeysHeld by PWM
+    scorer.observe(...)      "score"     the previous tick's Transition (the scorecard), when given
+    decider.decide(obs)      "perceive"  the agent (``AgentDecider``): a Perception; the Perceiver's own
+                                         stages are kept as "perceive.<stage>" (preprocess, direction, ...)
+                             "control"   ... then an Action and KeysHeld by PWM (another decider,
+                                         e.g. the scorecard's expert: all of it is "control")
     keys_out.send(keys)      "keys"      the key events (sim keys, or X11 / uinput / SendInput
                                          behind the SafetyGuard)
     recorder / hud           "record", "hud" (when given)
@@ -13,9 +15,12 @@ A donkeycar-style loop with explicit parts, each timed every tick:
 plus "frame_to_key": milliseconds from the frame's capture timestamp to the
 moment its keys were sent, and "tick": the whole iteration.
 
-``run_loop`` stops after ``max_steps`` ticks or ``max_seconds`` of wall time,
+``run_ticks`` is the tick; ``run_loop`` is it with the agent as the decider. ``truckpilot drive``
+(sim and window), ``truckpilot eval`` (the scorecard's agent, expert and baseline), the
+simulator recorder and the demo's GIF all drive through it, with their own parts.
+It stops after ``max_steps`` ticks or ``max_seconds`` of wall time,
 when the source ends (sim episode over, captured window gone), on an
-e-stop, when the HUD window is closed, or on Ctrl+C / SIGTERM; whatever the
+e-stop, when the HUD window is closed, when ``stop_when`` asks, or on Ctrl+C / SIGTERM; whatever the
 reason, every key is released before it returns a ``LoopStats``.
 
 Clocks: the controller runs on ``Observation.clock_s``: wall time
@@ -33,17 +38,23 @@ import numpy as np
 
 from agent.io.guard_protocol import STALL_RELEASES, DisengageReason, Disengagement
 from agent.io.timing import percentiles
-from agent.types import Action, Frame, HudStats, KeysHeld, StopReason
+from agent.runtime.parts import (  # noqa: F401  (perceive_stage, Scorer ...: the seam, importable from here)
+    AgentDecider,
+    Decider,
+    Decision,
+    Hud,
+    Recorder,
+    Scorer,
+    Transition,
+    perceive_stage,
+)
+from agent.types import Frame, HudStats, KeysHeld, StopReason
 
 log = logging.getLogger(__name__)
 
 #: Stages timed by the loop, in display order (plus "perceive.<stage>" from the Perceiver).
-LOOP_STAGES: tuple[str, ...] = ("capture", "perceive", "control", "keys", "record", "hud", "tick", "frame_to_key")
-
-
-def perceive_stage(stage: str) -> str:
-    """The loop's stage name for the Perceiver's ``stage`` (a perception.types.PERCEPTION_STAGES name)."""
-    return f"perceive.{stage}"
+LOOP_STAGES: tuple[str, ...] = ("capture", "score", "perceive", "control", "keys", "record", "hud", "tick",
+                                "frame_to_key")
 
 
 # ----------------------------------------------------------------------------- seam types
@@ -54,13 +65,15 @@ class Observation:
     """One tick's input.
 
     frame: the captured frame (image HxWx3 uint8 RGB, timestamp = time.monotonic() at capture).
-    clock_s: the controller's clock for this frame, seconds (sim time in the sim, else frame.timestamp).
+    clock_s: the controller's clock for this frame, seconds (sim time in the sim; for a captured game the
+        time the frame appeared, estimated from the grab times by ``agent.runtime.frame_clock.FrameClock``).
     speed_mps: the truck's speed if known (the sim), else None.
     health: the capture's CaptureHealth (real capture) or None.
     ended: why the source has no more frames (StopReason.COLLISION, ROUTE_DONE, TRUNCATED,
         CAPTURE_LOST), else None; when set, ``frame`` is the last frame and the loop stops.
     info: the simulator's ground truth for this frame (sim only), else None.
     repeated: the picture is identical to the previous frame's (the game has not drawn a new one).
+    episode: the simulator's episode, counted from 0 (a ``SimSource`` that restarts), else 0.
     """
 
     frame: Frame
@@ -70,6 +83,7 @@ class Observation:
     ended: StopReason | None = None
     info: dict | None = None
     repeated: bool = False
+    episode: int = 0
 
 
 @dataclass(frozen=True)
@@ -205,6 +219,33 @@ class StageTimer:
 # ----------------------------------------------------------------------------- the loop
 
 
+@dataclass(frozen=True)
+class LoopParts:
+    """What one drive is made of; ``run_ticks`` is the same tick for all of them.
+
+    source: FrameSource (``SimSource``, ``CaptureSource``).
+    decider: Decider (``AgentDecider`` = Perceiver + Controller; the scorecard's expert and baseline).
+    keys_out: KeyOutput (``SimKeyOutput``, ``GuardedKeyOutput``).
+    recorder: Recorder or None (``DriveRecorder``, record_sim's session recorder).
+    hud: Hud or None (``HudWindow``; False from ``show`` = closed, the drive stops).
+    scorer: Scorer or None: ``observe(Transition)`` for every tick once its outcome is grabbed, the
+        last one (the source's end) included (the scorecard's metrics and interventions).
+    stop_when: called before each grab, after the pacing wait; a non-empty string it returns ends
+        the drive (stopped_by StopReason.REQUESTED, the string in ``stop_detail``).
+    on_tick: called as on_tick(step, observation, perception, action, result) after each tick
+        (tests, the demo's GIF); perception / action are None when the decider has none.
+    """
+
+    source: FrameSource
+    decider: Decider
+    keys_out: KeyOutput
+    recorder: Recorder | None = None
+    hud: Hud | None = None
+    scorer: Scorer | None = None
+    stop_when: Callable[[], str | None] | None = None
+    on_tick: Callable | None = None
+
+
 def run_loop(
     source: FrameSource,
     perceiver: Callable,
@@ -214,33 +255,44 @@ def run_loop(
     max_steps: int | None = None,
     max_seconds: float | None = None,
     fps: float | None = None,
-    recorder=None,
-    hud=None,
+    recorder: Recorder | None = None,
+    hud: Hud | None = None,
     on_tick: Callable | None = None,
     stop_when: Callable[[], str | None] | None = None,
     skip_repeated: bool = False,
 ) -> LoopStats:
-    """Drive until a budget or a stop reason; returns LoopStats. Keys are released on any exit.
+    """The agent drives: ``run_ticks`` with ``AgentDecider(perceiver, controller)`` as the decider.
 
-    source: FrameSource (``SimSource``, ``CaptureSource``).
     perceiver: callable HxWx3 uint8 RGB -> perception.types.Perception (a Perceiver).
     controller: agent.runtime.controller.Controller (``update``, ``keys_for``, ``reset``).
-    keys_out: KeyOutput (``SimKeyOutput``, ``GuardedKeyOutput``).
+    The rest as ``LoopParts`` and ``run_ticks``.
+    """
+    parts = LoopParts(source, AgentDecider(perceiver, controller), keys_out, recorder=recorder, hud=hud,
+                      stop_when=stop_when, on_tick=on_tick)
+    return run_ticks(parts, max_steps=max_steps, max_seconds=max_seconds, fps=fps, skip_repeated=skip_repeated)
+
+
+def run_ticks(
+    parts: LoopParts,
+    *,
+    max_steps: int | None = None,
+    max_seconds: float | None = None,
+    fps: float | None = None,
+    skip_repeated: bool = False,
+) -> LoopStats:
+    """Drive until a budget or a stop reason; returns LoopStats. Keys are released on any exit.
+
+    max_steps: at most this many ticks (decisions); max_seconds: of wall time.
     fps: pace the loop at this rate (None: as fast as the parts go; a paced capture paces itself).
-    recorder: object with ``record(observation, perception, action, result, latency_ms)`` and ``close()``
-        (``DriveRecorder``); hud: object with ``show(frame, perception, keys, live) -> bool`` (False =
-        the person closed it).
-    on_tick: called as on_tick(step, observation, perception, action, result) after each tick (tests, demo).
-    stop_when: called before each tick; a non-empty string it returns ends the drive (stopped_by
-        StopReason.REQUESTED, the string in ``stop_detail``).
     skip_repeated: when the game has not drawn a new frame since the last tick (``repeated``), do not
-        perceive or decide again: send the previous keys (the guard still checks and beats) and do
-        not record the duplicate. Run the loop faster than the game's frame rate with this, and
-        every new frame is acted on once, soon after it appears, with no aliasing of the key PWM
-        against the game's frame clock. Such ticks count in ``repeated_steps``, not in the stages
-        "perceive" / "control" / "frame_to_key".
-    Ctrl+C (KeyboardInterrupt) and SystemExit (SIGTERM via the guard's handlers) end the drive
-    cleanly with stopped_by StopReason.USER / StopReason.SIGNAL.
+        decide again: send the previous keys (the guard still checks and beats) and do not record
+        the duplicate. Run the loop faster than the game's frame rate with this, and every new
+        frame is acted on once, soon after it appears, with no aliasing of the key PWM against the
+        game's frame clock. Such ticks count in ``repeated_steps``, not in the stages "perceive" /
+        "control" / "frame_to_key".
+    A disengagement (``KeyResult.engaged`` False after True) resets the decider, so it starts
+    afresh when engaged again. Ctrl+C (KeyboardInterrupt) and SystemExit (SIGTERM via the guard's
+    handlers) end the drive cleanly with stopped_by StopReason.USER / StopReason.SIGNAL.
     """
     from agent.io.pacing import RateLimiter
 
@@ -248,13 +300,15 @@ def run_loop(
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
     if max_seconds is not None and max_seconds <= 0:
         raise ValueError(f"max_seconds must be > 0, got {max_seconds}")
+    source, decider, keys_out = parts.source, parts.decider, parts.keys_out
+    recorder, hud, scorer, on_tick = parts.recorder, parts.hud, parts.scorer, parts.on_tick
     timer = StageTimer()
     pacer = RateLimiter(fps) if fps else None
     live = HudStats()
     events: list[str] = []
     steps = engaged_steps = takeover_steps = repeated_steps = 0
-    last_keys: KeysHeld | None = None
-    last_perception = last_action = None
+    last: Decision | None = None  # the latest decision (re-sent on a repeated frame)
+    previous: tuple[Observation, Decision, KeyResult] | None = None  # the tick whose outcome comes next
     stopped_by, stop_detail = StopReason.STEPS, None
     distance = None
     was_engaged = True
@@ -268,88 +322,82 @@ def run_loop(
             if max_seconds is not None and time.monotonic() - t_start >= max_seconds:
                 stopped_by = StopReason.SECONDS
                 break
-            asked = stop_when() if stop_when is not None else None
+            if pacer is not None:
+                pacer.wait()
+            asked = parts.stop_when() if parts.stop_when is not None else None
             if asked:
                 stopped_by, stop_detail = StopReason.REQUESTED, str(asked)
                 break
-            if pacer is not None:
-                pacer.wait()
             t0 = perf()
             observation = source.grab()
             t1 = perf()
             timer.add("capture", (t1 - t0) * 1e3)
             if observation.info is not None and "distance" in observation.info:
                 distance = float(observation.info["distance"])
+            if scorer is not None and previous is not None:
+                scorer.observe(Transition(*previous, observation))
+                t1b = perf()
+                timer.add("score", (t1b - t1) * 1e3)
+                t1 = t1b
             if observation.ended:
                 stopped_by = observation.ended
                 break
-            if skip_repeated and observation.repeated and last_keys is not None:
-                result = keys_out.send(last_keys, observation)
-                timer.add("keys", (perf() - t1) * 1e3)
+            repeat = skip_repeated and observation.repeated and last is not None
+            if repeat:
+                decision = last
+            else:
+                decision = decider.decide(observation)
+                t2 = perf()
+                for stage, ms in (decision.stage_ms or {"control": (t2 - t1) * 1e3}).items():
+                    timer.add(stage, ms)
+                t1 = t2
+            result = keys_out.send(decision.keys, observation)
+            previous = (observation, decision, result)
+            t4 = perf()
+            timer.add("keys", (t4 - t1) * 1e3)
+            steps += 1
+            if result.event:
+                events.append(result.event)
+            engaged_steps += bool(result.engaged)
+            if not result.engaged and was_engaged:
+                decider.reset()  # start afresh when engaged again
+                if repeat:
+                    last = None
+            was_engaged = result.engaged
+            takeover_steps += bool(result.takeover)
+            if repeat:
                 repeated_steps += 1
-                steps += 1
-                if result.event:
-                    events.append(result.event)
-                engaged_steps += bool(result.engaged)
-                if not result.engaged and was_engaged:
-                    controller.reset()
-                    last_keys = None
-                was_engaged = result.engaged
-                takeover_steps += bool(result.takeover)
                 if on_tick is not None:
-                    on_tick(steps - 1, observation, last_perception, last_action, result)
+                    on_tick(steps - 1, observation, decision.perception, decision.action, result)
                 if result.stop:
                     stopped_by = result.stop
                     break
                 continue
+            last = decision
             frame = observation.frame
-            perception = perceiver(frame.image)
-            t2 = perf()
-            timer.add("perceive", (t2 - t1) * 1e3)
-            for stage, ms in perception.timings_ms.items():
-                timer.add(perceive_stage(stage), ms)
-            size = (frame.image.shape[1], frame.image.shape[0])
-            action: Action = controller.update(perception, observation.clock_s, size, observation.speed_mps)
-            keys = controller.keys_for(action, observation.clock_s)
-            t3 = perf()
-            timer.add("control", (t3 - t2) * 1e3)
-            result = keys_out.send(keys, observation)
-            last_keys, last_perception, last_action = keys, perception, action
-            t4 = perf()
-            timer.add("keys", (t4 - t3) * 1e3)
             latency_ms = (time.monotonic() - frame.timestamp) * 1e3
             timer.add("frame_to_key", latency_ms)
-            if result.event:
-                events.append(result.event)
-            if result.engaged:
-                engaged_steps += 1
-            elif was_engaged:
-                controller.reset()  # start afresh when engaged again
-            was_engaged = result.engaged
-            takeover_steps += bool(result.takeover)
             if recorder is not None:
-                recorder.record(observation, perception, action, result, latency_ms)
+                recorder.record(observation, decision, result, latency_ms)
                 t5 = perf()
                 timer.add("record", (t5 - t4) * 1e3)
                 t4 = t5
-            steps += 1
             live.step = steps
             live.engaged = result.engaged
             live.speed_mps = observation.speed_mps
             live.status = "ENGAGED" if result.engaged else ("TAKEOVER" if result.takeover else "DISENGAGED")
             if hud is not None:
                 live.stage_ms = dict(timer.last)
-                if not hud.show(frame, perception, result.held, live):
-                    stopped_by = StopReason.HUD_CLOSED
-                    timer.add("hud", (perf() - t4) * 1e3)
-                    break
+                shown = hud.show(frame, decision.perception, result.held, live)
                 timer.add("hud", (perf() - t4) * 1e3)
-            tick_ms = (perf() - t0) * 1e3
-            timer.add("tick", tick_ms)
+                if not shown:
+                    stopped_by = StopReason.HUD_CLOSED
+                    break
+            timer.add("tick", (perf() - t0) * 1e3)
             elapsed = time.monotonic() - t_start
             live.fps = steps / elapsed if elapsed > 0 else 0.0
             if on_tick is not None:
-                on_tick(steps - 1, observation, perception, action, result)
+                on_tick(steps - 1, observation, decision.perception, decision.action, result)
             if result.stop:
                 stopped_by = result.stop
                 break
@@ -378,16 +426,24 @@ class SimSource:
     keys the SimKeys backend holds (the game moves between key press and next frame).
 
     env: a TruckSim-v0 env (gymnasium.make or TruckSimEnv). The first grab resets it with ``seed``
-    (and ``options``, e.g. {"time_of_day": "night", "weather": "rain"}). ``clock_s`` is sim time.
-    An episode that ends ends the drive (``ended`` = StopReason.COLLISION, ROUTE_DONE or TRUNCATED).
+    (and ``options``, e.g. {"time_of_day": "night", "weather": "rain"}). ``clock_s`` is sim time
+    (env steps x dt, counted over all episodes); ``frame.index`` is that step count.
+    An episode that ends ends the drive (``ended`` = StopReason.COLLISION, ROUTE_DONE or TRUNCATED),
+    unless ``restart``: then the env is reset with ``seed + episode`` (episode counted from 0; the
+    same ``options``) and the frames go on, ``Observation.episode`` counting the episodes.
     """
 
-    def __init__(self, env, keys, seed: int | None = None, options: dict | None = None) -> None:
+    def __init__(self, env, keys, seed: int | None = None, options: dict | None = None,
+                 restart: bool = False) -> None:
+        if restart and seed is None:
+            raise ValueError("SimSource(restart=True) needs a seed (episode n is reset with seed + n)")
         self.env = env
         self.keys = keys
         self.seed, self.options = seed, options
+        self.restart = restart
         self.dt = float(env.unwrapped.config.dt)
         self.step = 0
+        self.episode = 0
         self.info: dict | None = None
         self._obs: np.ndarray | None = None
         self._ended: StopReason | None = None
@@ -400,7 +456,10 @@ class SimSource:
             self.step += 1
             self._obs, self.info = obs, info
             if terminated or truncated:
-                if "collision" in info["events"]:
+                if self.restart:
+                    self.episode += 1
+                    self._obs, self.info = self.env.reset(seed=self.seed + self.episode, options=self.options)
+                elif "collision" in info["events"]:
                     self._ended = StopReason.COLLISION
                 elif truncated:
                     self._ended = StopReason.TRUNCATED
@@ -408,7 +467,7 @@ class SimSource:
                     self._ended = StopReason.ROUTE_DONE
         frame = Frame(image=self._obs, timestamp=time.monotonic(), index=self.step)
         return Observation(frame=frame, clock_s=self.step * self.dt, speed_mps=float(self.info["speed"]),
-                           ended=self._ended, info=self.info)
+                           ended=self._ended, info=self.info, episode=self.episode)
 
     def close(self) -> None:
         self.env.close()
@@ -429,6 +488,31 @@ class SimKeyOutput:
 
     def close(self) -> None:
         self.backend.close()
+
+
+def open_sim(*, seed: int, size: tuple[int, int] = (320, 240), time_of_day: str | None = None,
+             weather: str | None = None, traffic: float = 1.0, route_m: float | None = 5000.0,
+             restart: bool = False, **env_options) -> tuple[SimSource, SimKeyOutput]:
+    """The in-process simulator as loop parts: a TruckSim-v0 env (``gymnasium.make``) of ``size``
+    (w, h) frames, ``traffic`` density, a ``route_m`` m route (None: the env's default), in its
+    ``SimSource`` (reset with ``seed``; ``restart``: episodes go on) and the ``SimKeyOutput``
+    whose keys it steps with. ``truckpilot drive --sim``, ``truckpilot eval`` and ``record_sim``
+    drive the simulator through these. Close the source (it closes the env) and the key output.
+    env_options: further TruckSim-v0 options (e.g. min_box_height_px).
+    """
+    import gymnasium
+
+    import sim  # noqa: F401  (registers TruckSim-v0)
+    from agent.io.keys import SimKeys
+
+    width, height = size
+    kwargs = dict(width=width, height=height, time_of_day=time_of_day, weather=weather, traffic_density=traffic,
+                  **env_options)
+    if route_m is not None:
+        kwargs["route_length_m"] = route_m
+    env = gymnasium.make("TruckSim-v0", **kwargs)
+    keys = SimKeys()
+    return SimSource(env, keys, seed=seed, restart=restart), SimKeyOutput(keys)
 
 
 # ----------------------------------------------------------------------------- real game parts

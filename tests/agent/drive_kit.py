@@ -138,7 +138,10 @@ def train_tiny_perceiver(seed: int = 100, steps: int = 2400, dagger_steps: int =
     speed (the sim's speed known) or with the cruise throttle duty, as in a game window;
     controller_config: the controller it drives the DAgger rounds with (as it will be driven).
     """
-    from agent.runtime.drivers import AgentDriver
+    from agent.runtime.controller import Controller
+    from agent.runtime.loop import Observation
+    from agent.runtime.parts import AgentDecider
+    from agent.types import Frame
 
     torch.manual_seed(seed)
     pre = Preprocessor(INPUT_SIZE, MEAN, STD)
@@ -147,11 +150,12 @@ def train_tiny_perceiver(seed: int = 100, steps: int = 2400, dagger_steps: int =
     net = TinyDirectionNet()
     _train(net, x, y, epochs, seed)
     for round_ in range(dagger_rounds if dagger_steps else 0):
-        driver = AgentDriver(Perceiver(net, None, direction_card=tiny_card(), device="cpu"), controller_config,
-                             use_speed=use_speed)
+        driver = AgentDecider(Perceiver(net, None, direction_card=tiny_card(), device="cpu"),
+                              Controller(controller_config), use_speed=use_speed)
 
         def policy(frame, info, now_s):
-            return driver.act(frame, info, None, now_s).as_array()
+            seen = Observation(Frame(frame, time.monotonic(), 0), now_s, speed_mps=float(info["speed"]), info=info)
+            return driver.decide(seen).keys.as_array()
 
         more_frames, more_labels = collect(seed + 1 + round_, dagger_steps, policy=policy)
         x = torch.cat([x, pre(list(more_frames))])

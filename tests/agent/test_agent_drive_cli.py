@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from agent.apps.drive import DriveRecorder, controller_config_for_time_scale
-from agent.runtime.loop import KeyResult, Observation
+from agent.runtime.loop import Decision, KeyResult, Observation
 from training.sessions import Session
 from agent.types import Action, Frame, KeysHeld
 from perception.types import Detection, Perception
@@ -83,11 +83,15 @@ def test_recorder_stores_detections_as_model_boxes_and_resizes_odd_frames(tmp_pa
     perception = Perception("left", {"left": 0.7, "straight": 0.2, "right": 0.1}, dets, {"total": 1.0})
     image = np.full((100, 200, 3), 90, np.uint8)
     result = KeyResult(held=KeysHeld(left=True, throttle=True))
-    rec.record(Observation(Frame(image, 0.0, 0), 0.0), perception, Action(-0.6, 0.5, 0.0), result, 3.0)
+
+    def decision(action: Action) -> Decision:
+        return Decision(keys=result.held, action=action, perception=perception)
+
+    rec.record(Observation(Frame(image, 0.0, 0), 0.0), decision(Action(-0.6, 0.5, 0.0)), result, 3.0)
     big = np.full((200, 400, 3), 90, np.uint8)  # the window grew: resized to the session's 200x100
-    rec.record(Observation(Frame(big, 0.1, 1), 0.1), perception, Action(-0.6, 0.5, 0.0), result, 3.0)
+    rec.record(Observation(Frame(big, 0.1, 1), 0.1), decision(Action(-0.6, 0.5, 0.0)), result, 3.0)
     person = KeyResult(held=KeysHeld(), engaged=False, person_keys=KeysHeld(right=True), takeover=True)
-    rec.record(Observation(Frame(image, 0.2, 2), 0.2), perception, Action(), person, 3.0)
+    rec.record(Observation(Frame(image, 0.2, 2), 0.2), decision(Action()), person, 3.0)
     rec.close()
     records = Session.open(tmp_path / "s").records()
     assert len(records) == 3

@@ -7,11 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from drive_kit import TinyDirectionNet, tiny_card
 
-from agent.runtime.drivers import BaselineDriver, steer_state
+from agent.runtime.drivers import BaselineDecider, steer_state
+from agent.runtime.loop import Decision, Observation
 from agent.apps.scorecard import (
     RouteScore,
     ScorecardConfig,
@@ -22,7 +24,7 @@ from agent.apps.scorecard import (
     run_scorecard,
     summarise,
 )
-from agent.types import KeysHeld
+from agent.types import Frame, KeysHeld
 from perception.perceiver import Perceiver
 from perception.types import DIRECTIONS, Perception
 
@@ -37,39 +39,42 @@ def scripted(direction: str):
 
 
 class DriftLeft:
-    """A driver that taps left every ``every`` steps and holds ~12 m/s: it drifts off its lane."""
+    """A decider that taps left every ``every`` ticks and holds ~12 m/s: it drifts off its lane."""
 
     name = "drift"
 
     def __init__(self, every: int = 3, brake: bool = False) -> None:
         self.every, self.brake = every, brake
-        self.steps = self.handbacks = 0
+        self.steps = self.resets = 0
 
     def reset(self) -> None:
-        pass
+        self.resets += 1
 
-    def act(self, frame, info, env, now_s):
+    def decide(self, observation):
         self.steps += 1
         if self.brake:
-            return KeysHeld(brake=True)
-        return KeysHeld(left=self.steps % self.every == 0, throttle=info["speed"] < 12.0)
+            return Decision(KeysHeld(brake=True))
+        return Decision(KeysHeld(left=self.steps % self.every == 0, throttle=observation.info["speed"] < 12.0))
 
-    def handback(self) -> None:
-        self.handbacks += 1
+
+def still(index: int = 0) -> Observation:
+    """An observation of a grey frame at sim time index / 15 s (the baseline only counts steps)."""
+    return Observation(Frame(np.full((24, 32, 3), 128, np.uint8), 0.0, index), index / 15, speed_mps=0.0, info={})
 
 
 def test_baseline_pulses_the_argmax_key_for_0_09_s_per_decision():
-    frame = None
-    drv = BaselineDriver(scripted("left"), dt=1 / 15)
-    keys = [drv.act(frame, {}, None, i / 15) for i in range(6)]
+    drv = BaselineDecider(scripted("left"), dt=1 / 15)
+    decisions = [drv.decide(still(i)) for i in range(6)]
+    keys = [d.keys for d in decisions]
     assert drv.pulse_steps == 1  # 0.09 s rounds to one 1/15 s step
     assert [steer_state(k) for k in keys] == [0, -1, 0, -1, 0, -1]  # decide (keys up), pulse, decide, ...
+    assert [d.perception is not None for d in decisions] == [True, False] * 3  # it perceives when it decides
     assert all(k.throttle and not k.brake for k in keys)
-    drv = BaselineDriver(scripted("right"), dt=0.03)
+    drv = BaselineDecider(scripted("right"), dt=0.03)
     assert drv.pulse_steps == 3
-    assert [steer_state(drv.act(frame, {}, None, 0.0)) for _ in range(8)] == [0, 1, 1, 1, 0, 1, 1, 1]
-    drv = BaselineDriver(scripted("straight"), dt=1 / 15)
-    assert all(drv.act(frame, {}, None, 0.0) == KeysHeld(throttle=True) for _ in range(5))
+    assert [steer_state(drv.decide(still()).keys) for _ in range(8)] == [0, 1, 1, 1, 0, 1, 1, 1]
+    drv = BaselineDecider(scripted("straight"), dt=1 / 15)
+    assert all(drv.decide(still()).keys == KeysHeld(throttle=True) for _ in range(5))
 
 
 def test_interventions_are_counted_and_the_expert_hands_back():
@@ -77,7 +82,7 @@ def test_interventions_are_counted_and_the_expert_hands_back():
     driver = DriftLeft(every=3)
     score = drive_route(driver, seed=2, time_of_day="day", weather="clear", budget_steps=900, config=config)
     assert score.interventions >= 2, score  # drifts off, rescued, handed back, drifts off again
-    assert driver.handbacks >= score.interventions - 1
+    assert driver.resets - 1 >= score.interventions - 1  # reset at the start, then at each handback
     assert score.collisions == 0 and score.finished and score.route_completion == 1.0
     assert score.distance_m > score.driver_distance_m > 0  # the expert's recovery distance is not the driver's
     row = summarise([score])
