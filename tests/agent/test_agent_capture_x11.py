@@ -193,4 +193,35 @@ def test_benchmark_capture_reports_timings(window_app):
     window_app(title="TP bench")
     result = benchmark_capture("TP bench", frames=10)
     assert (result["width"], result["height"]) == (320, 240)
-    assert 0 < result["grab_ms_median"] <= result["grab_ms_p95"] < 1000
+    assert set(result) == {"width", "height", "grab_ms_median", "grab_ms_p95"}
+
+
+def test_benchmark_capture_times_each_measured_grab_and_not_the_warm_up(window_app, monkeypatch):
+    """The reported median and p95 are those of the measured grabs' own durations: a fake clock
+    makes grab k (after 3 warm-up grabs of 500 ms each) take a known time, so the figures are
+    known exactly (no speed target: timings belong to the benchmarks)."""
+    import time as real_time
+    from types import SimpleNamespace
+
+    import agent.io.capture as capture
+
+    durations_ms = [500.0, 500.0, 500.0, 9.0, 2.0, 5.0, 1.0, 7.0, 3.0, 10.0, 4.0, 6.0, 8.0]  # 3 warm-up, then 10
+    clock = SimpleNamespace(now=0.0, grabs=0)
+    fake_time = SimpleNamespace(**{name: getattr(real_time, name) for name in dir(real_time) if not name.startswith("_")})
+    fake_time.perf_counter = lambda: clock.now
+    monkeypatch.setattr(capture, "time", fake_time)
+    real_grab = capture.Capture.grab
+
+    def timed_grab(self):
+        frame = real_grab(self)
+        clock.now += durations_ms[clock.grabs] / 1e3
+        clock.grabs += 1
+        return frame
+
+    monkeypatch.setattr(capture.Capture, "grab", timed_grab)
+    window_app(title="TP bench clock")
+    result = capture.benchmark_capture("TP bench clock", frames=10)
+    measured = durations_ms[3:]
+    assert clock.grabs == 13
+    assert result["grab_ms_median"] == pytest.approx(float(np.median(measured)))  # 5.5
+    assert result["grab_ms_p95"] == pytest.approx(float(np.percentile(measured, 95)))  # 9.55
