@@ -31,28 +31,73 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
 
 
-def tiny_perceiver_and_config():
-    """The e2e test's model and controller settings (tests/agent/drive_kit.py)."""
+def tiny_perceiver_and_config(cache: str | None = None):
+    """The e2e test's model and controller settings (tests/agent/drive_kit.py). cache: a file
+    for the trained weights (trained and saved when missing, else loaded), or None."""
     import torch
 
     from agent.runtime.controller import ControllerConfig
 
     sys.path.insert(0, str(REPO / "tests" / "agent"))
-    from drive_kit import train_tiny_perceiver  # noqa: E402  (the test kit, not a package module)
+    from drive_kit import TinyDirectionNet, tiny_card, train_tiny_perceiver  # noqa: E402  (the test kit)
+    from perception.perceiver import Perceiver
 
     torch.set_num_threads(1)
     config = ControllerConfig(cruise_throttle=0.5)
-    return train_tiny_perceiver(dagger_rounds=2, use_speed=False, controller_config=config), config
+    if cache and Path(cache).exists():
+        net = TinyDirectionNet()
+        net.load_state_dict(torch.load(cache))
+        return Perceiver(net.eval(), None, direction_card=tiny_card(), device="cpu"), config
+    perceiver = train_tiny_perceiver(dagger_rounds=2, use_speed=False, controller_config=config)
+    if cache:
+        torch.save(perceiver.direction_model.state_dict(), cache)
+    return perceiver, config
 
 
-def in_process(perceiver, config, route: LiveRoute) -> dict:
-    """The same route in-process (sim clock), judged the same way; the agent without speed."""
+class JitteredClock:
+    """A decider whose controller clock is the sim time plus U(0, ``jitter_s``) s per frame: the
+    grab-time clock of a live drive (a new frame is grabbed up to one poll period after it
+    appeared), replayed in-process where everything else is exact. Optionally through a
+    ``FrameClock`` (``frame_clock=True``), as the live loop's CaptureSource times frames."""
+
+    def __init__(self, decider, jitter_s: float, seed: int = 0, frame_clock: bool = False) -> None:
+        import numpy as np
+
+        from agent.runtime.frame_clock import FrameClock
+
+        self.decider, self.jitter_s = decider, jitter_s
+        self.name = getattr(decider, "name", "agent")
+        self._rng = np.random.default_rng(seed)
+        self._clock = FrameClock() if frame_clock else None
+
+    def reset(self) -> None:
+        self.decider.reset()
+        if self._clock is not None:
+            self._clock.reset()
+
+    def decide(self, observation):
+        from dataclasses import replace
+
+        t = observation.clock_s + float(self._rng.uniform(0.0, self.jitter_s))
+        if self._clock is not None:
+            t = self._clock.observe(t, new=True)
+        return self.decider.decide(replace(observation, clock_s=t))
+
+
+def in_process(perceiver, config, route: LiveRoute, clock_jitter_s: float = 0.0, jitter_seed: int = 0,
+               frame_clock: bool = False) -> dict:
+    """The same route in-process (sim clock), judged the same way; the agent without speed.
+    clock_jitter_s > 0: the controller's clock jitters as a live grab clock does (JitteredClock)."""
     from agent.apps.scorecard import ScorecardConfig, drive_route
-    from agent.runtime.drivers import AgentDriver
+    from agent.runtime.controller import Controller
+    from agent.runtime.parts import AgentDecider
 
     budget = route.budget_steps or int(route.route_m / 2.0 * 15)
-    score = drive_route(AgentDriver(perceiver, config, use_speed=False), route.seed, route.time_of_day,
-                        route.weather, budget, ScorecardConfig(route_m=route.route_m, traffic_density=route.traffic))
+    decider = AgentDecider(perceiver, Controller(config), use_speed=False)
+    if clock_jitter_s > 0:
+        decider = JitteredClock(decider, clock_jitter_s, jitter_seed, frame_clock=frame_clock)
+    score = drive_route(decider, route.seed, route.time_of_day, route.weather, budget,
+                        ScorecardConfig(route_m=route.route_m, traffic_density=route.traffic), name="agent")
     return {"distance_m": round(score.distance_m, 1), "finished": score.finished,
             "interventions": score.interventions, "collisions": score.collisions}
 
@@ -63,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--tiny", action="store_true", help="the e2e test's tiny CNN, trained here")
     who.add_argument("--model", metavar="CKPT", help="a direction checkpoint")
+    p.add_argument("--tiny-cache", metavar="FILE", help="with --tiny: keep the trained weights here (reuse if present)")
     p.add_argument("--seed", type=int, default=3, help="the road (default 3, the e2e test's)")
     p.add_argument("--route-m", type=float, default=600.0)
     p.add_argument("--traffic", type=float, default=0.0)
@@ -70,12 +116,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=1, help="drives per load case")
     p.add_argument("--busy", choices=("no", "yes", "both"), default="no", help="a busy loop holding one core")
     p.add_argument("--agent-fps", type=float, default=30.0)
+    p.add_argument("--jitter-runs", type=int, default=0,
+                   help="also drive the route in-process this many times with the controller's clock jittered "
+                        "by U(0, --jitter-ms) per frame, as a capture clock is (JitteredClock)")
+    p.add_argument("--jitter-ms", type=float, default=33.3, help="the clock jitter of --jitter-runs (one poll period)")
     p.add_argument("--no-in-process", action="store_true", help="skip the in-process drive of the route")
     p.add_argument("--json", metavar="FILE", help="write every run's figures here")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.tiny:
-        perceiver, config = tiny_perceiver_and_config()
+        perceiver, config = tiny_perceiver_and_config(args.tiny_cache)
     else:
         from agent.apps.drive import load_perceiver
 
@@ -87,7 +137,15 @@ def main(argv: list[str] | None = None) -> int:
         ref = in_process(perceiver, config, route)
         print(f"in-process: {ref}", flush=True)
         results.append({"case": "in-process", **ref})
-    cases = {"no": [False], "yes": [True], "both": [False, True]}[args.busy]
+    for k in range(args.jitter_runs):
+        for frame_clock in (False, True):
+            ref = in_process(perceiver, config, route, clock_jitter_s=args.jitter_ms / 1e3, jitter_seed=k,
+                             frame_clock=frame_clock)
+            how = "through a FrameClock" if frame_clock else "raw"
+            print(f"in-process, controller clock + U(0, {args.jitter_ms:g} ms) {how}, seed {k}: {ref}", flush=True)
+            results.append({"case": "in-process-jitter", "jitter_ms": args.jitter_ms, "frame_clock": frame_clock,
+                            "seed": k, **ref})
+    cases = {"no": [False], "yes": [True], "both": [False, True]}[args.busy] if args.runs else []
     with x_display() as display, tempfile.TemporaryDirectory(prefix="probe-") as tmp:
         for busy in cases:
             for run in range(args.runs):

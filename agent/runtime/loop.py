@@ -528,8 +528,11 @@ class CaptureSource:
     """
 
     def __init__(self, capture) -> None:
+        from agent.runtime.frame_clock import FrameClock
+
         self.capture = capture
         self._last: Frame | None = None
+        self.clock = FrameClock()  # clock_s: when a frame appeared, not when it was grabbed
 
     def grab(self) -> Observation:
         from agent.io.capture import CaptureHidden, CaptureLost
@@ -546,8 +549,9 @@ class CaptureSource:
                                ended=StopReason.CAPTURE_LOST)
         self._last = frame
         health = self.capture.health()
-        return Observation(frame=frame, clock_s=frame.timestamp, health=health,
-                           repeated=getattr(health, "identical_frames", 0) > 0)
+        repeated = getattr(health, "identical_frames", 0) > 0
+        return Observation(frame=frame, clock_s=self.clock.observe(frame.timestamp, new=not repeated), health=health,
+                           repeated=repeated)
 
     def close(self) -> None:
         self.capture.close()

@@ -1,0 +1,86 @@
+"""sim.judge: the scorecard's intervention rules, and the sim window judging a route itself."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from sim.judge import JudgeConfig, RouteJudge, Verdict
+from sim.steplog import frame_print, keys_text, read_step_log
+
+REPO = Path(__file__).resolve().parents[2]
+DT = 1.0 / 15
+
+
+def info(distance: float, offset: float = 0.0, events=()) -> dict:
+    return {"distance": distance, "lateral_offset": offset, "events": list(events)}
+
+
+def test_a_drift_past_the_grace_is_one_intervention_then_the_expert_hands_back():
+    judge = RouteJudge(route_m=1000.0, dt=DT, config=JudgeConfig())
+    grace = judge.grace_steps  # 15 steps at 1 s
+    verdicts = [judge.step(False, True, i, info(i + 1, offset=1.6), False, False) for i in range(grace + 1)]
+    assert verdicts[:-1] == [Verdict.GO_ON] * grace and verdicts[-1] is Verdict.TAKEOVER
+    assert judge.interventions == 1 and not judge.in_control
+    assert judge.driver_steps == grace + 1
+    # the rescuer drives: not for the first recover_s even when settled, then back to the driver
+    d = grace + 1
+    out = [judge.step(False, False, d + i, info(d + i + 1, offset=0.1), False, False)
+           for i in range(judge.min_recover - 1)]
+    assert Verdict.HANDBACK not in out
+    assert judge.step(False, False, 100, info(101, offset=0.1), False, False) is Verdict.HANDBACK
+    assert judge.in_control and judge.driver_steps == grace + 1  # rescued steps are not the driver's
+
+
+def test_a_lane_change_faster_than_the_grace_is_no_intervention_and_a_collision_ends():
+    judge = RouteJudge(route_m=1000.0, dt=DT)
+    for i in range(judge.grace_steps):
+        assert judge.step(True, False, i, info(i + 1, offset=1.8, events=["lane_departure"] if i == 3 else []),
+                          False, False) is Verdict.GO_ON
+    assert judge.step(False, False, 20, info(21, offset=0.2), False, False) is Verdict.GO_ON
+    assert judge.interventions == 0 and judge.lane_departures == 1
+    assert judge.steer_changes == 1  # left ... then none
+    assert judge.step(False, False, 21, info(22, events=["collision"]), True, False) is Verdict.END
+    assert judge.collisions == 1 and not judge.finished
+
+
+def test_off_road_is_an_intervention_at_once_and_the_route_end_finishes():
+    judge = RouteJudge(route_m=100.0, dt=DT)
+    assert judge.step(False, False, 0, info(1, events=["off_road"]), False, False) is Verdict.TAKEOVER
+    judge = RouteJudge(route_m=100.0, dt=DT)
+    assert judge.step(False, False, 99.5, info(100.01), True, False) is Verdict.END
+    assert judge.finished
+
+
+def test_the_sim_window_judges_its_route_and_logs_every_step(tmp_path):
+    """``python -m sim --autopilot --judge``: the expert drives 150 m; the summary holds the
+    judge's counts; the step log has one line per step with the frame's fingerprint."""
+    steps, summary = tmp_path / "steps.jsonl", tmp_path / "summary.json"
+    out = subprocess.run([sys.executable, "-m", "sim", "--autopilot", "--judge", "--route-m", "150", "--fps", "1000",
+                          "--seed", "2", "--traffic", "0", "--size", "160x120", "--step-log", str(steps),
+                          "--summary", str(summary)], cwd=REPO, capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "SDL_VIDEODRIVER": "dummy"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    s = json.loads(summary.read_text())
+    judged = s["judge"]
+    assert judged["finished"] and judged["distance_m"] >= 150 and judged["collisions"] == 0
+    assert judged["steps"] == s["steps"] and s["quit"] == "route over"
+    records = read_step_log(steps)
+    assert [r.step for r in records] == list(range(s["steps"] + 1))
+    assert records[0].t_keys is None and all(r.t_keys <= r.t_shown for r in records[1:])
+    assert sum("T" in r.keys for r in records[1:50]) >= 20  # the expert's throttle, as the step drove
+    assert records[-1].distance >= 150
+    assert len({r.print for r in records}) > 0.9 * len(records)  # the picture changes as the truck moves
+
+
+def test_frame_print_and_keys_text():
+    import numpy as np
+
+    a = np.zeros((240, 320, 3), np.uint8)
+    b = a.copy()
+    b[8, 8, 1] = 1  # on the sampling grid
+    c = a.copy()
+    c[9, 9, 0] = 1  # off it
+    assert frame_print(a) != frame_print(b) and frame_print(a) == frame_print(c)
+    assert keys_text(True, False, True, False) == "L-T-"
