@@ -8,7 +8,9 @@ Stages, each timed in ``Perception.timings_ms``:
   "detector"    the SSD (its extra blocks and heads only when the trunk is shared)
   "networks"    instead of the three above with ``engine="onnxruntime"``: both networks in
                 ONNX Runtime (one graph when the trunk is shared)
-  "decode_nms"  box decoding, score threshold, NMS, mapping boxes to frame pixels
+  "decode_nms"  box decoding, score threshold, NMS, mapping boxes to frame pixels (through the
+                input's letterbox, perception.preprocess.Letterbox: the bars map outside the frame
+                and are clipped)
   "total"       the whole call
 For ``perceive_batch`` the figures are the batch's wall time divided by the batch size.
 
@@ -31,9 +33,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from perception.boxes import clip_boxes_np, scale_boxes_np
+from perception.boxes import clip_boxes_np
 from perception.checkpoint import ModelCard, load_model
-from perception.preprocess import Preprocessor
+from perception.preprocess import Letterbox, Preprocessor
 from perception.types import Detection, Perception
 
 log = logging.getLogger(__name__)
@@ -227,7 +229,7 @@ class Perceiver:
         h_in, w_in = self.detector_card.input_size
         h, w = frame.shape[:2]
         boxes = dets["boxes"].float().cpu().numpy().astype(np.float64)
-        boxes = clip_boxes_np(scale_boxes_np(boxes, (h_in, w_in), (h, w)), (h, w))
+        boxes = clip_boxes_np(Letterbox.fit((h, w), (h_in, w_in)).boxes_to_frame(boxes), (h, w))
         scores = dets["scores"].float().cpu().numpy()
         labels = dets["labels"].cpu().numpy()
         names = self.detector_card.classes

@@ -3,10 +3,16 @@
 Two steps, always in this order, and nothing else:
 
 1. :func:`resize_frame`: HxWx3 uint8 RGB (any size) -> hxwx3 uint8 RGB at the model input
-   (h, w), with ``cv2.resize``: INTER_AREA when either side shrinks (a game frame, 1280x720 or
-   1920x1080, down to e.g. 192x144: ~2.5 / ~6 ms on one core), INTER_LINEAR when the frame is
-   enlarged, untouched when it already has the size. Resizing runs on uint8, before any float
-   work, so a large frame costs one cv2 pass.
+   (h, w), letterboxed (:class:`Letterbox`): the frame is scaled by one factor so it fits
+   (never stretched: a 1280x720 or 1920x1080 game frame keeps its 16:9 shape in a 4:3 input),
+   centred, and the rest is black bars. A frame of the input's aspect ratio (to a pixel of
+   rounding: 320x240, 640x480, 800x600 for a 4:3 input) fills the input, as a plain resize.
+   Shrinking is area averaging on uint8 (INTER_AREA), done as exact 2x2 halvings while the
+   frame is at least twice the target, then one INTER_AREA to it: ~0.6 / ~1.3 ms for a 1280x720
+   / 1920x1080 frame to 192x108 on one core, where one INTER_AREA pass costs ~7-11 / ~2-15 ms
+   (OpenCV is only fast for integer factors); enlarging is INTER_LINEAR. Boxes map between
+   frame and input pixels with :meth:`Letterbox.boxes_to_input` / :meth:`Letterbox.boxes_to_frame`
+   (the Perceiver maps its detections back to frame pixels so; training maps labels in so).
 2. :func:`normalise`: (B, 3, h, w) uint8 (or float32 on the 0..1 scale, e.g. after colour
    jitter) on any device -> float32 ``(x / 255 - mean) / std``, with the model card's RGB mean
    and std on the 0..1 scale.
@@ -20,6 +26,7 @@ unaugmented frames (validation, evaluation) it gives the serving tensor bit for 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import cv2
@@ -27,20 +34,106 @@ import numpy as np
 import torch
 
 
-def resize_frame(frame: np.ndarray, size: Sequence[int]) -> np.ndarray:
-    """HxWx3 uint8 RGB -> (h, w, 3) uint8 RGB, ``size`` = (h, w) of the model input.
+@dataclass(frozen=True)
+class Letterbox:
+    """Where a frame sits in the model input: scaled by one factor, centred, the rest padded.
 
-    cv2 INTER_AREA when the frame shrinks along either side, INTER_LINEAR when it only grows;
-    the frame itself (no copy) when it already has the size.
+    frame_size: (H, W) of the frame, px. input_size: (h, w) of the model input, px.
+    content: (x, y, w, h) of the scaled frame inside the input, input px; the rest is bars
+    (value 0). A point maps as ``x_in = x + x_frame * w / W``, ``y_in = y + y_frame * h / H``
+    (and back), the factors being those of the resize actually done.
+    """
+
+    frame_size: tuple[int, int]
+    input_size: tuple[int, int]
+    content: tuple[int, int, int, int]
+
+    @classmethod
+    def fit(cls, frame_size: Sequence[int], input_size: Sequence[int]) -> "Letterbox":
+        """The letterbox of a ``frame_size`` (H, W) frame in an ``input_size`` (h, w) input. A frame
+        whose scaled size is within a pixel of the input on both sides fills it (no bars)."""
+        frame_h, frame_w = int(frame_size[0]), int(frame_size[1])
+        in_h, in_w = int(input_size[0]), int(input_size[1])
+        if min(frame_h, frame_w, in_h, in_w) < 1:
+            raise ValueError(f"sizes must be positive, got frame {frame_size} and input {input_size}")
+        scale = min(in_w / frame_w, in_h / frame_h)
+        w = max(1, min(in_w, round(frame_w * scale)))
+        h = max(1, min(in_h, round(frame_h * scale)))
+        if in_w - w <= 1 and in_h - h <= 1:
+            w, h = in_w, in_h
+        return cls((frame_h, frame_w), (in_h, in_w), ((in_w - w) // 2, (in_h - h) // 2, w, h))
+
+    @property
+    def fills(self) -> bool:
+        """The frame covers the whole input (no bars)."""
+        return self.content[2:] == (self.input_size[1], self.input_size[0])
+
+    def apply(self, frame: np.ndarray) -> np.ndarray:
+        """The (h, w, 3) uint8 input image of a frame of ``frame_size`` (the frame itself when it
+        already is the input, no copy)."""
+        x, y, w, h = self.content
+        if frame.shape[:2] == self.input_size and self.fills:
+            return frame
+        scaled = _scale_to(frame, w, h)
+        if self.fills:
+            return scaled
+        out = np.zeros((*self.input_size, 3), np.uint8)
+        out[y:y + h, x:x + w] = scaled
+        return out
+
+    def _factors(self) -> tuple[float, float]:
+        """Input px per frame px, (x, y)."""
+        return self.content[2] / self.frame_size[1], self.content[3] / self.frame_size[0]
+
+    def boxes_to_input(self, boxes):
+        """xyxy boxes (N, 4) in frame px -> input px (numpy array or torch tensor, as given)."""
+        sx, sy = self._factors()
+        x, y = self.content[:2]
+        return _affine(boxes, (sx, sy, sx, sy), (x, y, x, y))
+
+    def boxes_to_frame(self, boxes):
+        """xyxy boxes (N, 4) in input px -> frame px (numpy array or torch tensor, as given); boxes
+        on the bars land outside the frame: clip them to ``frame_size``."""
+        sx, sy = self._factors()
+        x, y = self.content[:2]
+        return _affine(boxes, (1 / sx, 1 / sy, 1 / sx, 1 / sy), (-x / sx, -y / sy, -x / sx, -y / sy))
+
+
+def _affine(boxes, scale: tuple[float, ...], offset: tuple[float, ...]):
+    """boxes (N, 4) * scale + offset; a torch tensor stays one (on its device), else float numpy."""
+    if hasattr(boxes, "new_tensor"):  # torch
+        b = boxes.reshape(-1, 4)
+        b = b if b.is_floating_point() else b.float()
+        return b * b.new_tensor(scale) + b.new_tensor(offset)
+    arr = np.asarray(boxes).reshape(-1, 4)
+    dtype = arr.dtype if np.issubdtype(arr.dtype, np.floating) else np.float64
+    return arr * np.asarray(scale, dtype) + np.asarray(offset, dtype)
+
+
+def _scale_to(frame: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``frame`` resized to width x height: area averaging when shrinking (exact 2x2 halvings while
+    at least twice the target on both sides, then one INTER_AREA), INTER_LINEAR when enlarging."""
+    if frame.shape[:2] == (height, width):
+        return frame
+    if frame.shape[0] <= height and frame.shape[1] <= width:
+        return cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
+    while (frame.shape[0] >= 2 * height and frame.shape[1] >= 2 * width
+           and frame.shape[0] % 2 == 0 and frame.shape[1] % 2 == 0):
+        frame = cv2.resize(frame, (frame.shape[1] // 2, frame.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    if frame.shape[:2] == (height, width):
+        return frame
+    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def resize_frame(frame: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """HxWx3 uint8 RGB -> (h, w, 3) uint8 RGB, ``size`` = (h, w) of the model input, letterboxed
+    (:class:`Letterbox`: one scale factor, centred, black bars); the frame itself (no copy) when
+    it already has the size.
     """
     if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
         got = f"{type(frame).__name__} {getattr(frame, 'shape', '')} {getattr(frame, 'dtype', '')}"
         raise ValueError(f"expected an HxWx3 uint8 RGB frame, got {got}")
-    height, width = int(size[0]), int(size[1])
-    if frame.shape[:2] == (height, width):
-        return frame
-    shrinking = frame.shape[0] > height or frame.shape[1] > width
-    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    return Letterbox.fit(frame.shape[:2], size).apply(frame)
 
 
 def normalise(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

@@ -24,10 +24,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from perception.boxes import iou, scale_boxes
+from perception.boxes import iou
 from perception.config import AnchorConfig, DetectorConfig, TrunkConfig
 from perception.detector import SSDNet
 from perception.perceiver import Preprocessor, pick_device
+from perception.preprocess import Letterbox
 from perception.types import DEFAULT_DETECTION_CLASSES
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def _prepare(frames, input_size, config: DetectorConfig, device):
     pre = Preprocessor(input_size, config.mean, config.std, "cpu")
     xs = torch.cat([pre([f[0] for f in frames[i:i + 256]]) for i in range(0, len(frames), 256)])
     targets = [
-        {"boxes": scale_boxes(torch.from_numpy(b), img.shape[:2], input_size).to(device),
+        {"boxes": Letterbox.fit(img.shape[:2], input_size).boxes_to_input(torch.from_numpy(b)).to(device),
          "labels": torch.from_numpy(lab).to(device)}
         for img, b, lab in frames
     ]

@@ -18,6 +18,7 @@ from perception.config import DetectorConfig, DirectionConfig, TrunkConfig
 from perception.detector import SSDNet
 from perception.direction import DirectionNet
 from perception.perceiver import Perceiver
+from perception.preprocess import Letterbox
 from training.data.samples import samples_from_sessions
 from training.tasks import make_task
 
@@ -121,15 +122,29 @@ def test_training_and_the_perceiver_feed_the_networks_the_same_tensor(recorded, 
 
 
 def _variant(frames, size, mean, std, interpolation=None, fused=False) -> torch.Tensor:
-    """A serving side that changed one thing: a fixed cv2 interpolation for every resize, or the
-    normalisation written as x * (1 / (255 std)) - mean / std (the Perceiver's until now)."""
+    """A serving side that changed one thing: a fixed cv2 interpolation for every resize (one pass into
+    the letterbox's content), or the normalisation written as x * (1 / (255 std)) - mean / std (the
+    Perceiver's until now). Unchanged, it reimplements resize_frame: the frame scaled into
+    ``Letterbox.fit(...).content`` (2x2 INTER_AREA halvings while at least twice as large, then
+    INTER_AREA shrinking / INTER_LINEAR enlarging), black bars around it."""
     height, width = size
     resized = []
     for f in frames:
         if f.shape[:2] != (height, width):
-            shrinking = f.shape[0] > height or f.shape[1] > width
-            chosen = interpolation if interpolation is not None else (cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-            f = cv2.resize(f, (width, height), interpolation=chosen)
+            x0, y0, w, h = Letterbox.fit(f.shape[:2], size).content
+            if interpolation is not None:
+                scaled = cv2.resize(f, (w, h), interpolation=interpolation)
+            else:
+                scaled = f
+                while (scaled.shape[0] >= 2 * h and scaled.shape[1] >= 2 * w
+                       and scaled.shape[0] % 2 == 0 and scaled.shape[1] % 2 == 0):
+                    scaled = cv2.resize(scaled, (scaled.shape[1] // 2, scaled.shape[0] // 2),
+                                        interpolation=cv2.INTER_AREA)
+                if scaled.shape[:2] != (h, w):
+                    enlarging = scaled.shape[0] <= h and scaled.shape[1] <= w
+                    scaled = cv2.resize(scaled, (w, h), interpolation=cv2.INTER_LINEAR if enlarging else cv2.INTER_AREA)
+            f = np.zeros((height, width, 3), np.uint8)
+            f[y0:y0 + h, x0:x0 + w] = scaled
         resized.append(f)
     x = torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2).float()
     mean_t, std_t = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)

@@ -26,8 +26,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from perception.boxes import scale_boxes
-from perception.preprocess import resize_frame
+from perception.preprocess import Letterbox, resize_frame
 from training.data.augment import IDENTITY_JITTER, Augmenter, resize_sample
 from training.data.samples import FrameSample
 
@@ -62,8 +61,10 @@ def build_frame_cache(samples: Sequence[FrameSample], size: tuple[int, int], thr
 
 
 def _scaled_boxes(sample: FrameSample, size: tuple[int, int]) -> torch.Tensor:
-    """The sample's boxes in model-input px: (N, 4) float32 xyxy."""
-    return scale_boxes(torch.tensor(sample.boxes, dtype=torch.float32).reshape(-1, 4), sample.size, size)
+    """The sample's boxes in model-input px: (N, 4) float32 xyxy, through the same letterbox
+    (perception.preprocess.Letterbox) that :func:`_decode_resized` puts the frame in."""
+    boxes = torch.tensor(sample.boxes, dtype=torch.float32).reshape(-1, 4)
+    return Letterbox.fit(sample.size, size).boxes_to_input(boxes)
 
 
 def source_size(samples: Sequence[FrameSample], input_size: tuple[int, int]) -> tuple[int, int]:
