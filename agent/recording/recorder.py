@@ -25,12 +25,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from perception.boxes import clip_box_list
 from perception.types import DEFAULT_DETECTION_CLASSES, DIRECTIONS
 from training.sessions import SessionDiskFullError, SessionError, SessionWriter
-from agent.types import KeysHeld
+from agent.types import KeysHeld, StopReason
 
 log = logging.getLogger(__name__)
 
@@ -179,20 +176,6 @@ def _finish(writer: SessionWriter, progress: _Progress, t0: float, stopped_by: s
 # ----------------------------------------------------------------------------- simulator
 
 
-def make_sim_env(*, width: int, height: int, time_of_day: str | None, weather: str | None,
-                 min_box_height_px: float = 4.0):
-    """The simulator as a Gymnasium env, frames of width x height (rgb_array).
-
-    min_box_height_px: ground-truth boxes shorter than this (frame pixels) are left out.
-    """
-    import gymnasium
-
-    import sim  # noqa: F401  (registers TruckSim-v0)
-
-    return gymnasium.make("TruckSim-v0", width=width, height=height, time_of_day=time_of_day, weather=weather,
-                          min_box_height_px=min_box_height_px)
-
-
 def record_sim(
     out: str | os.PathLike,
     *,
@@ -226,31 +209,35 @@ def record_sim(
     arrows/WASD, or the autopilot drives and any held driving key takes over (extra["takeover"]).
     Labels: direction, boxes and classes from the simulator's ground truth (provenance "sim").
     Episodes that end are reset with the next seed and recording goes on (extra["episode"]).
+
+    The recording runs on the one driving tick (``agent.runtime.loop.run_ticks``): the simulator's
+    source and keys (``open_sim``, restarting episodes; in a ``WindowSource`` with a window), the
+    ``AutopilotDecider`` and the ``SimSessionRecorder`` (``agent.recording.sim_parts``).
     """
+    from agent.recording.sim_parts import AutopilotDecider, SimSessionRecorder, SimWindow, WindowSource
+    from agent.runtime.loop import LoopParts, open_sim, run_ticks
+
     if headless and not autopilot:
         raise ValueError("--headless needs --autopilot: nobody can drive without a window")
     if perturb and not autopilot:
         raise ValueError("--perturb needs --autopilot: it disturbs the autopilot's steering")
     if not min_box_height_px > 0:
         raise ValueError(f"--min-box-height must be > 0 frame pixels, got {min_box_height_px}")
-    budget = _Budget(frames, seconds)
-    env = make_sim_env(width=width, height=height, time_of_day=time_of_day, weather=weather,
-                       min_box_height_px=min_box_height_px)
-    expert = None
-    perturbation = None
+    _Budget(frames, seconds)  # checks the budget
+    sim_source, keys_out = open_sim(seed=seed, size=(width, height), time_of_day=time_of_day, weather=weather,
+                                    route_m=None, restart=True, min_box_height_px=min_box_height_px)
+    expert = perturbation = None
     if autopilot:
         from sim.expert import Expert
 
         expert = Expert()
-    if perturb:
-        from sim.perturb import SteeringPerturbation
     view = None
     try:
-        obs, info = env.reset(seed=seed)
-        base = env.unwrapped
-        classes, directions = DEFAULT_DETECTION_CLASSES, DIRECTIONS
-        dt = float(getattr(getattr(base, "config", None), "dt", 1.0 / fps))
+        first = sim_source.first()
+        obs, info, dt = first.frame.image, first.info, sim_source.dt
         if perturb:
+            from sim.perturb import SteeringPerturbation
+
             perturbation = SteeringPerturbation(perturb, dt, seed=seed)
         source = {
             "kind": "sim", "seed": seed, "time_of_day": info.get("time_of_day", time_of_day),
@@ -258,109 +245,34 @@ def record_sim(
             "headless": headless, "dt": dt, "perturb_per_s": perturb, "min_box_height_px": min_box_height_px,
         }
         writer = SessionWriter.create(out, source=source, width=obs.shape[1], height=obs.shape[0],
-                                      fps=0.0 if headless else fps, classes=classes, directions=directions,
-                                      image_format=image_format)
-        view = None if headless else _SimWindow(obs.shape[1], obs.shape[0], scale, f"TruckPilot recording: {Path(out).name}")
-        pacer = None
+                                      fps=0.0 if headless else fps, classes=DEFAULT_DETECTION_CLASSES,
+                                      directions=DIRECTIONS, image_format=image_format)
+        frames_source = sim_source
         if not headless:
-            from agent.io.pacing import RateLimiter
-
-            pacer = RateLimiter(fps)
+            view = SimWindow(obs.shape[1], obs.shape[0], scale, f"TruckPilot recording: {Path(out).name}")
+            frames_source = WindowSource(sim_source, view, fps)
         bar = _Progress(frames, progress)
+        parts = LoopParts(
+            frames_source, AutopilotDecider(sim_source.env, expert, perturbation,
+                                            frames_source if view is not None else None), keys_out,
+            recorder=SimSessionRecorder(writer, lambda w: bar.update(w.frames_written, 0, w.bytes_written)))
         t0 = time.monotonic()
-        episode, step = 0, 0
         with _stoppable_recording() as outcome:
-            while True:
-                reason = budget.reached(writer.frames_appended, time.monotonic() - t0)
-                if reason:
-                    outcome.stopped_by = reason
-                    break
-                takeover = False
-                if view is not None:
-                    person = view.poll()
-                    if person is None:
-                        outcome.stopped_by = "window_closed"
-                        break
-                    if expert is None or any(person.as_array()):
-                        keys, takeover = person, expert is not None
-                    else:
-                        keys = KeysHeld.from_array(expert.act(base))
-                else:
-                    keys = KeysHeld.from_array(expert.act(base))
-                perturbed = False
-                if perturbation is not None and not takeover:
-                    action, perturbed = perturbation.apply(keys.as_array())
-                    keys = KeysHeld.from_array(action)
-                obs_next, _reward, terminated, truncated, info_next = env.step(keys.as_array())
-                # The frame the driver saw (obs) goes with the keys pressed on it and its ground truth (info).
-                extra = {"speed": float(info.get("speed", 0.0)), "episode": episode, "sim_step": step,
-                         "sim_time": step * dt}
-                if takeover:
-                    extra["takeover"] = True
-                if perturbed:
-                    extra["perturbed"] = True
-                writer.append(
-                    obs, timestamp=writer.elapsed(), keys=keys.as_array(), action=action_from_keys(keys),
-                    direction=info.get("direction"), direction_source="sim" if info.get("direction") else None,
-                    boxes=clip_box_list(info.get("boxes", ()), obs.shape[:2]),
-                    labels=list(info.get("labels", [])), boxes_source="sim", extra=extra,
-                    copy=False,  # the simulator returns a fresh frame array every step
-                )
-                step += 1
-                obs, info = obs_next, info_next
-                if terminated or truncated:
-                    episode += 1
-                    obs, info = env.reset(seed=seed + episode)
-                    if perturbation is not None:
-                        perturbation.reset()
-                if view is not None:
-                    view.show(obs, writer.frames_appended)
-                    pacer.wait()
-                bar.update(writer.frames_written, 0, writer.bytes_written)
+            stats = run_ticks(parts, max_steps=frames, max_seconds=seconds)
+            outcome.stopped_by = _SIM_STOPS.get(stats.stopped_by, "error")
+            if outcome.stopped_by == "error":
+                outcome.message = f"the simulator recording stopped: {stats.stopped_by.value}"
         return _finish(writer, bar, t0, outcome.stopped_by, 0, outcome.message)
     finally:
         if view is not None:
             view.close()
-        env.close()
+        keys_out.close()
+        sim_source.close()
 
 
-class _SimWindow:
-    """A pygame window that shows frames and reads the driving keys (arrows or WASD)."""
-
-    def __init__(self, width: int, height: int, scale: int, title: str) -> None:
-        import pygame
-
-        pygame.display.init()
-        self._pg = pygame
-        self.scale = scale
-        self.screen = pygame.display.set_mode((width * scale, height * scale))
-        pygame.display.set_caption(title)
-        pygame.font.init()
-        self.font = pygame.font.Font(None, 20)
-
-    def poll(self) -> KeysHeld | None:
-        """Driving keys held now; None when the window was closed or Escape pressed."""
-        pg = self._pg
-        for event in pg.event.get():
-            if event.type == pg.QUIT or (event.type == pg.KEYDOWN and event.key == pg.K_ESCAPE):
-                return None
-        held = pg.key.get_pressed()
-        return KeysHeld(
-            left=bool(held[pg.K_LEFT] or held[pg.K_a]), right=bool(held[pg.K_RIGHT] or held[pg.K_d]),
-            throttle=bool(held[pg.K_UP] or held[pg.K_w]), brake=bool(held[pg.K_DOWN] or held[pg.K_s]),
-        )
-
-    def show(self, image: np.ndarray, frames: int) -> None:
-        pg = self._pg
-        surface = pg.surfarray.make_surface(np.ascontiguousarray(image.transpose(1, 0, 2)))
-        if self.scale != 1:
-            surface = pg.transform.scale(surface, self.screen.get_size())
-        self.screen.blit(surface, (0, 0))
-        self.screen.blit(self.font.render(f"REC {frames}  (Esc stops)", True, (255, 60, 60)), (8, 8))
-        pg.display.flip()
-
-    def close(self) -> None:
-        self._pg.display.quit()
+#: why record_sim's loop stopped (a StopReason) -> RecordResult.stopped_by
+_SIM_STOPS = {StopReason.STEPS: "frames", StopReason.SECONDS: "time", StopReason.USER: "user",
+              StopReason.SIGNAL: "user", StopReason.HUD_CLOSED: "window_closed"}
 
 
 # ----------------------------------------------------------------------------- real game

@@ -447,10 +447,20 @@ class SimSource:
         self.info: dict | None = None
         self._obs: np.ndarray | None = None
         self._ended: StopReason | None = None
+        self._started = False
 
-    def grab(self) -> Observation:
+    def first(self) -> Observation:
+        """The first observation (the env reset now), before the loop grabs it (its first grab gives
+        this one again): what a recorder sizes its session by."""
         if self._obs is None:
             self._obs, self.info = self.env.reset(seed=self.seed, options=self.options)
+        return self._observation()
+
+    def grab(self) -> Observation:
+        if not self._started:
+            self._started = True
+            if self._obs is None:
+                self._obs, self.info = self.env.reset(seed=self.seed, options=self.options)
         elif self._ended is None:
             obs, _reward, terminated, truncated, info = self.env.step(self.keys.held().as_array())
             self.step += 1
@@ -465,6 +475,9 @@ class SimSource:
                     self._ended = StopReason.TRUNCATED
                 else:
                     self._ended = StopReason.ROUTE_DONE
+        return self._observation()
+
+    def _observation(self) -> Observation:
         frame = Frame(image=self._obs, timestamp=time.monotonic(), index=self.step)
         return Observation(frame=frame, clock_s=self.step * self.dt, speed_mps=float(self.info["speed"]),
                            ended=self._ended, info=self.info, episode=self.episode)
