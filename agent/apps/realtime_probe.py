@@ -22,6 +22,7 @@ import logging
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from agent.apps.live_sim import LiveRoute, drive_live, x_display
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                         "by U(0, --jitter-ms) per frame, as a capture clock is (JitteredClock)")
     p.add_argument("--jitter-ms", type=float, default=33.3, help="the clock jitter of --jitter-runs (one poll period)")
     p.add_argument("--no-in-process", action="store_true", help="skip the in-process drive of the route")
+    p.add_argument("--keep", metavar="DIR", help="keep each run's sim step log, summary and the agent's ticks here")
     p.add_argument("--json", metavar="FILE", help="write every run's figures here")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -146,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
             results.append({"case": "in-process-jitter", "jitter_ms": args.jitter_ms, "frame_clock": frame_clock,
                             "seed": k, **ref})
     cases = {"no": [False], "yes": [True], "both": [False, True]}[args.busy] if args.runs else []
-    with x_display() as display, tempfile.TemporaryDirectory(prefix="probe-") as tmp:
+    with x_display() as display, tempfile.TemporaryDirectory(prefix="probe-") as scratch:
+        tmp = args.keep or scratch
         for busy in cases:
             for run in range(args.runs):
                 t0 = time.monotonic()
@@ -158,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
                     drive = drive_live(perceiver, route, controller_config=config, display=display,
                                        workdir=Path(tmp) / f"{busy}-{run}", agent_fps=args.agent_fps)
                 judged = drive.summary["judge"]
+                if args.keep:  # the agent's ticks beside the sim's step log, for a rerun of the join
+                    with open(Path(tmp) / f"{busy}-{run}" / "ticks.jsonl", "w") as f:
+                        for t in drive.ticks:
+                            f.write(json.dumps(asdict(t)) + "\n")
                 head = (f"== {'busy core' if busy else 'idle'} run {run + 1}: {judged['distance_m']:.0f} m, "
                         f"finished {judged['finished']}, interventions {judged['interventions']}, collisions "
                         f"{judged['collisions']}, sim {drive.summary['realtime_ratio']} x real time, "

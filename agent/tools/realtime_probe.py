@@ -103,6 +103,8 @@ class RealtimeReport:
     whose keys were replaced before any step read them; dropped / duplicated: frames acted on
     0 / 2+ times; decision_gap_steps: {sim steps between consecutive decided frames: count};
     clock_error_ms: |controller clock step - sim time step| between consecutive decisions;
+    grab_clock_error_ms: the same for the grab times (what the controller's clock was before FrameClock);
+    shown_clock_error_ms: |controller clock step - step between the frames' wall show times|;
     pulse_stretch: {sim steps a steering pulse lasted - steps the agent asked for: count};
     keys_mismatch: share of steps whose keys differ from those decided on the previous frame.
     """
@@ -120,6 +122,8 @@ class RealtimeReport:
     duplicated: int
     decision_gap_steps: dict[int, int]
     clock_error_ms: Dist
+    grab_clock_error_ms: Dist
+    shown_clock_error_ms: Dist
     pulse_stretch: dict[int, int]
     keys_mismatch: float
     notes: list[str] = field(default_factory=list)
@@ -142,7 +146,9 @@ class RealtimeReport:
             f"late {late}/{total} = {late / total:.1%}; overwritten unseen {self.overwritten}",
             f"frames dropped {self.dropped}, duplicated {self.duplicated}; "
             f"gap between decided frames (steps: n) {dict(sorted(self.decision_gap_steps.items()))}",
-            f"controller clock step error ms  {d(self.clock_error_ms)}",
+            f"controller clock step error ms  {d(self.clock_error_ms)}  (vs sim time)",
+            f"  grab-time clock would be      {d(self.grab_clock_error_ms)}",
+            f"  controller vs wall show times {d(self.shown_clock_error_ms)}",
             f"steer pulse stretch (steps: n)  {dict(sorted(self.pulse_stretch.items()))}",
             f"steps driven with keys other than the previous frame's decision: {self.keys_mismatch:.1%}",
         ] + [f"note: {n}" for n in self.notes])
@@ -198,12 +204,14 @@ def join(steps: list[StepRecord], ticks: list[AgentTick], dt: float) -> Realtime
     dropped = sum(1 for n in shown if acted[n] == 0)
     duplicated = sum(1 for n in shown if acted[n] > 1)
     gaps: Counter = Counter()
-    clock_err = []
+    clock_err, grab_err, shown_err = [], [], []
     for (ta, sa), (tb, sb) in zip(matched, matched[1:]):
         gap = sb.step - sa.step
         gaps[gap] += 1
         if gap > 0:
             clock_err.append(abs((tb.clock_s - ta.clock_s) - gap * dt) * 1e3)
+            grab_err.append(abs((tb.t_capture - ta.t_capture) - gap * dt) * 1e3)
+            shown_err.append(abs((tb.clock_s - ta.clock_s) - (sb.t_shown - sa.t_shown)) * 1e3)
     # the keys in-process would drive step n + 1 with: the decision on frame n
     decision_for = {}
     for t, s in matched:
@@ -225,7 +233,8 @@ def join(steps: list[StepRecord], ticks: list[AgentTick], dt: float) -> Realtime
         capture_age_ms=Dist.of((t.t_capture - s.t_shown) * 1e3 for t, s in matched),
         decision_age_ms=Dist.of((t.t_sent - s.t_shown) * 1e3 for t, s in matched),
         landing=dict(landing), overwritten=overwritten, dropped=dropped, duplicated=duplicated,
-        decision_gap_steps=dict(gaps), clock_error_ms=Dist.of(clock_err), pulse_stretch=dict(stretch),
+        decision_gap_steps=dict(gaps), clock_error_ms=Dist.of(clock_err),
+        grab_clock_error_ms=Dist.of(grab_err), shown_clock_error_ms=Dist.of(shown_err), pulse_stretch=dict(stretch),
         keys_mismatch=round(float(np.mean(mismatch)) if mismatch else float("nan"), 4), notes=notes)
 
 
