@@ -2,7 +2,7 @@
 
 ``joint`` trains both networks on one shared trunk and writes two ordinary
 checkpoints, RUN_DIR/best.direction.safetensors and best.detector.safetensors
-(see training.joint).
+(see training.tasks.joint).
 
 Also runs under ``torchrun --nproc_per_node=N -m training.cli ...`` (DDP).
 Exit codes: 0 done, 1 error (message says the fix), 2 bad arguments,
@@ -65,7 +65,7 @@ def _joint_init_config(model: ModelConfig, classes):
     from dataclasses import replace
 
     from perception.checkpoint import read_card
-    from training.joint import JointConfig, resolve_init_pair
+    from training.tasks.joint import JointConfig, resolve_init_pair
     from training.tasks import default_model_config
 
     pair = resolve_init_pair(model.init)

@@ -102,7 +102,7 @@ def default_num_workers(runtime: Runtime) -> int:
 class Trainer:
     """Trains ``model`` on ``train_set``, validates on ``val_set``, writes RUN_DIR.
 
-    model: the raw network (DirectionNet / SSDNet / training.joint.JointNet) already on runtime.device.
+    model: the raw network (DirectionNet / SSDNet / training.tasks.joint.JointNet) already on runtime.device.
     train_set / val_set: task datasets yielding uint8 images at model resolution.
     provenance: extra facts for the model card (data sessions, ...).
     """

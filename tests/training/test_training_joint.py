@@ -16,7 +16,7 @@ from perception.config import DetectorConfig, DirectionConfig, TrunkConfig
 from training import cli as train_cli
 from training.config import AugmentConfig
 from training.data.augment import Augmenter
-from training.joint import JointConfig, JointDataset, JointNet, JointTask
+from training.tasks.joint import JointConfig, JointDataset, JointNet, JointTask
 from training.data.samples import sample_from_array
 
 SIZE = (64, 64)
@@ -214,7 +214,7 @@ def test_joint_resume_after_max_steps_matches_an_uninterrupted_run(scene_session
 
 def test_joint_init_from_a_joint_pair_loads_both_parts(tmp_path):
     from perception.checkpoint import ModelCard, save_model
-    from training.joint import resolve_init_pair
+    from training.tasks.joint import resolve_init_pair
 
     torch.manual_seed(1)
     source = JointTask(_joint_config()).build_model(init_trunk_weights=False)

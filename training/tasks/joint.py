@@ -36,7 +36,9 @@ from training.config import EVAL_SCORE_THRESHOLD, AugmentConfig
 from training.data.augment import IDENTITY_JITTER, Augmenter
 from training.data.datasets import _FrameDataset, box_targets, direction_targets
 from training.data.samples import FrameSample
-from training.tasks import DetectorTask, DirectionTask, Task
+from training.tasks.base import Task
+from training.tasks.detector import DetectorTask
+from training.tasks.direction import DirectionTask
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +259,17 @@ class JointTask(Task):
         self.direction_loss_weight = float(direction_loss_weight)
         self.direction_task = DirectionTask(model_config.direction)
         self.detector_task = DetectorTask(model_config.detector)
+
+    @classmethod
+    def create(cls, model_config: JointConfig, direction_loss_weight: float = 1.0) -> "JointTask":
+        return cls(model_config, direction_loss_weight)
+
+    @classmethod
+    def default_model_config(cls, trunk_weights: str, input_size: tuple[int, int] | None,
+                             classes: Sequence[str] | None = None, detector_options: dict | None = None
+                             ) -> JointConfig:
+        return JointConfig(DirectionTask.default_model_config(trunk_weights, input_size),
+                           DetectorTask.default_model_config(trunk_weights, input_size, classes, detector_options))
 
     def build_model(self, init_trunk_weights: bool = True) -> JointNet:
         from perception.detector import SSDNet
