@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from sim.cli import main
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -61,19 +62,15 @@ def _hold_key_with_xtest(display: str, title: str, keysym_name: str, seconds: fl
 
     dpy = xdisplay.Display(display)
     try:
-        deadline = time.monotonic() + 20
-        win = None
-        while win is None and time.monotonic() < deadline:
-            win = _find_window(dpy, title)
-            time.sleep(0.1)
-        assert win is not None, f"no window titled {title!r} appeared"
-        time.sleep(0.3)
+        win = wait_until(lambda: _find_window(dpy, title), 20, f"a window titled {title!r}", interval=0.1)
+        # focus needs a mapped window: wait until it is viewable instead of sleeping a guessed time
+        wait_until(lambda: win.get_attributes().map_state == X.IsViewable, 10, f"{title!r} to be viewable")
         win.set_input_focus(X.RevertToParent, X.CurrentTime)
         dpy.sync()
         code = dpy.keysym_to_keycode(XK.string_to_keysym(keysym_name))
         xtest.fake_input(dpy, X.KeyPress, code)
         dpy.sync()
-        time.sleep(seconds)
+        time.sleep(seconds)  # the behaviour under test: a key held this long drives the truck
         xtest.fake_input(dpy, X.KeyRelease, code)
         dpy.sync()
     finally:
