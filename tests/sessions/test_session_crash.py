@@ -76,7 +76,7 @@ WRITER_SCRIPT = textwrap.dedent("""
             frame[:, :, 1] = i // 256 % 256
             w.append(frame, timestamp=w.elapsed(), keys=(0, 0, 1, 0), extra={"i": i})
             i += 1
-            time.sleep(0.001)
+            time.sleep(0.001)  # pacing: a recorder appends frames over time, not all at once
 """)
 
 
@@ -91,7 +91,7 @@ def test_writer_killed_mid_recording_opens_with_at_most_a_second_lost(tmp_path):
         while not ((path / "frames.jsonl").exists() and (path / "frames.jsonl").stat().st_size > 0):
             assert proc.poll() is None and time.monotonic() < deadline, "writer did not start"
             time.sleep(0.01)
-        time.sleep(delay)
+        time.sleep(delay)  # the behaviour under test: kill -9 this far into a running recording
         killed_at = time.time()
         proc.send_signal(signal.SIGKILL)
         proc.wait()
