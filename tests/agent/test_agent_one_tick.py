@@ -82,3 +82,35 @@ def test_the_scorecards_agent_and_drive_sim_send_the_same_keys_for_the_same_fram
     keys = same_keys(perceiver)
     if isinstance(perceiver, HalfBrightness):  # the real (untrained) CNN holds straight; this one steers
         assert sum(a[:2] != b[:2] for a, b in zip(keys, keys[1:])) >= 10, "the steering never changed: a weak check"
+
+
+@pytest.mark.parametrize("flags", [[], ["--target-speed", "9"]])
+def test_the_eval_and_drive_clis_give_the_agent_the_same_controller_and_simulator(monkeypatch, flags):
+    """`truckpilot eval` and `truckpilot drive --sim`, given the same flags, hand the same controller
+    settings and the same simulator setup (frame size, traffic) to the tick the test above compares."""
+    from agent.apps import drive, scorecard
+    from agent.runtime.controller import Controller
+    from agent.runtime.loop import LoopStats
+    from agent.types import StopReason
+
+    model = object()
+    seen = {}
+    monkeypatch.setattr(drive, "perceiver_from_args", lambda args: model)
+
+    def fake_drive_sim(perceiver, **kwargs):
+        seen["drive"] = (perceiver, kwargs)
+        return LoopStats(steps=0, wall_s=0.0, fps=0.0, stages={}, stopped_by=StopReason.STEPS)
+
+    def fake_run_scorecard(perceiver, seeds, conditions, route_m, **kwargs):
+        seen["eval"] = (perceiver, kwargs)
+        return {"agent": {}}
+
+    monkeypatch.setattr(drive, "drive_sim", fake_drive_sim)
+    monkeypatch.setattr(scorecard, "run_scorecard", fake_run_scorecard)
+    assert drive.main(["--model", "m.safetensors", "--sim", *flags]) == 0
+    assert scorecard.main(["--model", "m.safetensors", "--drivers", "agent", *flags]) == 0
+    (p_drive, k_drive), (p_eval, k_eval) = seen["drive"], seen["eval"]
+    assert p_drive is model and p_eval is model
+    assert Controller(k_drive["controller_config"]).config == Controller(k_eval["controller_config"]).config
+    card = k_eval["config"]
+    assert (k_drive["size"], k_drive["traffic"]) == ((card.width, card.height), card.traffic_density)
