@@ -2,6 +2,8 @@
 
     truckpilot eval --model runs/dir/best.safetensors --seeds 0-4 --conditions day/clear,night/rain --json
     truckpilot eval --model d.safetensors --detector det.safetensors --seeds 0-9 --route-m 2000 --json out.json
+    truckpilot eval --live --model d.safetensors --seeds 0-2 --conditions day/clear,dusk/fog,night/rain --route-m 600
+                                       # also live: the sim's own window, mss + XTest (agent.apps.scorecard_live)
 
 Drivers (``agent.runtime.drivers``): ``agent`` (Perceiver + Controller + PWM keys), ``expert``
 (the scripted autopilot, from ground truth) and ``baseline`` (the source article:
@@ -235,8 +237,7 @@ def run_scorecard(perceiver, seeds, conditions=(("day", "clear"),), route_m: flo
                              config, name="expert")
         bar.update(1)
         dt = expert.dt
-        base_steps = expert.steps if expert.finished else int(math.ceil(config.route_m / 10.0 / dt))
-        budget = int(math.ceil(config.budget_factor * base_steps))
+        budget = route_budget(expert, config)
         for name in drivers:
             if name == "expert":
                 score = RouteScore(**{**asdict(expert), "budget_steps": budget})
@@ -254,6 +255,13 @@ def run_scorecard(perceiver, seeds, conditions=(("day", "clear"),), route_m: flo
     out["config"] = {**asdict(config), "seeds": seeds, "conditions": ["/".join(c) for c in conditions],
                      "drivers": list(drivers)}
     return out
+
+
+def route_budget(expert: RouteScore, config: ScorecardConfig) -> int:
+    """The route's time budget in steps: ``budget_factor`` x the expert's steps on it
+    (2 x route_m / 10 m/s when the expert did not finish)."""
+    base_steps = expert.steps if expert.finished else int(math.ceil(config.route_m / 10.0 / expert.dt))
+    return int(math.ceil(config.budget_factor * base_steps))
 
 
 def generous_steps(config: ScorecardConfig) -> int:
@@ -298,6 +306,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", nargs="?", const="-", metavar="FILE",
                    help="print the scorecard as JSON (to FILE if given, else stdout)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--live", action="store_true",
+                   help="also drive every route the user's way: the sim in its own window in real time, mss "
+                        "capture, XTest keys under the guard; one table of in-process and live per driver, "
+                        "and the latency per route (agent.apps.scorecard_live; needs an X display or Xvfb)")
     return p
 
 
@@ -319,8 +331,14 @@ def main(argv: list[str]) -> int:
 
             controller_config = ControllerConfig(target_speed_mps=args.target_speed)
         config = ScorecardConfig(route_m=args.route_m, traffic_density=args.traffic, budget_factor=args.budget_factor)
-        card = run_scorecard(perceiver, seeds, conditions, args.route_m, drivers=drivers,
-                             controller_config=controller_config, config=config, progress=not args.no_progress)
+        if args.live:
+            from agent.apps.scorecard_live import format_live_table, run_live_eval
+
+            card = run_live_eval(perceiver, seeds, conditions, args.route_m, drivers=drivers,
+                                 controller_config=controller_config, config=config, progress=not args.no_progress)
+        else:
+            card = run_scorecard(perceiver, seeds, conditions, args.route_m, drivers=drivers,
+                                 controller_config=controller_config, config=config, progress=not args.no_progress)
     except Exception as exc:  # noqa: BLE001 - bad options, checkpoints: one clear line
         from perception.checkpoint import CheckpointError
 
@@ -328,14 +346,15 @@ def main(argv: list[str]) -> int:
             raise
         print(f"truckpilot eval: {exc}", file=sys.stderr)
         return 1
+    table = format_live_table(card) if args.live else format_table(card)
     if args.json is None:
-        print(format_table(card))
+        print(table)
     else:
         text = json.dumps(card, indent=2)
         if args.json == "-":
             print(text)
         else:
             Path(args.json).write_text(text + "\n")
-            print(format_table(card))
+            print(table)
             print(f"scorecard written to {args.json}")
     return 0
