@@ -108,7 +108,11 @@ def test_run_scorecard_rows_and_determinism(tiny_random_perceiver):
     assert {"agent", "expert", "baseline"} <= set(card)
     for name in ("agent", "expert", "baseline"):
         assert ROW_KEYS <= set(card[name]), name
-        assert 0.0 <= card[name]["route_completion"] <= 1.0 and card[name]["routes"] == 2
+        # the row's completion is the mean over its own routes of distance / route length (capped at 1)
+        routes = [r for r in card["routes"] if r["driver"] == name]
+        assert card[name]["routes"] == len(routes) == 2
+        assert card[name]["route_completion"] == pytest.approx(
+            sum(min(1.0, r["distance_m"] / r["route_m"]) for r in routes) / 2, abs=1e-4)
     assert card["expert"]["route_completion"] == 1.0 and card["expert"]["collisions"] == 0
     assert card["expert"]["interventions"] == 0 and card["expert"]["km_per_intervention_lower_bound"] is True
     assert len(card["routes"]) == 6 and card["config"]["conditions"] == ["day/clear", "night/rain"]
