@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import cv2
+import numpy as np
 import pytest
 
 from agent.io.capture import LOG_EVENT_ATTR, CaptureEvent
@@ -45,10 +49,10 @@ RELEASE_TICKS = 2
 
 @pytest.fixture()
 def big_display(monkeypatch):
-    """A private Xvfb 1920x1200 (room for a 1920x1080 window); DISPLAY set, real SDL video."""
+    """A private Xvfb 1940x1200 (room for a 1920x1080 window and its border); DISPLAY set, real SDL video."""
     from agent.io.xvfb import private_xvfb
 
-    with private_xvfb(size=(1920, 1200)) as display:
+    with private_xvfb(size=(1940, 1200)) as display:
         monkeypatch.setenv("DISPLAY", display)
         monkeypatch.delenv("SDL_VIDEODRIVER", raising=False)
         yield display
@@ -58,23 +62,39 @@ def xdotool(*args: str) -> None:
     subprocess.run(["xdotool", *args], check=True, timeout=10)
 
 
-def wait_for(title: str, proc: subprocess.Popen, timeout: float = 90.0):
+def wait_for(title: str, proc: subprocess.Popen, timeout: float = 90.0, log=None):
+    """The window's WindowInfo once it is viewable; ``log``: the program's output file, shown on failure."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             return find_window(title)
         except WindowNotFound:
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"window {title!r} never appeared (exit code {proc.poll()})")
+                said = ""
+                if log is not None:
+                    log.seek(0)
+                    said = log.read().decode(errors="replace")[-2000:]
+                raise RuntimeError(f"window {title!r} never appeared (exit code {proc.poll()}): {said}")
             time.sleep(0.1)
 
 
-class ThirdPartyWindow:
-    """xclock (x11-apps): an Xt program of the distribution, redrawn once a second."""
+def start_sim(title: str, *args: str) -> tuple[subprocess.Popen, object]:
+    """``truckpilot sim --title TITLE ARGS`` in a subprocess, its output in a temporary file."""
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen([sys.executable, "-m", "agent", "sim", "--title", title, *args],
+                            stdout=log, stderr=subprocess.STDOUT)
+    return proc, log
 
-    def __init__(self, title: str, width: int, height: int, x: int = 100, y: int = 80) -> None:
-        self.proc = subprocess.Popen(["xclock", "-update", "1", "-title", title,
-                                      "-geometry", f"{width}x{height}+{x}+{y}"],
+
+class ThirdPartyWindow:
+    """An Xt program of the distribution (x11-apps): xclock (redrawn once a second) or xlogo (the
+    X logo in solid black on white, scaled to the window)."""
+
+    def __init__(self, title: str, width: int, height: int, x: int = 100, y: int = 80,
+                 program: tuple[str, ...] = ("xclock", "-update", "1")) -> None:
+        if shutil.which(program[0]) is None:
+            pytest.fail(f"{program[0]} is not installed: apt-get install x11-apps (./run.sh does this as root)")
+        self.proc = subprocess.Popen([*program, "-title", title, "-geometry", f"{width}x{height}+{x}+{y}"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.info = wait_for(title, self.proc)
 
@@ -86,11 +106,9 @@ class SimWindow:
     """``truckpilot sim`` in a subprocess (its own pygame window; keys from the X server)."""
 
     def __init__(self, title: str, width: int, height: int) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "agent", "sim", "--title", title,
-                                      "--size", f"{width}x{height}", "--traffic", "0", "--seed", "1",
-                                      "--time-of-day", "day", "--weather", "clear", "--seconds", "120"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.info = wait_for(title, self.proc)
+        self.proc, self.log = start_sim(title, "--size", f"{width}x{height}", "--traffic", "0", "--seed", "1",
+                                        "--time-of-day", "day", "--weather", "clear", "--seconds", "120")
+        self.info = wait_for(title, self.proc, log=self.log)
 
     def close(self) -> None:
         close_process(self.proc)
@@ -298,3 +316,95 @@ def test_live_events_on_the_sim_window(big_display, caplog):
     finally:
         game.close()
         other.close()
+
+
+SIZES = [(800, 600), (1280, 720), (1920, 1080)]
+INPUT = (144, 192)  # (h, w): a 4:3 model input, as the project's default
+
+
+def _dark_box(image, region=None):
+    """xyxy bounding box of the dark pixels (all channels < 128, mid-grey: an area-averaged edge
+    pixel is dark when most of it was) of ``image``, inside ``region`` (x, y, w, h) when given."""
+    mask = (image < 128).all(axis=2)
+    if region is not None:
+        x, y, w, h = region
+        keep = np.zeros_like(mask)
+        keep[y:y + h, x:x + w] = True
+        mask &= keep
+    ys, xs = np.nonzero(mask)
+    return np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], float)
+
+
+def _check_letterboxed(image, window_wh):
+    """The frame is the window's size, and its model input is letterboxed: one scale factor, black
+    bars outside the content; returns the Letterbox."""
+    from perception.preprocess import Letterbox, resize_frame
+
+    width, height = window_wh
+    assert image.shape == (height, width, 3)
+    box = Letterbox.fit(image.shape[:2], INPUT)
+    x, y, w, h = box.content
+    assert abs(w / width - h / height) * max(width, height) <= 1.0  # not stretched
+    out = resize_frame(image, INPUT)
+    bars = np.ones(INPUT, bool)
+    bars[y:y + h, x:x + w] = False
+    assert not out[bars].any()
+    if width * 3 == height * 4:
+        assert box.fills
+    else:
+        assert (x, y, w, h) == (0, 18, 192, 108)  # 16:9 in 4:3: bars above and below
+    return box, out
+
+
+@pytest.mark.parametrize("window_wh", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+def test_window_sizes_map_to_the_model_input_without_stretching_third_party(big_display, window_wh):
+    """xlogo at 800x600, 1280x720, 1920x1080: the frame is the window, its model input is
+    letterboxed, and the logo's bounding box (a box we measure in the window) found in the model
+    input maps back to window pixels within one model-input pixel."""
+    from agent.io.capture import open_capture
+
+    width, height = window_wh
+    app = ThirdPartyWindow("TP xlogo size", width, height, x=0, y=0, program=("xlogo",))
+    try:
+        with open_capture("TP xlogo size") as cap:
+            image = cap.grab().image
+    finally:
+        app.close()
+    box, out = _check_letterboxed(image, window_wh)
+    in_window = _dark_box(image)
+    in_input = _dark_box(out, box.content)
+    assert np.abs(in_input - box.boxes_to_input(in_window)).max() <= 1.0  # input px
+    back = box.boxes_to_frame(in_input)
+    one_input_px = width / box.content[2]
+    assert np.abs(back - in_window).max() <= one_input_px, (back, in_window)
+    # a stretched resize would put the logo's box elsewhere by far more than that
+    stretched = in_input * np.array([width / INPUT[1], height / INPUT[0]] * 2)
+    if not box.fills:
+        assert np.abs(stretched - in_window).max() > 4 * one_input_px
+
+
+@pytest.mark.parametrize("window_wh", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+def test_window_sizes_map_to_the_model_input_without_stretching_sim(big_display, window_wh):
+    """The sim window at the three sizes (drawn at half size, scaled 2x): the frame is the window and
+    its model input letterboxed, with the picture's content (not bars) where the Letterbox says."""
+    from agent.io.capture import open_capture
+
+    width, height = window_wh
+    proc, log = start_sim("TP sim size", "--size", f"{width // 2}x{height // 2}", "--scale", "2", "--traffic", "0",
+                          "--seed", "1", "--seconds", "60")
+    try:
+        wait_for("TP sim size", proc, log=log)
+        with open_capture("TP sim size") as cap:
+            image = cap.grab().image
+            deadline = time.monotonic() + 30
+            while cap.health().black and time.monotonic() < deadline:  # the first picture is on its way
+                time.sleep(0.2)
+                image = cap.grab().image
+    finally:
+        close_process(proc)
+    box, out = _check_letterboxed(image, window_wh)
+    x, y, w, h = box.content
+    content = out[y:y + h, x:x + w].astype(int)
+    assert content.mean() > 20  # the road scene, not bars
+    reference = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA).astype(int)
+    assert np.abs(content - reference).mean() < 3.0  # the whole window, scaled by one factor
