@@ -43,22 +43,35 @@ def test_product_path_and_reference_agree_when_their_settings_agree(checkpoints_
 
 
 def test_measure_accuracy_counts_every_frame_and_scores_a_perfect_direction(checkpoints_and_session):
-    """A perceiver whose direction is always the label scores 1.0; mAP stays in [0, 1]."""
+    """A perceiver whose direction is always the label and whose detections are the labelled boxes
+    scores 1.0 on both; leaving out one labelled box costs mAP."""
     d, s, session = checkpoints_and_session
     product = build_product_perceiver(d, s, engine="torch")
+    from perception.types import Detection
     from training.sessions import Session
 
-    labels = [r.direction for r in Session.open(session).records()]
-    answers = iter(labels)
+    records = Session.open(session).records()
+    assert any(r.boxes for r in records), "the fixture session must hold boxes for the mAP half of this test"
 
-    def oracle(frame):
-        result = product(frame)
-        return type(result)(next(answers), result.direction_probs, result.detections, result.timings_ms)
+    def oracle_of(answers_for):
+        answers = iter(answers_for)
 
-    oracle.direction_card, oracle.detector_card = product.direction_card, product.detector_card
-    figures = measure_accuracy(oracle, [session])
-    assert figures["frames"] == 12 and figures["direction_accuracy"] == 1.0
-    assert 0.0 <= figures["map_50"] <= 1.0
+        def oracle(frame):
+            result = product(frame)
+            r = next(answers)
+            detections = [Detection(tuple(float(v) for v in box), label, 1.0) for box, label in zip(r.boxes, r.labels)]
+            return type(result)(r.direction, result.direction_probs, detections, result.timings_ms)
+
+        oracle.direction_card, oracle.detector_card = product.direction_card, product.detector_card
+        return oracle
+
+    figures = measure_accuracy(oracle_of(records), [session])
+    assert figures["frames"] == 12 and figures["direction_accuracy"] == 1.0 and figures["map_50"] == 1.0
+    # the same frames answered with a box missing: the mAP now falls short of 1
+    dropped = [r for r in records if r.boxes][0]
+    fewer = [type(r)(**{**r.__dict__, "boxes": r.boxes[1:], "labels": r.labels[1:]}) if r is dropped else r
+             for r in records]
+    assert measure_accuracy(oracle_of(fewer), [session])["map_50"] < 1.0
 
 
 def test_bench_refuses_a_bad_data_session_before_measuring(tmp_path, capsys, checkpoints_and_session):
