@@ -5,7 +5,8 @@ with: either built in memory from the PyTorch models when the Perceiver is built
 seconds, no file written; :meth:`OnnxNetworks.from_models`), or read from exported files
 (:meth:`OnnxNetworks.from_files`). One ``onnxruntime.InferenceSession`` runs per distinct
 input: with a shared trunk a single graph computes the trunk once and returns both networks'
-outputs. Decoding and NMS stay in PyTorch.
+outputs. Decoding and NMS stay in PyTorch. A graph may be int8 (perception.quantize writes it,
+``truckpilot export --int8``; ``precision`` says which): the same names, the same call.
 
 Measured on the project's 2-core AVX2 CPU (ResNet34 trunk at 96x128, batch 1,
 median of 30): PyTorch eager 42.8 ms on 1 thread / 27.9 ms on 2 threads,
@@ -48,6 +49,8 @@ class OnnxNetworks:
     shared trunk (all three outputs), instead of the other two. Each graph is ONNX bytes or an
     ONNX file written by ``truckpilot export``; its input and output names are checked.
     threads: ONNX Runtime intra-op threads (1 by default, see the module doc).
+    precision: "int8" when the graphs are int8 (perception.quantize wrote them: its record is in the
+    metadata), else "fp32".
     Call with the preprocessed batches (B, 3, H, W) float32 (perception.preprocess) -> NetworkOutputs.
     """
 
@@ -77,11 +80,20 @@ class OnnxNetworks:
                                  f"input {[INPUT_NAME]} and outputs {names} (export it with `truckpilot export`)")
             return sess
 
+        def precision(sess) -> str:
+            from perception.quantize import INT8_KEY
+
+            return "int8" if INT8_KEY in sess.get_modelmeta().custom_metadata_map else "fp32"
+
         self.shared_trunk = joint_graph is not None
         self.threads = threads
         self._joint = session(joint_graph, output_names(True, True)) if joint_graph is not None else None
         self._direction = session(direction_graph, output_names(True, False)) if direction_graph is not None else None
         self._detector = session(detector_graph, output_names(False, True)) if detector_graph is not None else None
+        kinds = {precision(s) for s in (self._joint, self._direction, self._detector) if s is not None}
+        if len(kinds) != 1:
+            raise ValueError(f"the direction and detector graphs must both be float32 or both int8, got {kinds}")
+        self.precision = kinds.pop()
 
     @classmethod
     def from_models(cls, direction: nn.Module | None, detector: nn.Module | None, direction_hw, detector_hw,
@@ -97,9 +109,10 @@ class OnnxNetworks:
 
     @classmethod
     def from_files(cls, direction: str | os.PathLike | None = None, detector: str | os.PathLike | None = None,
-                   threads: int = 1) -> "OnnxNetworks":
-        """Sessions on files written by ``truckpilot export`` (a direction and/or a detector checkpoint's)."""
-        return cls(direction, detector, threads=threads)
+                   threads: int = 1, joint: str | os.PathLike | None = None) -> "OnnxNetworks":
+        """Sessions on files written by ``truckpilot export`` (a direction and/or a detector checkpoint's,
+        or ``joint``: one graph of both on a shared trunk, float32 or int8)."""
+        return cls(direction, detector, joint, threads=threads)
 
     @staticmethod
     def _run(session, x: Tensor) -> list[Tensor]:

@@ -76,6 +76,9 @@ class Perceiver:
     engine: "torch" (eager PyTorch, any device) or "onnxruntime" (CPU only: the networks are
         exported in memory and run by ONNX Runtime on ``threads`` threads; see
         ``perception.onnx_engine``). ``threads`` is ignored by "torch" (torch.set_num_threads).
+    networks: with engine "onnxruntime", ready-made ONNX Runtime networks to run instead of graphs
+        exported from the models: e.g. the int8 graph of these checkpoints (perception.quantize); one
+        joint graph when the trunk is shared, else one per model. ``precision`` says which ran.
     """
 
     def __init__(
@@ -91,6 +94,7 @@ class Perceiver:
         bf16: bool = False,
         engine: str = "torch",
         threads: int = 1,
+        networks=None,
     ) -> None:
         if direction_model is None and detector_model is None:
             raise ValueError("Perceiver needs at least one of direction_model and detector_model")
@@ -122,16 +126,28 @@ class Perceiver:
             and _same_trunk(self.direction_model.trunk, self.detector_model.trunk)
         )
         self._onnx = None
+        if networks is not None and engine != "onnxruntime":
+            raise ValueError(f"ready-made ONNX networks run with engine 'onnxruntime', not {engine!r}")
+        if networks is not None and networks.shared_trunk != self.shared_trunk:
+            raise ValueError(f"the ONNX networks are {'one joint graph' if networks.shared_trunk else 'per model'}"
+                             f" but the trunk is {'shared' if self.shared_trunk else 'per model'}")
         if engine == "onnxruntime":
             from perception.onnx_engine import OnnxNetworks
 
-            self._onnx = OnnxNetworks.from_models(
+            self._onnx = networks if networks is not None else OnnxNetworks.from_models(
                 self.direction_model, self.detector_model,
                 direction_card.input_size if direction_card else None,
                 detector_card.input_size if detector_card else None, self.shared_trunk, threads)
         log.info("Perceiver on %s (%s); trunk %s", self.device,
-                 engine if engine == "torch" else f"onnxruntime, {threads} thread(s)",
+                 engine if engine == "torch" else f"onnxruntime {self.precision}, {self._onnx.threads} thread(s)",
                  "shared (runs once)" if self.shared_trunk else "per model")
+
+    @property
+    def precision(self) -> str:
+        """The networks' arithmetic: "fp32", "bf16" (torch autocast) or "int8" (an int8 ONNX graph)."""
+        if self._onnx is not None:
+            return self._onnx.precision
+        return "bf16" if self.bf16 else "fp32"
 
     @classmethod
     def from_checkpoints(

@@ -3,6 +3,8 @@
     truckpilot bench --json                      # random-init models at the default input size
     truckpilot bench --model D.safetensors --detector S.safetensors --json
     truckpilot bench --model D.safetensors --detector S.safetensors --data sessions/val1 sessions/val2 --json
+    truckpilot bench --pair D192.safetensors S192.safetensors --pair D128.safetensors S128.safetensors \
+        --data sessions/val1 sessions/val2 --table-only --out bench.json   # engines side by side
 
 Figures (JSON keys):
   sim_steps_per_s            simulator env steps/s at 320x240, rgb_array + ground truth, one core
@@ -23,6 +25,13 @@ Figures (JSON keys):
                              same checkpoints in eager PyTorch float32; both at the score threshold of
                              ``truckpilot evaluate`` (0.05); ``delta_points`` = product - reference;
                              ``product_operating``: the product at its operating threshold (0.3)
+  table                      with ``--pair D S`` (repeatable): for each pair, rows for the naive eager baseline,
+                             float32 and int8 ONNX Runtime: loop_fps_p50, frame_to_key_ms_p50/p95 and, with
+                             ``--data``, direction_accuracy and map_50 (all engines at the evaluation threshold,
+                             top-100), delta_points int8 - fp32 and fp32 - naive; ``auto``: what ``--engine auto``
+                             picks for the pair and why; ``cpu``: the CPU's int8 dot-product flags
+  preprocess_ms              with ``--pair``: perception.preprocess of 1280x720 and 1920x1080 frames to each
+                             pair's input size (resize on uint8 + normalise), p50/p95 ms on one core
 Both loops run in this process, one after the other, with the same thread settings.
 
 OpenMP wait policy: not forced. On the project's 2-core AVX2 machine OMP_WAIT_POLICY=PASSIVE
@@ -89,38 +98,11 @@ def build_product_perceiver(direction: str | None, detector: str | None, engine:
 
 
 def measure_accuracy(perceiver, sessions: list[str]) -> dict:
-    """Direction accuracy and detector mAP@0.5 (torchmetrics, xyxy frame pixels) of ``perceiver`` on
-    every frame of the labelled ``sessions``."""
-    import torch
-    from torchmetrics.detection import MeanAveragePrecision
+    """Direction accuracy and detector mAP@0.5 (torchmetrics, xyxy frame pixels) of ``perceiver`` on every
+    frame of ``sessions`` (training.perceiver_accuracy, which ``export --int8`` checks with too)."""
+    from training.perceiver_accuracy import measure_accuracy as measure
 
-    from training.sessions import Session
-
-    classes = list(perceiver.detector_card.classes) if perceiver.detector_card else []
-    metric = MeanAveragePrecision(iou_type="bbox", iou_thresholds=[0.5], class_metrics=False)
-    correct = total = frames = 0
-    for path in sessions:
-        session = Session.open(path)
-        for record in session.records():
-            result = perceiver(session.load_image(record))
-            frames += 1
-            if record.direction is not None and perceiver.direction_card is not None:
-                total += 1
-                correct += result.direction == record.direction
-            if classes:
-                known = [(b, l) for b, l in zip(record.boxes, record.labels) if l in classes]
-                metric.update(
-                    [{"boxes": torch.tensor([d.box for d in result.detections], dtype=torch.float32).reshape(-1, 4),
-                      "scores": torch.tensor([d.score for d in result.detections], dtype=torch.float32),
-                      "labels": torch.tensor([classes.index(d.label) for d in result.detections], dtype=torch.long)}],
-                    [{"boxes": torch.tensor([b for b, _ in known], dtype=torch.float32).reshape(-1, 4),
-                      "labels": torch.tensor([classes.index(l) for _, l in known], dtype=torch.long)}])
-    out: dict = {"frames": frames}
-    if total:
-        out["direction_accuracy"] = round(correct / total, 4)
-    if classes:
-        out["map_50"] = round(float(metric.compute()["map_50"]), 4)
-    return out
+    return measure(perceiver, sessions)
 
 
 def compare_accuracy(product, direction: str | None, detector: str | None, sessions: list[str]) -> dict:
@@ -152,16 +134,97 @@ def compare_accuracy(product, direction: str | None, detector: str | None, sessi
             "sessions": sessions}
 
 
-def build_naive_perceiver():
-    """The source article's way: two separate eager ResNet34 passes at 224x224, NMS over every anchor."""
-    from perception.tools.bench import build_perceiver
+def build_naive_perceiver(direction: str | None = None, detector: str | None = None):
+    """The source article's way: two separate eager ResNet34 passes, NMS over every anchor (no score filter, no
+    top-k). Without checkpoints: random-init models at 224x224, as the article; with them: those models at
+    their own input size, each running its own trunk (even where the two trunks are equal)."""
     from perception.detector import SSDNet
+    from perception.perceiver import Perceiver
+    from perception.tools.bench import build_perceiver
 
-    perceiver = build_perceiver(input_size=(224, 224), shared_trunk=False)
+    if direction or detector:
+        perceiver = Perceiver.from_checkpoints(direction, detector, device="cpu", engine="torch")
+        perceiver.shared_trunk = False  # the naive path runs each model's trunk (eager engine reads this per call)
+    else:
+        perceiver = build_perceiver(input_size=(224, 224), shared_trunk=False)
     perceiver.score_threshold = 0.0
     perceiver.top_k = int(perceiver.detector_model.anchors.shape[0])
     assert isinstance(perceiver.detector_model, SSDNet) and not perceiver.shared_trunk
     return perceiver
+
+
+#: the engines of the --pair table: the naive eager baseline, float32 and int8 ONNX Runtime
+TABLE_ENGINES = ("naive-eager", "onnxruntime", "onnxruntime-int8")
+
+
+def engine_row(engine: str, direction: str, detector: str, sessions: list[str] | None, steps: int,
+               engine_threads: int, cpu_features=None) -> dict:
+    """One row of the table: the loop (FPS p50, frame-to-key p50/p95, in the in-process simulator) and, with
+    ``sessions``, direction accuracy and mAP@0.5 of one engine on one checkpoint pair.
+
+    Loop: the engine as it drives (naive: eager PyTorch, two trunks, NMS over every anchor; ONNX Runtime:
+    shared trunk, pre-NMS score filter and top-k, ``engine_threads`` threads). Accuracy: every engine at the
+    evaluation score threshold (0.05), top-100 after NMS, so the rows differ only by the networks' arithmetic
+    (naive: eager PyTorch float32, the unoptimised model)."""
+    from agent.apps.drive import load_perceiver
+    from perception.perceiver import Perceiver
+    from training.config import EVAL_SCORE_THRESHOLD
+
+    t0 = time.perf_counter()
+    if engine == "naive-eager":
+        perceiver = build_naive_perceiver(direction, detector)
+    else:
+        perceiver = load_perceiver(direction, detector, device="cpu", engine=engine, threads=engine_threads,
+                                   cpu_features=cpu_features)
+    card = perceiver.detector_card or perceiver.direction_card
+    row: dict = {"engine": engine, "precision": perceiver.precision, "input_wh": list(card.input_size[::-1]),
+                 "shared_trunk": perceiver.shared_trunk, "direction": direction, "detector": detector,
+                 "threads": perceiver._onnx.threads if perceiver._onnx is not None else None}
+    from perception.tools.bench import measure_cpu_ms
+
+    row["cpu_ms_per_frame_1thread"] = round(measure_cpu_ms(perceiver), 1)  # load-robust: CPU time of one call
+    loop = measure_loop(perceiver, steps)
+    row.update({"loop_fps_p50": loop["fps_p50"], "frame_to_key_ms_p50": loop["frame_to_key_ms_p50"],
+                "frame_to_key_ms_p95": loop["frame_to_key_ms_p95"], "loop": loop})
+    if sessions:
+        if engine == "naive-eager":
+            scored = Perceiver.from_checkpoints(direction, detector, device="cpu", engine="torch",
+                                                score_threshold=EVAL_SCORE_THRESHOLD, top_k=100)
+        else:
+            scored, perceiver.score_threshold, perceiver.top_k = perceiver, EVAL_SCORE_THRESHOLD, 100
+        figures = measure_accuracy(scored, sessions)
+        row.update({k: figures[k] for k in ("direction_accuracy", "map_50") if k in figures},
+                   accuracy_frames=figures["frames"],
+                   accuracy_settings=f"score >= {EVAL_SCORE_THRESHOLD}, top-100 after NMS")
+    log.info("bench table: %s at %sx%s in %.0f s", engine, *row["input_wh"], time.perf_counter() - t0)
+    return row
+
+
+def engine_table(pairs: list[tuple[str, str]], sessions: list[str] | None, steps: int, engine_threads: int,
+                 engines: tuple[str, ...] = TABLE_ENGINES) -> dict:
+    """Every engine on every (direction, detector) checkpoint pair, side by side (see :func:`engine_row`),
+    the CPU's int8 flags, what ``--engine auto`` picks for each pair and why, and the int8 - fp32 /
+    fp32 - naive accuracy differences in points."""
+    from perception.cpu_features import probe_cpu_features
+    from perception.quantize import choose_cpu_engine
+
+    features = probe_cpu_features()
+    rows, auto = [], []
+    for direction, detector in pairs:
+        choice = choose_cpu_engine(direction, detector, features)
+        auto.append({"direction": direction, "detector": detector, "engine": choice.engine, "reason": choice.reason})
+        pair_rows = [engine_row(engine, direction, detector, sessions, steps, engine_threads, features)
+                     for engine in engines]
+        by_engine = {row["engine"]: row for row in pair_rows}
+        for a, b in (("onnxruntime-int8", "onnxruntime"), ("onnxruntime", "naive-eager")):
+            if a in by_engine and b in by_engine:
+                by_engine[a][f"delta_points_vs_{b}"] = {
+                    k: round(100 * (by_engine[a][k] - by_engine[b][k]), 2)
+                    for k in ("direction_accuracy", "map_50") if k in by_engine[a] and k in by_engine[b]}
+        rows.extend(pair_rows)
+    return {"cpu": {"machine": features.machine, "int8_dot": list(features.int8_dot),
+                    "flags": sorted(f for f in features.flags if f.startswith(("avx", "amx", "sse4", "fma", "asimd")))},
+            "auto": auto, "sessions": sessions, "loop_steps": steps, "rows": rows}
 
 
 def measure_loop(perceiver, steps: int, seed: int = 0) -> dict:
@@ -191,6 +254,19 @@ def run_bench(args) -> dict:
     torch.set_num_threads(args.threads)
     result: dict = {"threads": args.threads, "cpu_count": os.cpu_count(),
                     "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+    if args.pair:
+        from perception.checkpoint import read_card
+        from perception.tools.bench import measure_preprocess_ms
+
+        sizes = sorted({tuple(read_card(d).input_size) for d, _ in args.pair}, reverse=True)
+        log.info("bench: preprocessing of large frames")
+        result["preprocess_ms"] = [measure_preprocess_ms(frame_hw, size) for size in sizes
+                                   for frame_hw in ((720, 1280), (1080, 1920))]
+        log.info("bench: engine table")
+        result["table"] = engine_table([tuple(p) for p in args.pair], list(args.data) if args.data else None,
+                                       args.loop_steps, args.engine_threads or 1)
+        if args.table_only:
+            return result
     log.info("bench: simulator")
     result["sim_steps_per_s"] = round(measure_env_steps_per_s(steps=args.sim_steps), 1)
     log.info("bench: recording")
@@ -215,10 +291,23 @@ def run_bench(args) -> dict:
         "frame_to_key_ms_p95": loop["frame_to_key_ms_p95"], "baseline_loop_fps_p50": naive["fps_p50"],
         "speedup_vs_baseline": round(loop["fps_p50"] / naive["fps_p50"], 2),
     })
-    if args.data:
+    if args.data and (args.model or args.detector):
         log.info("bench: accuracy, product path vs the unoptimised model")
         result["accuracy"] = compare_accuracy(product, args.model, args.detector, list(args.data))
     return result
+
+
+def format_table(table: dict) -> str:
+    """The engine table as aligned text: one line per row."""
+    head = f"{'engine':<18}{'input':>9}{'FPS p50':>9}{'f2k p50':>9}{'f2k p95':>9}{'dir acc':>9}{'mAP@.5':>9}"
+    lines = [head]
+    for row in table["rows"]:
+        acc = row.get("direction_accuracy")
+        mean_ap = row.get("map_50")
+        lines.append(f"{row['engine']:<18}{'x'.join(map(str, row['input_wh'])):>9}{row['loop_fps_p50']:>9.1f}"
+                     f"{row['frame_to_key_ms_p50']:>9.1f}{row['frame_to_key_ms_p95']:>9.1f}"
+                     f"{'' if acc is None else f'{acc:.4f}':>9}{'' if mean_ap is None else f'{mean_ap:.4f}':>9}")
+    return "\n".join(lines)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -241,6 +330,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--loop-steps", type=int, default=150, help="ticks of each driving loop")
     p.add_argument("--display", help="X display for capture (default $DISPLAY, else a private Xvfb)")
     p.add_argument("--no-capture", action="store_true", help="skip the capture figures")
+    p.add_argument("--pair", nargs=2, action="append", metavar=("DIRECTION", "DETECTOR"),
+                   help="a joint run's checkpoints (repeatable, e.g. one pair per input size): a table of the naive "
+                        "eager baseline, float32 and int8 ONNX Runtime on each, loop FPS, frame-to-key and, with "
+                        "--data, accuracy; int8 needs `truckpilot export D S --int8 --calib ...` first")
+    p.add_argument("--table-only", action="store_true", help="with --pair: measure the table only")
     p.add_argument("--out", help="also write the JSON here")
     return p
 
@@ -251,8 +345,9 @@ def main(argv: list[str]) -> int:
         from training.sessions import Session
         from training.sessions.records import SessionError
 
-        if not (args.model or args.detector):
-            print("truckpilot bench: --data needs trained checkpoints (--model and/or --detector)", file=sys.stderr)
+        if not (args.model or args.detector or args.pair):
+            print("truckpilot bench: --data needs trained checkpoints (--model and/or --detector, or --pair)",
+                  file=sys.stderr)
             return 2
         for path in args.data:
             try:
@@ -270,7 +365,10 @@ def main(argv: list[str]) -> int:
     else:
         for key in ("sim_steps_per_s", "record_fps", "loop_fps_p50", "frame_to_key_ms_p95",
                     "baseline_loop_fps_p50", "speedup_vs_baseline"):
-            print(f"{key:<24}{result[key]}")
+            if key in result:
+                print(f"{key:<24}{result[key]}")
+        if "table" in result:
+            print(format_table(result["table"]))
     return 0
 
 

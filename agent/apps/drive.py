@@ -163,18 +163,23 @@ def controller_config_for_time_scale(config, time_scale: float):
     return replace(config, **{name: getattr(config, name) / time_scale for name in names})
 
 
-#: --engine choices: auto = ONNX Runtime on the CPU (1 thread), PyTorch on CUDA
-ENGINE_CHOICES = ("auto", "torch", "onnxruntime")
+#: --engine choices: auto = ONNX Runtime on the CPU (1 thread; int8 where it pays and was checked), PyTorch
+#: on CUDA; onnxruntime = float32 ONNX Runtime; onnxruntime-int8 = the checkpoints' calibrated int8 graph
+ENGINE_CHOICES = ("auto", "torch", "onnxruntime", "onnxruntime-int8")
 
 
 def load_perceiver(model: str | None, detector: str | None, device: str | None = None, engine: str = "auto",
-                   threads: int | None = None, **kwargs):
+                   threads: int | None = None, cpu_features=None, int8_graph: str | None = None, **kwargs):
     """A Perceiver from a direction checkpoint and/or a detector checkpoint (at least one).
 
-    engine: "torch", "onnxruntime", or "auto": ONNX Runtime when the device is the CPU (on the
-    project's 2-core CPU its 1-thread trunk is as fast as PyTorch on both cores and leaves a core
-    to the game; see ``perception.onnx_engine``), PyTorch on CUDA. When "auto" cannot build the
-    ONNX Runtime graphs it warns and uses PyTorch. threads: ONNX Runtime threads (default 1).
+    engine: "torch", "onnxruntime" (float32), "onnxruntime-int8" (the int8 graph written by
+    ``truckpilot export CKPT... --int8 --calib SESSION...``, ``int8_graph`` or the one beside the
+    checkpoints), or "auto": on the CPU ONNX Runtime (on the project's 2-core CPU its 1-thread trunk
+    is as fast as PyTorch on both cores and leaves a core to the game; see ``perception.onnx_engine``),
+    int8 when perception.quantize.choose_cpu_engine allows it (int8 dot-product instructions in
+    ``cpu_features``, default the probed CPU; a calibrated graph of these checkpoints whose accuracy
+    check passed), else float32 with one log line saying why; PyTorch on CUDA. When "auto" cannot
+    build the ONNX Runtime graphs it warns and uses PyTorch. threads: ONNX Runtime threads (default 1).
     """
     if not model and not detector:
         raise ValueError("give a direction model (--model CKPT), a detector (--detector CKPT), or both")
@@ -184,14 +189,48 @@ def load_perceiver(model: str | None, detector: str | None, device: str | None =
 
     dev = pick_device(device)
     chosen = engine if engine != "auto" else ("onnxruntime" if dev.type == "cpu" and not kwargs.get("bf16") else "torch")
-    onnx_kwargs = {"threads": threads or 1} if chosen == "onnxruntime" else {}
+    onnx_kwargs = {"threads": threads or 1} if chosen.startswith("onnxruntime") else {}
+    if engine == "onnxruntime-int8" or (engine == "auto" and chosen == "onnxruntime"):
+        onnx_kwargs["networks"] = _int8_networks(model, detector, engine, threads or 1, cpu_features, int8_graph)
     try:
-        return Perceiver.from_checkpoints(model, detector, device=dev, engine=chosen, **onnx_kwargs, **kwargs)
+        return Perceiver.from_checkpoints(model, detector, device=dev, engine="onnxruntime"
+                                          if chosen.startswith("onnxruntime") else chosen, **onnx_kwargs, **kwargs)
     except Exception as exc:  # noqa: BLE001 - only the automatic choice falls back
         if engine != "auto" or chosen == "torch":
             raise
         log.warning("ONNX Runtime engine unavailable (%s: %s); using PyTorch", type(exc).__name__, exc)
         return Perceiver.from_checkpoints(model, detector, device=dev, engine="torch", **kwargs)
+
+
+def _int8_networks(model: str | None, detector: str | None, engine: str, threads: int, cpu_features,
+                   int8_graph: str | None):
+    """The int8 OnnxNetworks for load_perceiver, or None (float32) when "auto" declines: the reason is
+    logged once. "onnxruntime-int8" runs the graph whatever the CPU (a warning says so) but needs it."""
+    from perception.cpu_features import probe_cpu_features
+    from perception.onnx_engine import OnnxNetworks
+    from perception.quantize import (INT8_ENGINE, checkpoint_digests, choose_cpu_engine, int8_cache_path,
+                                     read_record)
+
+    features = cpu_features if cpu_features is not None else probe_cpu_features()
+    choice = choose_cpu_engine(model, detector, features, int8_graph)
+    if engine == "auto":
+        log.info("engine auto: %s", choice.reason)
+        if choice.engine != INT8_ENGINE:
+            return None
+        path = choice.int8_graph
+    else:
+        path = Path(int8_graph) if int8_graph else int8_cache_path(model, detector)
+        record = read_record(path) if path.is_file() else None
+        if record is None:
+            raise ValueError(f"--engine onnxruntime-int8: no int8 graph at {path}; write it with "
+                             f"`truckpilot export CKPT... --int8 --calib SESSION...`")
+        if record.checkpoints != checkpoint_digests(model, detector):
+            raise ValueError(f"--engine onnxruntime-int8: {path} was calibrated for other checkpoints; re-export it")
+        if choice.engine != INT8_ENGINE:
+            log.warning("--engine onnxruntime-int8 forced: %s", choice.reason.replace("; running float32", ""))
+    joint = bool(model and detector)
+    return OnnxNetworks.from_files(threads=threads, **({"joint": path} if joint else
+                                                       {"direction" if model else "detector": path}))
 
 
 def add_perceiver_args(p: argparse.ArgumentParser) -> None:
@@ -200,7 +239,9 @@ def add_perceiver_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detector", metavar="CKPT", help="SSD detector checkpoint (.safetensors)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--engine", choices=ENGINE_CHOICES, default="auto",
-                   help="inference engine: auto = ONNX Runtime on the CPU, PyTorch on CUDA (default)")
+                   help="inference engine: auto = ONNX Runtime on the CPU (int8 when the CPU has VNNI/dotprod "
+                        "and `truckpilot export --int8` wrote a checked graph beside the checkpoints, else "
+                        "float32), PyTorch on CUDA (default); onnxruntime = float32; onnxruntime-int8 = int8")
     p.add_argument("--threads", type=int, help="CPU threads of the inference engine (ONNX Runtime default 1; "
                                                "torch default: its own choice); 1 gives steadier "
                                                "latency on a busy machine")

@@ -131,6 +131,42 @@ def measure_cpu_ms(
     return statistics.median(costs)
 
 
+def measure_preprocess_ms(frame_hw: tuple[int, int], input_hw: tuple[int, int], n: int = 40,
+                          seed: int = 0) -> dict:
+    """perception.preprocess of one ``frame_hw`` (H, W) uint8 frame to ``input_hw`` (H, W): the resize on
+    uint8 (``resize_frame``) and the whole path (resize + normalise to the float32 tensor), p50/p95 ms over
+    ``n`` calls on one OpenCV / torch thread (the frame is smooth noise, like a picture)."""
+    import cv2
+
+    from perception.preprocess import preprocess, resize_frame
+
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, size=(frame_hw[0] // 8, frame_hw[1] // 8, 3), dtype=np.uint8)
+    frame = cv2.resize(small, (frame_hw[1], frame_hw[0]), interpolation=cv2.INTER_LINEAR)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    cv_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    times: dict[str, list[float]] = {"resize": [], "total": []}
+    try:
+        with torch_threads(1):
+            for _ in range(n + 3):
+                t0 = time.perf_counter()
+                resize_frame(frame, input_hw)
+                t1 = time.perf_counter()
+                preprocess([frame], input_hw, mean, std)
+                t2 = time.perf_counter()
+                times["resize"].append((t1 - t0) * 1e3)
+                times["total"].append((t2 - t1) * 1e3)
+    finally:
+        cv2.setNumThreads(cv_threads)
+    out: dict = {"frame_wh": [frame_hw[1], frame_hw[0]], "input_wh": [input_hw[1], input_hw[0]]}
+    for key, values in times.items():
+        values = values[3:]
+        out[f"{key}_ms_p50"] = round(float(np.percentile(values, 50)), 3)
+        out[f"{key}_ms_p95"] = round(float(np.percentile(values, 95)), 3)
+    return out
+
+
 def synthetic_scores(batch: int, num_anchors: int, num_classes: int, candidates: int, seed: int = 0) -> Tensor:
     """(batch, num_anchors, num_classes) class probabilities, background left out, like a trained
     detector's: about ``candidates`` (anchor, class) pairs per image clearly above 0.05, the rest near 0."""
