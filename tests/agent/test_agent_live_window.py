@@ -74,15 +74,20 @@ def wait_for(title: str, proc: subprocess.Popen, timeout: float = 90.0, log=None
                 if log is not None:
                     log.seek(0)
                     said = log.read().decode(errors="replace")[-2000:]
-                raise RuntimeError(f"window {title!r} never appeared (exit code {proc.poll()}): {said}")
+                tree = subprocess.run(["xwininfo", "-root", "-tree"], capture_output=True, text=True).stdout
+                raise RuntimeError(f"window {title!r} never appeared on {os.environ.get('DISPLAY')} "
+                                   f"(exit code {proc.poll()}): {said}\nxwininfo: {tree[-1500:]}")
             time.sleep(0.1)
 
 
 def start_sim(title: str, *args: str) -> tuple[subprocess.Popen, object]:
     """``truckpilot sim --title TITLE ARGS`` in a subprocess, its output in a temporary file."""
     log = tempfile.TemporaryFile()
+    env = {k: v for k, v in os.environ.items() if k != "SDL_VIDEODRIVER"}  # a real X window
+    log.write(f"DISPLAY={env.get('DISPLAY')}\n".encode())
+    log.flush()
     proc = subprocess.Popen([sys.executable, "-m", "agent", "sim", "--title", title, *args],
-                            stdout=log, stderr=subprocess.STDOUT)
+                            stdout=log, stderr=subprocess.STDOUT, env=env)
     return proc, log
 
 
@@ -408,3 +413,54 @@ def test_window_sizes_map_to_the_model_input_without_stretching_sim(big_display,
     assert content.mean() > 20  # the road scene, not bars
     reference = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA).astype(int)
     assert np.abs(content - reference).mean() < 3.0  # the whole window, scaled by one factor
+
+
+@pytest.fixture()
+def window_manager(big_display):
+    """openbox (a distribution window manager: EWMH minimise / activate, reparenting frames) on the
+    test's Xvfb, ready once it has set _NET_SUPPORTING_WM_CHECK on the root window."""
+    from Xlib import X, display
+
+    if shutil.which("openbox") is None:
+        pytest.fail("openbox is not installed: apt-get install openbox (./run.sh does this as root)")
+    proc = subprocess.Popen(["openbox", "--sm-disable"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    d = display.Display()
+    try:
+        check = d.intern_atom("_NET_SUPPORTING_WM_CHECK")
+        deadline = time.monotonic() + 30
+        while d.screen().root.get_full_property(check, X.AnyPropertyType) is None:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"openbox did not start (exit code {proc.poll()})")
+            time.sleep(0.1)
+    finally:
+        d.close()
+    yield proc
+    close_process(proc)
+
+
+def test_minimise_and_activate_under_a_window_manager(window_manager, caplog):
+    """Under openbox: ``xdotool windowminimize`` (the WM iconifies and unmaps the window, and parks
+    it off the screen on the way) pauses the drive with every key up, ``windowactivate`` brings it
+    back and the agent engages again; activating another program's window (xlogo) takes the focus
+    away (keys up), activating the game gives it back. The game is the sim window: under a WM the
+    game must take keyboard focus and keep drawing (xclock and xlogo ask for no focus, and a static
+    picture is the frozen-capture case, covered above)."""
+    game = SimWindow("TP sim wm game", 640, 480)
+    other = ThirdPartyWindow("TP other app", 200, 200, x=900, y=600, program=("xlogo",))
+    try:
+        wid, other_id = str(game.info.window_id), str(other.info.window_id)
+        xdotool("windowactivate", "--sync", wid)
+        steps = [
+            Step("minimise (WM)", lambda: xdotool("windowminimize", "--sync", wid),
+                 (LOG_REASON_ATTR, DisengageReason.WINDOW_HIDDEN), RELEASE_TICKS,
+                 restore=lambda: xdotool("windowactivate", "--sync", wid)),
+            Step("activate another window", lambda: xdotool("windowactivate", "--sync", other_id),
+                 (LOG_REASON_ATTR, DisengageReason.FOCUS_LOST), RELEASE_TICKS,
+                 restore=lambda: xdotool("windowactivate", "--sync", wid)),
+        ]
+        run_script("TP sim wm game", steps, caplog)
+    finally:
+        game.close()
+        other.close()
+    assert any(getattr(r, LOG_EVENT_ATTR, None) is CaptureEvent.HIDDEN for r in caplog.records)
+    assert any(getattr(r, LOG_EVENT_ATTR, None) is CaptureEvent.SHOWN for r in caplog.records)
