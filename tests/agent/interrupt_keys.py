@@ -30,7 +30,7 @@ def main(seconds: float) -> int:
 
     def pester():
         while not state["stop"]:
-            time.sleep(0.0003 + 0.0007 * (time.monotonic_ns() % 7) / 7)
+            time.sleep(0.0003 + 0.0007 * (time.monotonic_ns() % 7) / 7)  # the behaviour: SIGINTs at varied moments
             os.kill(os.getpid(), signal.SIGINT)
 
     signal.signal(signal.SIGINT, on_sigint)

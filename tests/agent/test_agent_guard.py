@@ -89,7 +89,7 @@ def test_held_key_stays_down_without_a_guard_while_the_holder_lives(reader):
     """Control for the test above: nothing else releases a key of a live, silent holder."""
     with X11Keys() as backend:
         backend.press("left")
-        time.sleep(4 * PERIOD)
+        time.sleep(4 * PERIOD)  # the behaviour under test: a silent holder for longer than a guard would wait
         assert reader.down(["Left"]) == {"Left"}
     assert reader.down(["Left"]) == set()
 

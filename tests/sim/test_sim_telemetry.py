@@ -128,7 +128,7 @@ def test_sim_command_publishes_while_it_runs(tmp_path):
                     readings.append(source.read())
             except TelemetryError:
                 pass  # not created yet
-            time.sleep(0.1)
+            time.sleep(0.1)  # sampling period: the readings over the run are what the test checks
         out, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
