@@ -13,6 +13,17 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
 
 @pytest.fixture()
+def one_torch_thread():
+    """Tests share 2 cores with everything else: one torch intra-op thread for the test, restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture()
 def xvfb_display(monkeypatch):
     """Start a real Xvfb server (1280x800x24) for one test (agent.io.xvfb.private_xvfb, which
     lets the server pick a free display number, so parallel runs cannot collide); yields its

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from perception_testkit import SimSample, fit_overfit_model, sim_samples
 
@@ -14,12 +13,9 @@ def sim_overfit_samples() -> list[SimSample]:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Tests share 2 cores with everything else: one torch thread each."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_torch_thread):
+    """Every perception test runs on one torch thread (tests/conftest.py)."""
     yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -16,12 +16,7 @@ SIZE = {"direction": ["--input-height", "32", "--input-width", "32"],
         "detector": ["--input-height", "64", "--input-width", "64"]}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _train(task, sessions, out, *extra):

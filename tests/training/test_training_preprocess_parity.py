@@ -28,13 +28,7 @@ DETECTOR_CONFIG = DetectorConfig(input_size=(128, 160), mean=(0.5, 0.4, 0.3), st
                                  trunk=TrunkConfig(weights="none"))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tests share 2 cores with everything else: one torch thread each."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class _Capture(nn.Module):
