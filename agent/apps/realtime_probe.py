@@ -59,7 +59,8 @@ class JitteredClock:
     """A decider whose controller clock is the sim time plus U(0, ``jitter_s``) s per frame: the
     grab-time clock of a live drive (a new frame is grabbed up to one poll period after it
     appeared), replayed in-process where everything else is exact. Optionally through a
-    ``FrameClock`` (``frame_clock=True``), as the live loop's CaptureSource times frames."""
+    ``FrameClock`` (``frame_clock=True``), as the live loop's CaptureSource times frames, the
+    grab one poll period (``jitter_s``) earlier showing the previous frame."""
 
     def __init__(self, decider, jitter_s: float, seed: int = 0, frame_clock: bool = False) -> None:
         import numpy as np
@@ -80,7 +81,8 @@ class JitteredClock:
         from dataclasses import replace
 
         t = observation.clock_s + float(self._rng.uniform(0.0, self.jitter_s))
-        if self._clock is not None:
+        if self._clock is not None:  # as live: the grab before this one still showed the old frame
+            self._clock.observe(t - self.jitter_s, new=False)
             t = self._clock.observe(t, new=True)
         return self.decider.decide(replace(observation, clock_s=t))
 
