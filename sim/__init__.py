@@ -21,7 +21,7 @@ Modules: config (SimConfig), road and roadside (seeded geometry, signs,
 scenery), truck (ego physics), actors (traffic, people, IDM), world (the
 episode's state and events), conditions (light, fog, rain), render and
 sprites (pseudo-3D drawing and boxes), labels (CLASSES and DIRECTIONS), env,
-rollout (stepping an env with a policy, in-process), expert, perturb, cli, contact_sheet, scs_telemetry and scs_telemetry_layout (the
+rollout (stepping an env with a policy, in-process), expert, perturb, judge (the scorecard's route rules), steplog (the window's per-step log), cli, contact_sheet, scs_telemetry and scs_telemetry_layout (the
 SCS Telemetry block); tools/ holds evaluate_expert and bench. See sim/README.md.
 """
 from __future__ import annotations
