@@ -49,8 +49,8 @@ class OnnxNetworks:
     shared trunk (all three outputs), instead of the other two. Each graph is ONNX bytes or an
     ONNX file written by ``truckpilot export``; its input and output names are checked.
     threads: ONNX Runtime intra-op threads (1 by default, see the module doc).
-    precision: "int8" when the graphs are int8 (perception.quantize wrote them: its record is in the
-    metadata), else "fp32".
+    precision: "int8" when the graphs are int8 (perception.quantize made them: their metadata holds
+    ``truckpilot_precision`` = "int8", or the Int8Record of a written file), else "fp32".
     Call with the preprocessed batches (B, 3, H, W) float32 (perception.preprocess) -> NetworkOutputs.
     """
 
@@ -81,9 +81,10 @@ class OnnxNetworks:
             return sess
 
         def precision(sess) -> str:
-            from perception.quantize import INT8_KEY
+            from perception.quantize import INT8_KEY, PRECISION_KEY
 
-            return "int8" if INT8_KEY in sess.get_modelmeta().custom_metadata_map else "fp32"
+            metadata = sess.get_modelmeta().custom_metadata_map
+            return "int8" if INT8_KEY in metadata else metadata.get(PRECISION_KEY, "fp32")
 
         self.shared_trunk = joint_graph is not None
         self.threads = threads

@@ -38,10 +38,19 @@ log = logging.getLogger(__name__)
 
 #: ONNX metadata key of the Int8Record
 INT8_KEY = "truckpilot_int8"
+#: ONNX metadata key naming a graph's arithmetic ("int8" in every graph quantize_graph returns)
+PRECISION_KEY = "truckpilot_precision"
 #: suffix of the int8 graph cached beside its checkpoint(s)
 CACHE_SUFFIX = ".int8.onnx"
 #: the accuracy check's tolerances, percentage points of int8 - float32 (absolute)
 DEFAULT_TOLERANCE_POINTS = {"direction_accuracy": 1.0, "map_50": 2.0}
+#: the output layers QuantSettings.float_heads keeps in float32 (node names of perception.onnx_export's graphs,
+#: from the module names: SSDNet.heads[i].cls / .box, DirectionNet.head's Linear)
+HEAD_NODES = (r"/heads\.\d+/(cls|box)/Conv$", r"/head/head\.\d+/Gemm$")
+#: the operators quantised: the trunk's and extra blocks' convolutions (ReLU fused), residual adds, the
+#: max pool. Not the heads' reshapes / transposes / concatenations: quantised, they would put the float
+#: heads' outputs back on an 8-bit grid.
+QUANTIZED_OPS = ("Conv", "Add", "MaxPool")
 #: engine names (drive --engine): the float32 and the int8 ONNX Runtime graphs
 FP32_ENGINE, INT8_ENGINE = "onnxruntime", "onnxruntime-int8"
 
@@ -54,11 +63,19 @@ class QuantSettings:
     method: activation range calibration, "minmax", "percentile" or "entropy" (ONNX Runtime's).
     preprocess: run ONNX Runtime's quantisation pre-processing (shape inference, graph
         optimisation) first, as its documentation recommends.
+    float_heads: keep the output layers (the detector's class / box convolutions, the direction
+        classifier's linear layer: :data:`HEAD_NODES`) in float32, so the logits are not on an 8-bit
+        grid. Measured on the 192x144 demo pair (120 validation frames): largest class-probability
+        difference to float32 0.06 with float heads, 0.12 without, for ~1 ms more CPU per frame. With
+        the head outputs' concatenation quantised too (ONNX Runtime's default operator list) it was
+        0.46, 77 background anchors rose over the 0.3 score threshold (none in float32), NMS took
+        27 ms instead of 1.5 and the int8 detections matched float32's at mAP@0.5 0.35.
     """
 
     per_channel: bool = True
     method: str = "minmax"
     preprocess: bool = True
+    float_heads: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "format": "QDQ", "weights": "int8 symmetric", "activations": "uint8 asymmetric"}
@@ -88,7 +105,7 @@ def quantize_graph(graph: bytes, calibration: np.ndarray, settings: QuantSetting
     """The int8 QDQ graph of a float32 ``graph`` (serialized ONNX with input ``input``), activation
     ranges calibrated on ``calibration``: (N, 3, H, W) float32, frames preprocessed as at serving time
     (perception.preprocess; N of a few dozen frames from the user's sessions is plenty). Metadata of
-    the float32 graph (the model card) is kept."""
+    the float32 graph (the model card) is kept, and :data:`PRECISION_KEY` says "int8"."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -108,12 +125,19 @@ def quantize_graph(graph: bytes, calibration: np.ndarray, settings: QuantSetting
 
             quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
             src = pre
+        excluded = []
+        if settings.float_heads:
+            import re
+
+            excluded = [n.name for n in onnx.load(str(src)).graph.node
+                        if any(re.search(pattern, n.name) for pattern in HEAD_NODES)]
         quantize_static(str(src), str(out), _reader(calibration), quant_format=QuantFormat.QDQ,
                         per_channel=settings.per_channel, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, calibrate_method=methods[settings.method],
+                        nodes_to_exclude=excluded, op_types_to_quantize=list(QUANTIZED_OPS),
                         extra_options={"CalibTensorRangeSymmetric": False})
         proto = onnx.load(str(out))
-    for key, value in metadata.items():
+    for key, value in {**metadata, PRECISION_KEY: "int8"}.items():
         if not any(p.key == key for p in proto.metadata_props):
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value

@@ -43,9 +43,10 @@ def labelled_frames(sessions: Sequence[str], every: int = 1, offset: int = 0,
                                 tuple(record.labels), f"{path}#{record.index}")
 
 
-def accuracy_of(perceiver, frames: Iterable[LabelledFrame]) -> dict:
+def accuracy_of(perceiver, frames: Iterable[LabelledFrame], results: list | None = None) -> dict:
     """{"frames", "direction_accuracy" (0..1, frames with a direction label, when the perceiver has a
-    direction model), "map_50" (0..1, when it has a detector)} of ``perceiver`` on ``frames``."""
+    direction model), "map_50" (0..1, when it has a detector)} of ``perceiver`` on ``frames``;
+    ``results``: a list that receives (frame, Perception) of every frame, e.g. for :func:`as_labels`."""
     import torch
     from torchmetrics.detection import MeanAveragePrecision
 
@@ -55,6 +56,8 @@ def accuracy_of(perceiver, frames: Iterable[LabelledFrame]) -> dict:
     for frame in frames:
         result = perceiver(frame.image)
         count += 1
+        if results is not None:
+            results.append((frame, result))
         if frame.direction is not None and perceiver.direction_card is not None:
             total += 1
             correct += result.direction == frame.direction
@@ -77,3 +80,13 @@ def accuracy_of(perceiver, frames: Iterable[LabelledFrame]) -> dict:
 def measure_accuracy(perceiver, sessions: Sequence[str]) -> dict:
     """:func:`accuracy_of` on every frame of ``sessions``."""
     return accuracy_of(perceiver, labelled_frames(sessions))
+
+
+def as_labels(results: list, min_score: float) -> list[LabelledFrame]:
+    """One perceiver's (frame, Perception) results as labels: its direction, its detections scoring at least
+    ``min_score``. :func:`accuracy_of` another perceiver on them measures how well the two agree (direction
+    agreement, mAP@0.5 of the other's detections against these), whatever the models' own accuracy."""
+    return [LabelledFrame(frame.image, result.direction,
+                          tuple(tuple(d.box) for d in result.detections if d.score >= min_score),
+                          tuple(d.label for d in result.detections if d.score >= min_score), frame.where)
+            for frame, result in results]

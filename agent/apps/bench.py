@@ -28,7 +28,9 @@ Figures (JSON keys):
   table                      with ``--pair D S`` (repeatable): for each pair, rows for the naive eager baseline,
                              float32 and int8 ONNX Runtime: loop_fps_p50, frame_to_key_ms_p50/p95 and, with
                              ``--data``, direction_accuracy and map_50 (all engines at the evaluation threshold,
-                             top-100), delta_points int8 - fp32 and fp32 - naive; ``auto``: what ``--engine auto``
+                             top-100), delta_points int8 - fp32 and fp32 - naive, ``agreement``: int8 scored
+                             against fp32's own outputs (direction, mAP@0.5 vs its detections >= 0.3),
+                             cpu_ms_per_frame_1thread (load-robust); ``auto``: what ``--engine auto``
                              picks for the pair and why; ``cpu``: the CPU's int8 dot-product flags
   preprocess_ms              with ``--pair``: perception.preprocess of 1280x720 and 1920x1080 frames to each
                              pair's input size (resize on uint8 + normalise), p50/p95 ms on one core
@@ -157,15 +159,23 @@ def build_naive_perceiver(direction: str | None = None, detector: str | None = N
 TABLE_ENGINES = ("naive-eager", "onnxruntime", "onnxruntime-int8")
 
 
+#: the detections of the float32 engine that the int8 engine's are scored against (its operating threshold)
+AGREEMENT_MIN_SCORE = 0.3
+
+
 def engine_row(engine: str, direction: str, detector: str, sessions: list[str] | None, steps: int,
-               engine_threads: int, cpu_features=None) -> dict:
+               engine_threads: int, cpu_features=None, keep: list | None = None, agree_with: list | None = None
+               ) -> dict:
     """One row of the table: the loop (FPS p50, frame-to-key p50/p95, in the in-process simulator) and, with
     ``sessions``, direction accuracy and mAP@0.5 of one engine on one checkpoint pair.
 
     Loop: the engine as it drives (naive: eager PyTorch, two trunks, NMS over every anchor; ONNX Runtime:
     shared trunk, pre-NMS score filter and top-k, ``engine_threads`` threads). Accuracy: every engine at the
     evaluation score threshold (0.05), top-100 after NMS, so the rows differ only by the networks' arithmetic
-    (naive: eager PyTorch float32, the unoptimised model)."""
+    (naive: eager PyTorch float32, the unoptimised model). ``keep``: a list receiving this engine's (frame,
+    Perception) results; ``agree_with``: another engine's, to score this one against (``agreement``: direction
+    agreement and mAP@0.5 against its detections scoring >= AGREEMENT_MIN_SCORE), which says how far the
+    arithmetic moves the outputs even where the models' own accuracy is too low to show it."""
     from agent.apps.drive import load_perceiver
     from perception.perceiver import Perceiver
     from training.config import EVAL_SCORE_THRESHOLD
@@ -192,7 +202,13 @@ def engine_row(engine: str, direction: str, detector: str, sessions: list[str] |
                                                 score_threshold=EVAL_SCORE_THRESHOLD, top_k=100)
         else:
             scored, perceiver.score_threshold, perceiver.top_k = perceiver, EVAL_SCORE_THRESHOLD, 100
-        figures = measure_accuracy(scored, sessions)
+        from training.perceiver_accuracy import accuracy_of, as_labels, labelled_frames
+
+        figures = accuracy_of(scored, labelled_frames(sessions), keep)
+        if agree_with:
+            agreement = accuracy_of(scored, as_labels(agree_with, AGREEMENT_MIN_SCORE))
+            row["agreement"] = {"direction": agreement.get("direction_accuracy"), "map_50": agreement.get("map_50"),
+                                "against": f"onnxruntime fp32 detections scoring >= {AGREEMENT_MIN_SCORE}"}
         row.update({k: figures[k] for k in ("direction_accuracy", "map_50") if k in figures},
                    accuracy_frames=figures["frames"],
                    accuracy_settings=f"score >= {EVAL_SCORE_THRESHOLD}, top-100 after NMS")
@@ -201,7 +217,7 @@ def engine_row(engine: str, direction: str, detector: str, sessions: list[str] |
 
 
 def engine_table(pairs: list[tuple[str, str]], sessions: list[str] | None, steps: int, engine_threads: int,
-                 engines: tuple[str, ...] = TABLE_ENGINES) -> dict:
+                 engines: tuple[str, ...] = TABLE_ENGINES, naive_steps: int | None = None) -> dict:
     """Every engine on every (direction, detector) checkpoint pair, side by side (see :func:`engine_row`),
     the CPU's int8 flags, what ``--engine auto`` picks for each pair and why, and the int8 - fp32 /
     fp32 - naive accuracy differences in points."""
@@ -213,8 +229,13 @@ def engine_table(pairs: list[tuple[str, str]], sessions: list[str] | None, steps
     for direction, detector in pairs:
         choice = choose_cpu_engine(direction, detector, features)
         auto.append({"direction": direction, "detector": detector, "engine": choice.engine, "reason": choice.reason})
-        pair_rows = [engine_row(engine, direction, detector, sessions, steps, engine_threads, features)
+        fp32_results: list = []
+        pair_rows = [engine_row(engine, direction, detector, sessions,
+                                naive_steps or steps if engine == "naive-eager" else steps, engine_threads, features,
+                                keep=fp32_results if engine == "onnxruntime" else None,
+                                agree_with=fp32_results if engine == "onnxruntime-int8" else None)
                      for engine in engines]
+        fp32_results.clear()
         by_engine = {row["engine"]: row for row in pair_rows}
         for a, b in (("onnxruntime-int8", "onnxruntime"), ("onnxruntime", "naive-eager")):
             if a in by_engine and b in by_engine:
@@ -222,7 +243,7 @@ def engine_table(pairs: list[tuple[str, str]], sessions: list[str] | None, steps
                     k: round(100 * (by_engine[a][k] - by_engine[b][k]), 2)
                     for k in ("direction_accuracy", "map_50") if k in by_engine[a] and k in by_engine[b]}
         rows.extend(pair_rows)
-    return {"cpu": {"machine": features.machine, "int8_dot": list(features.int8_dot),
+    return {"naive_loop_steps": naive_steps or steps, "cpu": {"machine": features.machine, "int8_dot": list(features.int8_dot),
                     "flags": sorted(f for f in features.flags if f.startswith(("avx", "amx", "sse4", "fma", "asimd")))},
             "auto": auto, "sessions": sessions, "loop_steps": steps, "rows": rows}
 
@@ -264,7 +285,7 @@ def run_bench(args) -> dict:
                                    for frame_hw in ((720, 1280), (1080, 1920))]
         log.info("bench: engine table")
         result["table"] = engine_table([tuple(p) for p in args.pair], list(args.data) if args.data else None,
-                                       args.loop_steps, args.engine_threads or 1)
+                                       args.loop_steps, args.engine_threads or 1, naive_steps=args.naive_loop_steps)
         if args.table_only:
             return result
     log.info("bench: simulator")
@@ -334,6 +355,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="a joint run's checkpoints (repeatable, e.g. one pair per input size): a table of the naive "
                         "eager baseline, float32 and int8 ONNX Runtime on each, loop FPS, frame-to-key and, with "
                         "--data, accuracy; int8 needs `truckpilot export D S --int8 --calib ...` first")
+    p.add_argument("--naive-loop-steps", type=int, default=30,
+                   help="with --pair: ticks of the naive baseline's loop (it runs at a few FPS at most)")
     p.add_argument("--table-only", action="store_true", help="with --pair: measure the table only")
     p.add_argument("--out", help="also write the JSON here")
     return p
