@@ -166,6 +166,8 @@ def controller_config_for_time_scale(config, time_scale: float):
 #: --engine choices: auto = ONNX Runtime on the CPU (1 thread; int8 where it pays and was checked), PyTorch
 #: on CUDA; onnxruntime = float32 ONNX Runtime; onnxruntime-int8 = the checkpoints' calibrated int8 graph
 ENGINE_CHOICES = ("auto", "torch", "onnxruntime", "onnxruntime-int8")
+#: the choices that run on ONNX Runtime (float32 or int8)
+ONNX_ENGINES = frozenset({"onnxruntime", "onnxruntime-int8"})
 
 
 def load_perceiver(model: str | None, detector: str | None, device: str | None = None, engine: str = "auto",
@@ -189,12 +191,13 @@ def load_perceiver(model: str | None, detector: str | None, device: str | None =
 
     dev = pick_device(device)
     chosen = engine if engine != "auto" else ("onnxruntime" if dev.type == "cpu" and not kwargs.get("bf16") else "torch")
-    onnx_kwargs = {"threads": threads or 1} if chosen.startswith("onnxruntime") else {}
+    runs_onnx = chosen in ONNX_ENGINES
+    onnx_kwargs = {"threads": threads or 1} if runs_onnx else {}
     if engine == "onnxruntime-int8" or (engine == "auto" and chosen == "onnxruntime"):
         onnx_kwargs["networks"] = _int8_networks(model, detector, engine, threads or 1, cpu_features, int8_graph)
     try:
         return Perceiver.from_checkpoints(model, detector, device=dev, engine="onnxruntime"
-                                          if chosen.startswith("onnxruntime") else chosen, **onnx_kwargs, **kwargs)
+                                          if runs_onnx else chosen, **onnx_kwargs, **kwargs)
     except Exception as exc:  # noqa: BLE001 - only the automatic choice falls back
         if engine != "auto" or chosen == "torch":
             raise
