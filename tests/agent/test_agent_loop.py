@@ -3,6 +3,8 @@ released on every exit, and the guarded real-game path on a real X server (takeo
 recorded as training data, re-engagement, e-stop)."""
 from __future__ import annotations
 
+import time
+
 import gymnasium
 import numpy as np
 import pytest
@@ -26,11 +28,14 @@ def random_tiny_perceiver():
     return Perceiver(TinyDirectionNet(), None, direction_card=tiny_card(), device="cpu")
 
 
-def scripted(direction: str):
-    """A stand-in for the model that always sees ``direction`` (probability 0.9)."""
+def scripted(direction: str, calls: list | None = None):
+    """A stand-in for the model that always sees ``direction`` (probability 0.9); ``calls`` gets
+    time.monotonic() at each call."""
     probs = {d: (0.9 if d == direction else 0.05) for d in DIRECTIONS}
 
     def perceive(image: np.ndarray) -> Perception:
+        if calls is not None:
+            calls.append(time.monotonic())
         assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
         return Perception(direction, probs, (), {"total": 0.0})
 
@@ -45,9 +50,10 @@ def sim_parts(seed=0, route_m=5000.0, **options):
 
 def test_loop_runs_n_steps_with_stage_timings_and_releases_keys(random_tiny_perceiver):
     source, out, keys = sim_parts(seed=1)
-    held_during = []
+    held_during, odometer = [], []  # odometer: (sim clock s, speed m/s, distance m) of each tick's frame
     stats = run_loop(source, random_tiny_perceiver, Controller(), out, max_steps=40,
-                     on_tick=lambda i, obs, p, a, r: held_during.append(r.held))
+                     on_tick=lambda i, obs, p, a, r: (held_during.append(r.held), odometer.append(
+                         (obs.clock_s, obs.speed_mps, float(obs.info["distance"])))))
     source.close()
     assert stats.steps == 40 and stats.stopped_by is StopReason.STEPS and stats.engaged_steps == 40
     for stage in ("capture", "perceive", "perceive.preprocess", "perceive.direction", "perceive.total", "control",
@@ -57,7 +63,12 @@ def test_loop_runs_n_steps_with_stage_timings_and_releases_keys(random_tiny_perc
     # the frame-to-key latency spans perception and control of the same frame
     assert stats.stages["frame_to_key"].p50_ms >= stats.stages["perceive"].p50_ms
     assert any(k.throttle for k in held_during), "speed holding never pressed the throttle"
-    assert stats.distance_m > 0
+    # the distance is the sim's odometer at the last frame the loop saw, and it is what the speeds the
+    # sim reported add up to over the sim clock (trapezoids; the truck moved: it sped up from rest)
+    assert stats.distance_m == odometer[-1][2]
+    travelled = sum(0.5 * (v0 + v1) * (t1 - t0) for (t0, v0, _), (t1, v1, _) in zip(odometer, odometer[1:]))
+    assert odometer[-1][1] > odometer[0][1], odometer
+    assert stats.distance_m - odometer[0][2] == pytest.approx(travelled, rel=0.01), (stats.distance_m, travelled)
     assert keys.held() == KeysHeld(), "keys still held after the loop"
     assert "p50" in stats.summary() and "frame_to_key" in stats.summary()
     assert stats.to_dict()["stages"]["capture"]["count"] == 40
@@ -144,9 +155,17 @@ def test_takeover_is_recorded_then_the_agent_reengages_and_estop_ends_the_drive(
     person = X11Keys()
     phases = {}
     estop = None
+    perceived = []  # time.monotonic() of each perceive call (drive_window's warm-up call first)
+    # per tick that perceived a new frame (and so recorded it), in order: the frame's capture index,
+    # its capture timestamp, when the model was called on it, when the tick's keys had been sent
+    decided, seen = [], [0]
 
     def on_tick(i, obs, perception, action, result):
         nonlocal estop
+        now = time.monotonic()
+        if len(perceived) > seen[0]:
+            decided.append((obs.frame.index, obs.frame.timestamp, perceived[-1], now))
+            seen[0] = len(perceived)
         if i == 10:
             person.press("right")  # a person grabs the wheel
             phases["pressed"] = i
@@ -165,7 +184,7 @@ def test_takeover_is_recorded_then_the_agent_reengages_and_estop_ends_the_drive(
 
     try:
         wait_for_window(TITLE)
-        stats = drive_window(scripted("straight"), window_title=TITLE, fps=30, keys="x11", steps=300,
+        stats = drive_window(scripted("straight", perceived), window_title=TITLE, fps=30, keys="x11", steps=300,
                              record=str(tmp_path / "drive"), reengage=True, on_tick=on_tick)
         held_after = read_held_keys()
     finally:
@@ -192,7 +211,12 @@ def test_takeover_is_recorded_then_the_agent_reengages_and_estop_ends_the_drive(
     driven = [r for r in records if r.extra.get("engaged")]
     assert driven and all(r.direction == "straight" and r.direction_source == "model" for r in driven)
     assert all(r.extra["model_probs"]["straight"] == pytest.approx(0.9) for r in records)
-    assert all(r.extra["latency_ms"] >= 0 for r in records)
+    # frame-to-key latency: from the frame's capture to its keys sent, so (in ms, recorded to 0.01)
+    # no shorter than capture -> the model's call on it and no longer than capture -> the tick's end
+    assert [r.extra["capture_index"] for r in records] == [index for index, *_ in decided]
+    for r, (index, captured, perceived_at, ticked) in zip(records, decided):
+        low, high = (perceived_at - captured) * 1e3 - 0.01, (ticked - captured) * 1e3 + 0.01
+        assert low <= r.extra["latency_ms"] <= high, (index, low, r.extra["latency_ms"], high)
 
 
 @pytest.mark.x11
@@ -200,8 +224,6 @@ def test_stale_capture_disengages_and_reengagement_backs_off(window_app):
     """A window whose picture never changes although keys are held (a frozen game): after 1 s of
     identical frames the guard disengages and releases the keys; the agent tries again after 1 s,
     then after 2 s (backing off while the picture stays frozen)."""
-    import time
-
     from agent.apps.drive import drive_window
     from agent.io.keys.x11 import read_held_keys
 

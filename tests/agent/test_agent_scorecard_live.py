@@ -30,7 +30,10 @@ def test_eval_live_judges_in_the_sim_window_with_the_scorecards_rules(xvfb_displ
     assert agent["interventions"] >= 1 and card["in_process"]["agent"]["interventions"] >= 1
     assert agent["route_completion"] > 0.95  # the expert's rescues bring it to the end
     assert 0.0 < routes["agent"]["live"]["driver_distance_m"] < routes["agent"]["live"]["distance_m"]
-    assert card["live"]["baseline"]["km_driven"] > 0
+    # the baseline's km are the metres it drove itself on its one live route (not the expert's rescues)
+    baseline = routes["baseline"]["live"]
+    assert card["live"]["baseline"]["km_driven"] == pytest.approx(baseline["driver_distance_m"] / 1000, abs=5e-5)
+    assert 0.0 < baseline["driver_distance_m"] < baseline["distance_m"], baseline
     lat = {x["driver"]: x for x in card["latency"]}
     assert set(lat) == {"agent", "baseline"}  # the expert sends no keys
     for x in lat.values():

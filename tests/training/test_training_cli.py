@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -176,13 +177,39 @@ def test_find_lr_writes_plot_and_suggestion(scene_sessions, tmp_path, capsys):
     assert "suggested_lr" in capsys.readouterr().out
 
 
-def test_benchmark_reports_throughput(scene_sessions, tmp_path):
+def test_benchmark_reports_throughput(scene_sessions, tmp_path, monkeypatch):
+    from training.engine import Trainer
+
+    # the time of each batch fetch and of each training step, as seen from outside the benchmark
+    fetches, steps = [], []
+    endless_batches, train_step = Trainer.endless_batches, Trainer.train_step
+
+    def timed_batches(self):
+        it = endless_batches(self)
+        while True:
+            t0 = time.perf_counter()
+            batch = next(it)
+            fetches.append(time.perf_counter() - t0)
+            yield batch
+
+    def timed_step(self, *args):
+        t0 = time.perf_counter()
+        loss = train_step(self, *args)
+        steps.append(time.perf_counter() - t0)
+        return loss
+
+    monkeypatch.setattr(Trainer, "endless_batches", timed_batches)
+    monkeypatch.setattr(Trainer, "train_step", timed_step)
     run = tmp_path / "bench"
     assert _train("direction", scene_sessions, run, "--benchmark-steps", "3", "--balance", "loss") == 0
     bench = json.loads((run / "benchmark.json").read_text())
     assert bench["steps"] == 3 and bench["batch_size"] == 4 and bench["input_size"] == [32, 32]
     assert bench["img_per_s"] == pytest.approx(3 * 4 / bench["seconds"])  # the timed steps' own images
-    assert 0 <= bench["data_wait_share"] < 1
+    # the data wait of the 3 timed steps (the last 3 fetches and steps; warm-up ones before them):
+    # no shorter than the fetches themselves, no longer than the timed span less the training steps
+    assert len(fetches) == len(steps) > 3
+    waited = bench["data_wait_share"] * bench["seconds"]
+    assert sum(fetches[-3:]) <= waited <= bench["seconds"] - sum(steps[-3:]), (waited, fetches, steps, bench)
 
 
 def test_refuses_to_overwrite_a_run_without_resume(scene_sessions, tmp_path, capsys):

@@ -6,6 +6,7 @@ trunk at 64x64, one thread, a few steps each.
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from training.config import AugmentConfig
 from training.data.augment import Augmenter
 from training.tasks.joint import JointConfig, JointDataset, JointNet, JointTask
 from training.data.samples import sample_from_array
+from training.lr_finder import suggest_lr
 
 SIZE = (64, 64)
 
@@ -242,12 +244,23 @@ def test_joint_config_refuses_networks_that_read_the_input_differently():
 
 def test_joint_benchmark_past_the_schedule_and_find_lr(scene_sessions, tmp_path, capsys):
     # 24 frames / batch 8 = 3 steps an epoch, 6 epochs = 18 one-cycle steps; 10 warm-up + 12 timed go past them
+    called = time.perf_counter()
     assert train_cli.main(_argv(scene_sessions, tmp_path / "bench", "--benchmark-steps", "12")) == 0
+    wall_s = time.perf_counter() - called
     bench = json.loads((tmp_path / "bench" / "benchmark.json").read_text())
-    assert bench["task"] == "joint" and bench["steps"] == 12 and bench["img_per_s"] > 0
+    assert bench["task"] == "joint" and bench["steps"] == 12 and bench["batch_size"] == 8
+    # the timed steps' images over their own seconds, a part of the whole call's wall time
+    assert bench["img_per_s"] == pytest.approx(12 * 8 * bench["world_size"] / bench["seconds"])
+    assert bench["seconds"] < wall_s, (bench["seconds"], wall_s)
     assert train_cli.main(_argv(scene_sessions, tmp_path / "lr", "--find-lr", "--find-lr-steps", "6")) == 0
     found = json.loads((tmp_path / "lr" / "lr_find.json").read_text())
-    assert found["steps"] >= 3 and found["suggested_lr"] > 0 and (tmp_path / "lr" / "lr_find.png").exists()
+    lrs, losses = found["lrs"], found["losses"]
+    assert found["steps"] == len(lrs) == len(losses) >= 3 and (tmp_path / "lr" / "lr_find.png").exists()
+    # the rule on the saved curve; with 6 points none is skipped, so it lies between the first rate
+    # tried and the rate of minimum loss
+    assert found["suggested_lr"] == suggest_lr(lrs, losses)
+    assert found["min_loss_lr"] == lrs[int(np.argmin(losses))]
+    assert lrs[0] <= found["suggested_lr"] <= found["min_loss_lr"], (found["suggested_lr"], lrs, losses)
 
 
 def test_joint_under_two_gloo_processes_writes_the_pair(scene_sessions, tmp_path):
