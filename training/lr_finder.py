@@ -3,10 +3,12 @@
 The learning rate grows exponentially from ``start_lr`` to ``end_lr`` over
 ``num_steps`` mini-batches of real training (the first phase's set-up: trunk
 frozen when --freeze-epochs > 0); the exponentially smoothed loss is recorded
-and the test stops once it exceeds ``diverge`` x its minimum. Suggested rate:
-where the smoothed loss falls fastest (steepest negative slope against
-log lr) before its minimum; the rate of minimum loss is reported too (a
-tenth of it is the other common rule of thumb).
+and the test stops once it exceeds ``diverge`` x its minimum. Suggested rate
+(:func:`suggest_lr`): where the smoothed loss falls fastest (steepest negative
+slope against log10 lr) up to its minimum, the first few points skipped; a
+tenth of the minimum's rate when the minimum comes too early for a slope.
+``min_loss_lr`` in the result is the rate of the minimum over *all* points
+(the skipped ones included); a tenth of it is the other common rule of thumb.
 """
 from __future__ import annotations
 
@@ -25,11 +27,24 @@ log = logging.getLogger(__name__)
 
 
 def suggest_lr(lrs: list[float], losses: list[float]) -> float:
-    """Where the smoothed loss falls fastest against log(lr), between the start and the minimum.
+    """The suggested learning rate of a range test's curve.
 
-    The first and last few points are skipped (the smoothing's warm-up, the
-    blow-up); the result always lies between the first rate tried and the rate
-    of minimum loss.
+    lrs: the N rates tried, one per step, increasing (the optimizer's lr units); losses: the N
+    smoothed losses at those rates. Returns one rate, in the units of ``lrs``:
+
+    * N < 3: ``lrs[0]`` (1e-3 when N = 0);
+    * otherwise the first ``skip = min(10, N // 10)`` points are left out (the smoothing's
+      warm-up) and ``stop`` is the index of the lowest loss among the rest (the first on a tie);
+      nothing after ``stop`` counts (the blow-up);
+    * ``stop - skip < 2`` (no slope to speak of): ``max(lrs[0], lrs[stop] / 10)``, a tenth of
+      that minimum's rate, not necessarily one of ``lrs``;
+    * else ``lrs[i]`` for the i in ``skip..stop`` (both ends included) where
+      ``np.gradient(losses, log10(lrs))`` over those points is most negative (central
+      differences inside, one-sided at the two ends; the first i on a tie).
+
+    The result lies in ``[lrs[0], lrs[stop]]``. ``stop`` is the minimum after the skipped points:
+    when the curve's lowest point is among the skipped ones, the suggestion can exceed
+    ``lr_range_test``'s ``min_loss_lr`` (the rate of the minimum over all N points).
     """
     if len(lrs) < 3:
         return lrs[0] if lrs else 1e-3
@@ -45,7 +60,11 @@ def suggest_lr(lrs: list[float], losses: list[float]) -> float:
 
 def lr_range_test(trainer, out_dir: Path, start_lr: float = 1e-7, end_lr: float = 10.0, num_steps: int = 100,
                   beta: float = 0.98, diverge: float = 4.0) -> dict:
-    """Runs the test with ``trainer`` (training.engine.Trainer); writes lr_find.png and lr_find.json."""
+    """Runs the test with ``trainer`` (training.engine.Trainer); writes lr_find.png and lr_find.json.
+
+    Returns {"suggested_lr": suggest_lr(lrs, losses), "min_loss_lr": the rate of the lowest loss over
+    all steps (None if none ran), "lrs": the rates tried, "losses": the smoothed, bias-corrected
+    losses at them, "steps": how many, "phase": "trunk frozen" | "all trainable"}."""
     config = trainer.config
     trainer._enter_phase(trainer.phases[0])
     optimizer = trainer.optimizer
