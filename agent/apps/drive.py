@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
+#: logged (INFO, this module's logger) once by ``drive_window`` when its first tick has sent its
+#: keys and timed its frame-to-key latency: the loop is driving (what a supervisor can wait for)
+FIRST_TICK_LOG = "first tick done: keys sent, the drive loop is running"
+
 
 # ----------------------------------------------------------------------------- recording
 
@@ -326,6 +330,7 @@ def drive_window(perceiver, *, window_title: str | None = None, region: tuple[in
 
     skip_repeated: act once per new game frame (see ``run_loop``); the loop may then tick faster
     than the game draws (e.g. ``fps`` = 2 x the game's frame rate) without aliasing the key PWM.
+    Logs ``FIRST_TICK_LOG`` at INFO after the first tick (before ``on_tick`` sees it).
 
     keys: "auto" (probe: X11 XTest, else uinput; SendInput on Windows), "x11", "uinput" or "windows".
     focus: give the window the keyboard focus first (XTest keys go to the focused window).
@@ -383,8 +388,15 @@ def drive_window(perceiver, *, window_title: str | None = None, region: tuple[in
                                                      "driver": "model", "platform": sys.platform,
                                                      "keys": why, "models": _model_source(perceiver)},
                                      width=w, height=h, fps=fps, classes=_classes_of(perceiver), image_format="jpg")
+
+        def tick_done(i, observation, perception, action, result):
+            if i == 0:  # the first tick is always decided: its frame-to-key latency is timed by now
+                log.info(FIRST_TICK_LOG)
+            if on_tick is not None:
+                on_tick(i, observation, perception, action, result)
+
         return run_loop(source, perceiver, controller or Controller(controller_config), keys_out, max_steps=steps,
-                        max_seconds=seconds, fps=fps, recorder=recorder, hud=hud, on_tick=on_tick,
+                        max_seconds=seconds, fps=fps, recorder=recorder, hud=hud, on_tick=tick_done,
                         stop_when=stop_when, skip_repeated=skip_repeated)
     finally:
         try:

@@ -158,10 +158,12 @@ def test_drive_window_cli_presses_keys_in_the_sim_window(xvfb_display, tmp_path)
 @pytest.mark.x11
 def test_sigterm_mid_drive_releases_the_keys_and_prints_the_latency(xvfb_display, tmp_path):
     import signal
-    import time
+    import threading
 
     from drive_kit import SimWindowProcess, wait_for_window
+    from tests.waiting import wait_until
 
+    from agent.apps.drive import FIRST_TICK_LOG
     from agent.io.keys.x11 import read_held_keys
     from perception.checkpoint import save_model
     from perception.config import DirectionConfig, TrunkConfig
@@ -172,27 +174,38 @@ def test_sigterm_mid_drive_releases_the_keys_and_prints_the_latency(xvfb_display
     title = "TruckPilot SIGTERM window"
     window = SimWindowProcess("--title", title, "--size", "320x240", "--seconds", "40")
     drive = None
+    streams: dict[str, list[str]] = {"stdout": [], "stderr": []}  # the drive's lines so far
+
+    def follow(stream, lines: list[str]) -> None:
+        for line in stream:
+            lines.append(line)
+
+    readers = []
     try:
         wait_for_window(title)
         drive = subprocess.Popen([sys.executable, "-m", "agent.apps.cli", "drive", "--model", str(ckpt), "--window", title,
                                   "--seconds", "30", "--keys", "x11", "--device", "cpu", "--threads", "1"],
                                  cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 30
-        while not read_held_keys().throttle:  # the agent is driving: its throttle is down on the X server
-            assert time.monotonic() < deadline and drive.poll() is None, "the drive never pressed the throttle"
-            time.sleep(0.01)
+        for name, stream in (("stdout", drive.stdout), ("stderr", drive.stderr)):
+            readers.append(threading.Thread(target=follow, args=(stream, streams[name]), daemon=True))
+            readers[-1].start()
         # the throttle goes down inside the first step's key send, microseconds before that step's
-        # frame_to_key is timed: a signal sent at once can land between the two (0 steps, no latency
-        # row). A second more lets the loop finish steps, so the report has latencies to print.
-        time.sleep(1.0)
-        assert drive.poll() is None, "the drive ended before the signal"
+        # frame_to_key is timed: a signal sent then can land between the two (0 steps, no latency row).
+        # The drive logs FIRST_TICK_LOG once the first tick is done, so the report has a latency.
+        wait_until(lambda: any(FIRST_TICK_LOG in line for line in streams["stderr"]), 60,
+                   "the drive's first tick (its log line)", alive=drive)
+        # the agent is driving: its throttle is down on the X server (the cruise duty lifts it at times)
+        wait_until(lambda: read_held_keys().throttle, 30, "the drive's throttle down on the X server", alive=drive)
         drive.send_signal(signal.SIGTERM)
-        out, err = drive.communicate(timeout=20)
+        drive.wait(timeout=20)
         held_after = read_held_keys()
     finally:
         if drive is not None and drive.poll() is None:
             drive.kill()
         window.close()
+        for reader in readers:
+            reader.join(timeout=5)
+    out, err = "".join(streams["stdout"]), "".join(streams["stderr"])
     assert drive.returncode == 0, err
     assert "stopped by signal" in out and "frame_to_key" in out, out
     assert held_after == KeysHeld()
