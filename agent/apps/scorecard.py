@@ -206,6 +206,18 @@ def summarise(routes: list[RouteScore]) -> dict:
     }
 
 
+def run_config(config: ScorecardConfig | None, route_m: float, drivers: tuple[str, ...], perceiver) -> ScorecardConfig:
+    """The config of one scorecard run (``run_scorecard``, ``agent.apps.scorecard_live.run_live_eval``):
+    ``config`` (None: the defaults) with ``route_m`` (m) as its route length. ValueError for a driver
+    not in DRIVER_NAMES, or for "agent" / "baseline" without a ``perceiver``."""
+    unknown = sorted(set(drivers) - set(DRIVER_NAMES))
+    if unknown:
+        raise ValueError(f"unknown driver(s) {unknown}; choose from {DRIVER_NAMES}")
+    if perceiver is None and set(drivers) - {"expert"}:
+        raise ValueError("the agent and baseline drivers need a perceiver (a direction and/or detector model)")
+    return ScorecardConfig(**{**asdict(config or ScorecardConfig()), "route_m": float(route_m)})
+
+
 def run_scorecard(perceiver, seeds, conditions=(("day", "clear"),), route_m: float = 1000.0, *,
                   drivers: tuple[str, ...] = DRIVER_NAMES, controller_config=None,
                   config: ScorecardConfig | None = None, progress: bool = True) -> dict:
@@ -220,12 +232,7 @@ def run_scorecard(perceiver, seeds, conditions=(("day", "clear"),), route_m: flo
     """
     from tqdm import tqdm
 
-    config = ScorecardConfig(**{**asdict(config or ScorecardConfig()), "route_m": float(route_m)})
-    unknown = sorted(set(drivers) - set(DRIVER_NAMES))
-    if unknown:
-        raise ValueError(f"unknown driver(s) {unknown}; choose from {DRIVER_NAMES}")
-    if perceiver is None and set(drivers) - {"expert"}:
-        raise ValueError("the agent and baseline drivers need a perceiver (a direction and/or detector model)")
+    config = run_config(config, route_m, drivers, perceiver)
     seeds, conditions = list(seeds), [tuple(c) for c in conditions]
     per_driver: dict[str, list[RouteScore]] = {name: [] for name in drivers}
     detail = []

@@ -42,6 +42,7 @@ from agent.apps.scorecard import (
     generous_steps,
     make_driver,
     route_budget,
+    run_config,
     summarise,
 )
 from agent.runtime.drivers import DRIVER_NAMES
@@ -105,12 +106,7 @@ def run_live_eval(perceiver, seeds, conditions, route_m: float, *, drivers: tupl
                   progress: bool = True) -> dict:
     """Every route in-process and live for each driver. Returns {"in_process": {driver: row},
     "live": {driver: row}, "latency": [RouteLatency dicts], "routes": [per route detail], "config"}."""
-    config = ScorecardConfig(**{**asdict(config or ScorecardConfig()), "route_m": float(route_m)})
-    unknown = sorted(set(drivers) - set(DRIVER_NAMES))
-    if unknown:
-        raise ValueError(f"unknown driver(s) {unknown}; choose from {DRIVER_NAMES}")
-    if perceiver is None and set(drivers) - {"expert"}:
-        raise ValueError("the agent and baseline drivers need a perceiver (a direction and/or detector model)")
+    config = run_config(config, route_m, drivers, perceiver)
     size = (config.width, config.height)
     scores: dict[str, dict[str, list[RouteScore]]] = {"in_process": {d: [] for d in drivers},
                                                       "live": {d: [] for d in drivers}}

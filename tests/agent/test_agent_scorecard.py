@@ -21,6 +21,7 @@ from agent.apps.scorecard import (
     format_table,
     parse_conditions,
     parse_seeds,
+    run_config,
     run_scorecard,
     summarise,
 )
@@ -129,6 +130,21 @@ def test_parse_seeds_and_conditions():
     assert parse_conditions("day/clear,night/rain") == [("day", "clear"), ("night", "rain")]
     with pytest.raises(ValueError, match="TIME/WEATHER"):
         parse_conditions("noon/clear")
+
+
+def test_both_scorecards_take_their_config_and_refusals_from_run_config():
+    from agent.apps.scorecard_live import run_live_eval
+
+    base = ScorecardConfig(traffic_density=0.25, budget_factor=3.0)
+    config = run_config(base, 250, ("expert",), None)
+    assert config == ScorecardConfig(traffic_density=0.25, budget_factor=3.0, route_m=250.0)
+    assert run_config(None, 400, ("agent",), object()) == ScorecardConfig(route_m=400.0)
+    # the same refusals in-process and live, before any route is driven (or X server opened)
+    for run in (run_scorecard, run_live_eval):
+        with pytest.raises(ValueError, match=r"unknown driver\(s\) \['pilot'\]"):
+            run(object(), [0], [("day", "clear")], 100.0, drivers=("agent", "pilot"), progress=False)
+        with pytest.raises(ValueError, match="need a perceiver"):
+            run(None, [0], [("day", "clear")], 100.0, drivers=("expert", "baseline"), progress=False)
 
 
 def test_summarise_figures():
