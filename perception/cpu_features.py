@@ -25,6 +25,19 @@ INT8_DOT_FLAGS: dict[str, tuple[str, ...]] = {
     "arm": ("asimddp", "dotprod", "i8mm"),
 }
 
+#: the feature flags that bear on inference speed, as ``truckpilot bench`` reports them (the names
+#: of /proc/cpuinfo): the SIMD widths, fused multiply-add, half and bfloat16 floats, the int8 dot
+#: products (INT8_DOT_FLAGS) and AMX tiles on x86; NEON (asimd) and its half/dot/int8/bf16
+#: extensions and SVE on Arm. A flag not named here is not reported, whatever its name starts with.
+INFERENCE_FLAGS: frozenset[str] = frozenset({
+    "sse4_1", "sse4_2", "sse4a", "avx", "avx2", "fma", "f16c",
+    "avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl", "avx512ifma", "avx512vbmi", "avx512_vbmi2",
+    "avx512_bitalg", "avx512_vpopcntdq", "avx512_vnni", "avx512_bf16", "avx512_fp16",
+    "avx_vnni", "avx_vnni_int8", "avx_ifma", "amx_tile", "amx_int8", "amx_bf16", "amx_fp16",
+    "asimd", "asimdhp", "asimdrdm", "asimddp", "asimdfhm", "fphp", "dotprod", "i8mm", "bf16", "sve", "sve2",
+    "svei8mm", "svebf16",
+}) | {flag for flags in INT8_DOT_FLAGS.values() for flag in flags}
+
 _X86 = ("x86_64", "amd64", "i386", "i686", "x86")
 _ARM = ("aarch64", "arm64", "armv8l", "armv8", "arm")
 
@@ -57,6 +70,11 @@ class CpuFeatures:
     def int8_dot(self) -> tuple[str, ...]:
         """The int8 dot-product flags this CPU has (empty: none)."""
         return tuple(f for f in INT8_DOT_FLAGS.get(self.family, ()) if f in self.flags)
+
+    @property
+    def inference_flags(self) -> tuple[str, ...]:
+        """This CPU's flags that are among INFERENCE_FLAGS, sorted."""
+        return tuple(sorted(self.flags & INFERENCE_FLAGS))
 
     @property
     def has_int8_dot(self) -> bool:

@@ -31,7 +31,8 @@ Figures (JSON keys):
                              top-100), delta_points int8 - fp32 and fp32 - naive, ``agreement``: int8 scored
                              against fp32's own outputs (direction, mAP@0.5 vs its detections >= 0.3),
                              cpu_ms_per_frame_1thread (load-robust); ``auto``: what ``--engine auto``
-                             picks for the pair and why; ``cpu``: the CPU's int8 dot-product flags
+                             picks for the pair and why; ``cpu``: the CPU's int8 dot-product flags and its
+                             flags that bear on inference (perception.cpu_features.INFERENCE_FLAGS)
   preprocess_ms              with ``--pair``: perception.preprocess of 1280x720 and 1920x1080 frames to each
                              pair's input size (resize on uint8 + normalise), p50/p95 ms on one core
 Both loops run in this process, one after the other, with the same thread settings.
@@ -244,7 +245,7 @@ def engine_table(pairs: list[tuple[str, str]], sessions: list[str] | None, steps
                     for k in ("direction_accuracy", "map_50") if k in by_engine[a] and k in by_engine[b]}
         rows.extend(pair_rows)
     return {"naive_loop_steps": naive_steps or steps, "cpu": {"machine": features.machine, "int8_dot": list(features.int8_dot),
-                    "flags": sorted(f for f in features.flags if f.startswith(("avx", "amx", "sse4", "fma", "asimd")))},
+                    "flags": list(features.inference_flags)},
             "auto": auto, "sessions": sessions, "loop_steps": steps, "rows": rows}
 
 

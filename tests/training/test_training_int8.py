@@ -98,6 +98,21 @@ def test_the_probe_reads_this_cpu_and_an_injected_set_stands_for_another():
     arm = parse_cpuinfo("processor\t: 0\nFeatures\t: fp asimd evtstrm aes crc32 asimddp\nCPU part\t: 0xd0c\n")
     assert CpuFeatures.of("aarch64", arm).int8_dot == ("asimddp",)
     assert not CpuFeatures.of("aarch64", {"fp", "asimd"}).has_int8_dot
+
+
+def test_the_inference_flags_are_a_named_set_not_name_prefixes():
+    from perception.cpu_features import INFERENCE_FLAGS, INT8_DOT_FLAGS
+
+    x86 = CpuFeatures.of("x86_64", {"fpu", "pni", "sse4_2", "avx2", "fma", "f16c", "avx512f", "avx512_vnni",
+                                    "avx512_bf16", "amx_tile", "amx_int8", "avxfuture", "amx_unknown", "sse4_9"})
+    # sorted; f16c named although no prefix rule would take it, unknown avx*/amx*/sse4* names left out
+    assert x86.inference_flags == ("amx_int8", "amx_tile", "avx2", "avx512_bf16", "avx512_vnni", "avx512f",
+                                   "f16c", "fma", "sse4_2")
+    arm = CpuFeatures.of("aarch64", {"fp", "asimd", "asimddp", "i8mm", "bf16", "sve", "evtstrm", "crc32"})
+    assert arm.inference_flags == ("asimd", "asimddp", "bf16", "i8mm", "sve")
+    assert {f for flags in INT8_DOT_FLAGS.values() for f in flags} <= INFERENCE_FLAGS
+    real = probe_cpu_features()
+    assert set(real.inference_flags) == real.flags & INFERENCE_FLAGS and set(real.int8_dot) <= set(real.inference_flags)
     assert not CpuFeatures.of("x86_64", {"asimddp"}).has_int8_dot  # an Arm flag on x86 counts for nothing
 
 
