@@ -10,8 +10,9 @@ with the route's outcome as the sim judged it. ``--busy`` adds a busy loop pinne
 core (``taskset -c 0 python -c "while True: pass"``) during the drive. The same route is
 also driven in-process (the scorecard's ``drive_route``, sim clock) for comparison.
 
-``--tiny``: the test kit's tiny direction CNN (tests/agent/drive_kit.py, trained here in
-~30-60 s, the model of the end-to-end test), with its controller (cruise throttle 0.5, no
+``--tiny``: the end-to-end test's model, the test kit's published tiny-CNN ensemble
+(tests/agent/data/e2e_direction.pt, or ``--tiny-cache FILE``, written by
+``python tests/agent/drive_kit.py train``), with its controller (cruise throttle 0.4, no
 speed). Without a display ($DISPLAY) a private Xvfb is started.
 """
 from __future__ import annotations
@@ -32,27 +33,16 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
 
 
-def tiny_perceiver_and_config(cache: str | None = None):
-    """The e2e test's model and controller settings (tests/agent/drive_kit.py). cache: a file
-    for the trained weights (trained and saved when missing, else loaded), or None."""
+def tiny_perceiver_and_config(checkpoint: str | None = None):
+    """The e2e test's model and controller settings (tests/agent/drive_kit.py). checkpoint: a
+    tiny-ensemble file (None: the published tests/agent/data/e2e_direction.pt)."""
     import torch
 
-    from agent.runtime.controller import ControllerConfig
-
     sys.path.insert(0, str(REPO / "tests" / "agent"))
-    from drive_kit import TinyDirectionNet, tiny_card, train_tiny_perceiver  # noqa: E402  (the test kit)
-    from perception.perceiver import Perceiver
+    from drive_kit import E2E_CHECKPOINT, e2e_controller_config, load_tiny_ensemble  # noqa: E402  (the test kit)
 
     torch.set_num_threads(1)
-    config = ControllerConfig(cruise_throttle=0.5)
-    if cache and Path(cache).exists():
-        net = TinyDirectionNet()
-        net.load_state_dict(torch.load(cache))
-        return Perceiver(net.eval(), None, direction_card=tiny_card(), device="cpu"), config
-    perceiver = train_tiny_perceiver(dagger_rounds=2, use_speed=False, controller_config=config)
-    if cache:
-        torch.save(perceiver.direction_model.state_dict(), cache)
-    return perceiver, config
+    return load_tiny_ensemble(Path(checkpoint) if checkpoint else E2E_CHECKPOINT), e2e_controller_config()
 
 
 class JitteredClock:
@@ -109,9 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m agent.apps.realtime_probe", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument("--tiny", action="store_true", help="the e2e test's tiny CNN, trained here")
+    who.add_argument("--tiny", action="store_true", help="the e2e test's tiny-CNN ensemble (published with the tests)")
     who.add_argument("--model", metavar="CKPT", help="a direction checkpoint")
-    p.add_argument("--tiny-cache", metavar="FILE", help="with --tiny: keep the trained weights here (reuse if present)")
+    p.add_argument("--tiny-cache", metavar="FILE", help="with --tiny: another tiny-ensemble checkpoint (python tests/agent/drive_kit.py train --out FILE)")
     p.add_argument("--seed", type=int, default=3, help="the road (default 3, the e2e test's)")
     p.add_argument("--route-m", type=float, default=600.0)
     p.add_argument("--traffic", type=float, default=0.0)
