@@ -99,12 +99,18 @@ class ThirdPartyWindow:
                  program: tuple[str, ...] = ("xclock", "-update", "1")) -> None:
         if shutil.which(program[0]) is None:
             pytest.fail(f"{program[0]} is not installed: apt-get install x11-apps (./run.sh does this as root)")
+        # its output is kept so that a failure to start says why (one CI run saw xlogo exit with status 1
+        # on a fresh Xvfb, with its error message discarded)
+        self.log = tempfile.TemporaryFile()
+        self.log.write(f"DISPLAY={os.environ.get('DISPLAY')} {' '.join(program)}\n".encode())
+        self.log.flush()
         self.proc = subprocess.Popen([*program, "-title", title, "-geometry", f"{width}x{height}+{x}+{y}"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.info = wait_for(title, self.proc)
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.info = wait_for(title, self.proc, log=self.log)
 
     def close(self) -> None:
         close_process(self.proc)
+        self.log.close()
 
 
 class SimWindow:
