@@ -256,7 +256,7 @@ def wait_for_window(title: str, timeout: float = 30.0) -> None:
 
 # ----------------------------------------------------------------------------- the e2e test's model
 
-#: The e2e test's driver: three TinyDirectionNets trained on sim seeds 100-323 (never the e2e road,
+#: The e2e test's driver: three TinyDirectionNets trained on sim seeds >= 100 (never the e2e road,
 #: seed 3, nor the evaluation roads 5, 7, 9) with this recipe, one per seed in E2E_SEEDS, averaged
 #: (TinyEnsemble). Chosen from in-process drives with injected key lag and dropped frames
 #: (``python tests/agent/drive_kit.py evaluate``; figures in agent/RESULTS.md): one net of this
