@@ -260,7 +260,7 @@ def wait_for_window(title: str, timeout: float = 30.0) -> None:
 #: seed 3, nor the evaluation roads 5, 7, 9) with this recipe, one per seed in E2E_SEEDS, averaged
 #: (TinyEnsemble). Chosen from in-process drives with injected key lag and dropped frames
 #: (``python tests/agent/drive_kit.py evaluate``; figures in agent/RESULTS.md): one net of this
-#: recipe finishes 12-20 of 20 drives of 1.1 km depending on its seed; the three averaged, 20 of 20.
+#: recipe finished 15-20 of 20 drives of 1.1 km depending on its seed; the three averaged, 20 of 20.
 E2E_RECIPE = dict(steps=3600, dagger_steps=2400, dagger_rounds=3, dagger_perturb=0.02, max_offset_m=3.0, roads=12)
 E2E_SEEDS = (100, 200, 300)
 #: The published checkpoint (fp16 weights), rebuilt by ``python tests/agent/drive_kit.py train``.
