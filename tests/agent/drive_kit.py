@@ -321,34 +321,40 @@ def drive_in_process(perceiver: Perceiver, road_seed: int, controller_config=Non
     from agent.runtime.parts import AgentDecider
     from agent.types import Frame
     from sim.road import PAVED_HALF_WIDTH_M
+    from sim.rollout import rollout
     from sim.truck import TRUCK_WIDTH_M
 
     rng = np.random.default_rng(noise_seed)
     decider = AgentDecider(perceiver, Controller(controller_config), use_speed=False)
     env = _env()
-    obs, info = env.reset(seed=road_seed)
     dt = env.unwrapped.config.dt
     keys = previous = np.zeros(4, dtype=bool)
-    margin, events, ended = float("inf"), {}, "steps"
-    for step in range(int(metres / 2.0 / dt)):  # 2 m/s on average at the least
+    calls = 0
+
+    def act(obs, info):
+        nonlocal keys, previous, calls
+        index, calls = calls, calls + 1
         if rng.random() >= drop:
-            seen = Observation(Frame(obs, time.monotonic(), step), step * dt, speed_mps=float(info["speed"]), info=info)
+            seen = Observation(Frame(obs, time.monotonic(), index), index * dt, speed_mps=float(info["speed"]), info=info)
             keys, previous = decider.decide(seen).keys.as_array(), keys
-        applied = previous if rng.random() < key_lag else keys
-        obs, _, terminated, truncated, info = env.step(applied)
+        return previous if rng.random() < key_lag else keys
+
+    margin, events, ended, distance = float("inf"), {}, "steps", 0.0
+    for step in rollout(env, act, int(metres / 2.0 / dt), seed=road_seed):  # 2 m/s on average at the least
+        distance = float(step.next_info["distance"])
         margin = min(margin, PAVED_HALF_WIDTH_M - abs(env.unwrapped.world.truck.d) - TRUCK_WIDTH_M / 2)
-        for event in info["events"]:
+        for event in step.next_info["events"]:
             events[event] = events.get(event, 0) + 1
-        if info["distance"] >= metres:
+        if distance >= metres:
             ended = "distance"
         elif "collision" in events:
             ended = "collision"
         elif events.get("off_road", 0) > 15:
             ended = "off_road"
-        if ended != "steps" or terminated or truncated:
+        if ended != "steps":
             break
     env.close()
-    return {"distance_m": float(info["distance"]), "min_margin_m": float(margin), "events": events, "ended": ended}
+    return {"distance_m": distance, "min_margin_m": float(margin), "events": events, "ended": ended}
 
 
 def main(argv=None) -> int:
