@@ -332,17 +332,21 @@ def record_window(
 
     Direction label from the keys (provenance "keys"); no boxes (label them later, or draft them
     with a model in ``truckpilot label --draft``). ``capture`` / ``key_reader`` may be injected.
-    """
-    import cv2
 
-    from agent.io.capture import CaptureLost, open_capture
+    The recording runs on the one driving tick (``agent.runtime.loop.run_ticks``) with the parts of
+    ``agent.recording.window_parts``: the capture (``CaptureSource``), the person's keys, no key
+    output, and the session recorder. While the window is hidden (minimised, unmapped, off the
+    screen) nothing is stored and the recording waits for it; a destroyed window ends it.
+    """
+    from agent.io.capture import open_capture
+    from agent.recording.window_parts import NoKeyOutput, PersonKeysDecider, WindowSessionRecorder
+    from agent.runtime.loop import CaptureSource, LoopParts, run_ticks
 
     if window_title is None and region is None and capture is None:
         raise ValueError("give a window title (--window) or a screen region (--region x,y,w,h)")
-    budget = _Budget(frames, seconds)
+    _Budget(frames, seconds)  # checks the budget
     capture = capture or open_capture(window_title=window_title, region=region, fps=fps, display_name=display_name)
     reader = key_reader or open_key_reader(display_name)
-    writer = None
     try:
         first = capture.grab()
         h, w = first.image.shape[:2]
@@ -353,36 +357,49 @@ def record_window(
         writer = SessionWriter.create(out, source=source, width=out_w, height=out_h, fps=fps,
                                       classes=DEFAULT_DETECTION_CLASSES, directions=DIRECTIONS, image_format=image_format)
         bar = _Progress(frames, progress)
+
+        def dropped() -> int:
+            health = capture.health() if hasattr(capture, "health") else None
+            return health.dropped if health is not None else 0
+
+        recorder = WindowSessionRecorder(writer, (out_w, out_h), first.timestamp,
+                                         lambda wr: bar.update(wr.frames_written, dropped(), wr.bytes_written))
+        frames_source = CaptureSource(_FirstFrameAgain(capture, first))
+        parts = LoopParts(frames_source, PersonKeysDecider(reader), NoKeyOutput(), recorder=recorder,
+                          stop_when=(lambda: "frames" if writer.frames_appended >= frames else None)
+                          if frames is not None else None)
         t0 = time.monotonic()
-        capture_t0 = first.timestamp
-        frame = first
         with _stoppable_recording() as outcome:
-            while True:
-                keys = reader.driving_keys()
-                image = frame.image
-                extra = {"capture_time": frame.timestamp - capture_t0}
-                if image.shape[:2] != (out_h, out_w):
-                    extra["resized_from"] = [image.shape[1], image.shape[0]]
-                    image = cv2.resize(image, (out_w, out_h), interpolation=cv2.INTER_AREA)
-                writer.append(image, timestamp=writer.elapsed(), keys=keys.as_array(), action=action_from_keys(keys),
-                              direction=direction_from_keys(keys), direction_source="keys", extra=extra)
-                health = capture.health() if hasattr(capture, "health") else None
-                dropped = health.dropped if health is not None else 0
-                bar.update(writer.frames_written, dropped, writer.bytes_written)
-                reason = budget.reached(writer.frames_appended, time.monotonic() - t0)
-                if reason:
-                    outcome.stopped_by = reason
-                    break
-                try:
-                    frame = capture.grab()
-                except CaptureLost as exc:
-                    outcome.stopped_by = "window_closed"
-                    outcome.message = f"the captured window went away: {exc}"
-                    break
-        health = capture.health() if hasattr(capture, "health") else None
-        result = _finish(writer, bar, t0, outcome.stopped_by, health.dropped if health is not None else 0,
-                         outcome.message)
-        return result
+            stats = run_ticks(parts, max_seconds=seconds)
+            outcome.stopped_by = _WINDOW_STOPS.get(stats.stopped_by, "error")
+            if stats.stopped_by is StopReason.CAPTURE_LOST:
+                outcome.message = "the captured window went away"
+            elif outcome.stopped_by == "error":
+                outcome.message = f"the window recording stopped: {stats.stopped_by.value}"
+        return _finish(writer, bar, t0, outcome.stopped_by, dropped(), outcome.message)
     finally:
         capture.close()
         reader.close()
+
+
+#: why record_window's loop stopped (a StopReason) -> RecordResult.stopped_by
+_WINDOW_STOPS = {StopReason.REQUESTED: "frames", StopReason.SECONDS: "time", StopReason.USER: "user",
+                 StopReason.SIGNAL: "user", StopReason.CAPTURE_LOST: "window_closed"}
+
+
+class _FirstFrameAgain:
+    """``capture`` whose first grab returns ``first`` (already grabbed to size the session), so the
+    recording stores it; then the capture's own grabs."""
+
+    def __init__(self, capture, first) -> None:
+        self._capture, self._first = capture, first
+
+    def grab(self):
+        first, self._first = self._first, None
+        return first if first is not None else self._capture.grab()
+
+    def health(self):
+        return self._capture.health()
+
+    def close(self) -> None:
+        self._capture.close()

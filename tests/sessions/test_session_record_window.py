@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from itertools import groupby
 
 import json
 
+import numpy as np
 import pytest
 
 from agent.recording.recorder import WINDOWS_VK, WindowsKeyReader, direction_from_keys
@@ -133,3 +135,71 @@ def test_person_drives_the_sim_window_and_their_keys_are_recorded(xvfb_display, 
     assert all(r.direction_source == "sim" and r.action == (-1.0, 1.0, 0.0) for r in held)
     speeds = [r.extra["speed"] for r in records]
     assert max(speeds) > speeds[0], "holding the throttle did not move the truck"
+
+
+def test_record_window_waits_while_the_window_is_hidden(xvfb_display, tmp_path, caplog):
+    """A third-party window (xlogo, x11-apps: a still picture) is recorded through the one driving tick;
+    it is unmapped for 2 s mid-recording: nothing is stored while it is hidden, the capture logs
+    the HIDDEN and SHOWN events, and recording goes on until its time budget. The still picture's
+    frames are marked ``identical_frames``."""
+    import logging
+    import shutil
+    import threading
+
+    from agent.io.capture import LOG_EVENT_ATTR, CaptureEvent
+    from agent.io.keys.x11 import X11KeymapReader
+    from agent.recording.recorder import record_window
+
+    if shutil.which("xlogo") is None:
+        pytest.fail("xlogo is not installed: apt-get install x11-apps (./run.sh does this as root)")
+    logo = subprocess.Popen(["xlogo", "-title", "LogoGame", "-geometry", "320x240+50+40"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    timers = []
+    try:
+        try:
+            wid = _wait_for_window("LogoGame", logo)
+        except pytest.fail.Exception as exc:  # say why xlogo did not start (its own words)
+            logo.kill()
+            pytest.fail(f"{exc}; xlogo said: {logo.communicate(timeout=10)[1].decode(errors='replace')!r}")
+        hidden_for = {}
+
+        def unmap():
+            hidden_for["at"] = time.monotonic()
+            subprocess.run(["xdotool", "windowunmap", str(wid)], check=True, timeout=10)
+
+        def remap():
+            subprocess.run(["xdotool", "windowmap", str(wid)], check=True, timeout=10)
+            hidden_for["until"] = time.monotonic()
+
+        timers = [threading.Timer(1.5, unmap), threading.Timer(3.5, remap)]
+        caplog.set_level(logging.INFO, logger="agent.io.capture")
+        out = tmp_path / "logo"
+        for t in timers:
+            t.start()
+        result = record_window(out, window_title="LogoGame", fps=10, seconds=6.0, progress=False,
+                               key_reader=X11KeymapReader())
+    finally:
+        for t in timers:
+            t.cancel()
+            t.join()
+        logo.terminate()
+        logo.wait(timeout=10)
+
+    assert result.stopped_by == "time", result
+    events = [getattr(r, LOG_EVENT_ATTR) for r in caplog.records if hasattr(r, LOG_EVENT_ATTR)]
+    assert CaptureEvent.HIDDEN in events and CaptureEvent.SHOWN in events, events
+    assert events.index(CaptureEvent.HIDDEN) < events.index(CaptureEvent.SHOWN)
+    records = Session.open(out).records()
+    times = [r.extra["capture_time"] for r in records]
+    gaps = np.diff(times)
+    longest = int(np.argmax(gaps))
+    # the window was hidden for ~2 s: the longest gap between stored frames covers most of it, and
+    # frames were stored before and after it
+    hidden_s = hidden_for["until"] - hidden_for["at"]
+    assert gaps[longest] >= hidden_s - 0.5, (gaps[longest], hidden_s)
+    assert longest >= 3 and len(times) - longest - 1 >= 3, (longest, len(times))
+    assert result.frames == len(records)
+    # xlogo's picture does not change: after the first frame (and the first after it was shown
+    # again) every frame repeats the previous one
+    marked = [r.extra.get("identical_frames", 0) > 0 for r in records]
+    assert sum(marked) >= len(records) - 3, marked

@@ -1,0 +1,93 @@
+"""``record_window``'s parts for the one driving tick (``agent.runtime.loop.run_ticks``).
+
+A person drives the game; the tick captures the window (``agent.runtime.loop.CaptureSource``),
+reads the driving keys the person holds (``PersonKeysDecider``), sends nothing
+(``NoKeyOutput``), and stores the frame with those keys (``WindowSessionRecorder``).
+
+What a live window does to a recording (each gets its one log line from the capture):
+
+* moved or resized: the capture follows it; a resized frame is stored at the session's size.
+* minimised / unmapped / moved off the screen: no frame is stored while it is hidden; recording
+  goes on when it is shown again (the manifest's budget counts stored frames and wall time).
+* the picture stops changing (a paused game): the frames are stored, each marked
+  ``extra["identical_frames"]`` (how many frames in a row it repeats), so training can leave
+  them out.
+* destroyed: the recording ends (``stopped_by`` "window_closed").
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from agent.runtime.parts import Decision
+from agent.types import KeysHeld
+
+if TYPE_CHECKING:
+    from agent.runtime.loop import KeyResult, Observation
+
+
+class PersonKeysDecider:
+    """The driving keys a person holds now, read from ``reader`` (an object with
+    ``driving_keys() -> KeysHeld``: X11 keymap, or GetAsyncKeyState on Windows)."""
+
+    def __init__(self, reader) -> None:
+        self.reader = reader
+
+    def decide(self, observation: Observation) -> Decision:
+        return Decision(keys=self.reader.driving_keys(), takeover=True)
+
+    def reset(self) -> None:
+        pass
+
+
+class NoKeyOutput:
+    """Sends no key: the person drives the game. The tick's ``held`` are the keys the person holds."""
+
+    def send(self, keys: KeysHeld, observation: Observation) -> KeyResult:
+        from agent.runtime.loop import KeyResult
+
+        return KeyResult(held=KeysHeld(), engaged=False, person_keys=keys)
+
+    def release(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class WindowSessionRecorder:
+    """Appends each captured frame to ``writer`` (a training.sessions.SessionWriter) with the keys
+    the person held when it was captured; direction from the keys (provenance "keys"), no boxes.
+
+    size: (w, h) of the session's frames; a frame of another size (the window was resized) is
+        resized with INTER_AREA and marked ``extra["resized_from"]`` = [w, h].
+    extra per frame: ``capture_time`` (s since the first frame, the capture's clock), and
+        ``identical_frames`` when the picture repeats the previous one(s) (a paused game).
+    Frames of a hidden window (``observation.health.hidden``) are not stored.
+    progress: a callable(writer) after each stored frame.
+    """
+
+    def __init__(self, writer, size: tuple[int, int], capture_t0: float, progress=None) -> None:
+        self.writer, self.size, self.capture_t0, self.progress = writer, size, capture_t0, progress
+
+    def record(self, observation: Observation, decision: Decision, result: KeyResult, latency_ms: float) -> None:
+        import cv2
+
+        from agent.recording.recorder import action_from_keys, direction_from_keys
+
+        health = observation.health
+        if health is not None and getattr(health, "hidden", False):
+            return
+        frame, keys = observation.frame, decision.keys
+        image = frame.image
+        extra: dict = {"capture_time": frame.timestamp - self.capture_t0}
+        identical = getattr(health, "identical_frames", 0) if health is not None else 0
+        if identical:
+            extra["identical_frames"] = int(identical)
+        out_w, out_h = self.size
+        if image.shape[:2] != (out_h, out_w):
+            extra["resized_from"] = [image.shape[1], image.shape[0]]
+            image = cv2.resize(image, (out_w, out_h), interpolation=cv2.INTER_AREA)
+        self.writer.append(image, timestamp=self.writer.elapsed(), keys=keys.as_array(), action=action_from_keys(keys),
+                           direction=direction_from_keys(keys), direction_source="keys", extra=extra)
+        if self.progress is not None:
+            self.progress(self.writer)
