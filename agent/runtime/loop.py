@@ -17,7 +17,7 @@ moment its keys were sent, and "tick": the whole iteration.
 
 ``run_ticks`` is the tick; ``run_loop`` is it with the agent as the decider. ``truckpilot drive``
 (sim and window), ``truckpilot eval`` (the scorecard's agent, expert and baseline), the
-simulator recorder and the demo's GIF all drive through it, with their own parts.
+recorders (simulator and game window) and the demo's GIF all drive through it, with their own parts.
 It stops after ``max_steps`` ticks or ``max_seconds`` of wall time,
 when the source ends (sim episode over, captured window gone), on an
 e-stop, when the HUD window is closed, when ``stop_when`` asks, or on Ctrl+C / SIGTERM; whatever the
@@ -226,7 +226,7 @@ class LoopParts:
     source: FrameSource (``SimSource``, ``CaptureSource``).
     decider: Decider (``AgentDecider`` = Perceiver + Controller; the scorecard's expert and baseline).
     keys_out: KeyOutput (``SimKeyOutput``, ``GuardedKeyOutput``).
-    recorder: Recorder or None (``DriveRecorder``, record_sim's session recorder).
+    recorder: Recorder or None (``DriveRecorder``, the recorders' session writers: record_sim, record_window).
     hud: Hud or None (``HudWindow``; False from ``show`` = closed, the drive stops).
     scorer: Scorer or None: ``observe(Transition)`` for every tick once its outcome is grabbed, the
         last one (the source's end) included (the scorecard's metrics and interventions).

@@ -3,7 +3,7 @@ frame source and the key output: who decides the keys, what is scored, what is r
 
 Each tick: ``source.grab()`` -> (``scorer.observe(Transition)`` of the previous tick) ->
 ``decider.decide(observation)`` -> ``keys_out.send(decision.keys)`` -> ``recorder.record`` ->
-``hud.show``. ``truckpilot drive`` (sim and window), ``truckpilot eval``, ``record_sim`` and the
+``hud.show``. ``truckpilot drive`` (sim and window), ``truckpilot eval``, ``record_sim``, ``record_window`` and the
 demo's GIF differ only in the parts they pass.
 
 * ``AgentDecider``: TruckPilot itself, Perceiver -> Controller -> PWM keys. The one
@@ -80,7 +80,7 @@ class Scorer(Protocol):
 
 
 class Recorder(Protocol):
-    """Stores each decided tick (``DriveRecorder``, record_sim's session recorder)."""
+    """Stores each decided tick (``DriveRecorder``, record_sim's and record_window's session recorders)."""
 
     def record(self, observation: Observation, decision: Decision, result: KeyResult, latency_ms: float) -> None: ...
 
