@@ -59,6 +59,8 @@ class DriveRecorder:
     boxes with provenance "model"; and in ``extra``: model_direction, model_probs,
     model_scores (one per box), engaged, latency_ms, speed (when known), takeover (True on
     intervention frames), sim_direction / sim_step (simulator ground truth, sim only).
+    Each takeover is logged (INFO, one line: where, how long, the person's keys, the model's
+    output) when it ends, and kept in ``interventions`` (``training.sessions.interventions``).
     Frames whose size differs from the session's (a resized window) are resized to it, boxes
     scaled. A full disk stops the recording (logged) but not the drive.
     """
@@ -74,6 +76,10 @@ class DriveRecorder:
                                            classes=classes, directions=DIRECTIONS, image_format=image_format)
         self.failed: str | None = None
         self.takeover_frames = 0
+        from training.sessions.interventions import InterventionMarker
+
+        self.marker = InterventionMarker(fps)  # logs one line per takeover when it ends
+        self.interventions: list = []  # training.sessions.interventions.Intervention, as they end
 
     @property
     def path(self) -> Path:
@@ -130,16 +136,25 @@ class DriveRecorder:
             direction = extra["model_direction"]
             direction_source = "model" if direction is not None else None
         try:
-            self.writer.append(image, timestamp=self.writer.elapsed(), keys=keys.as_array(), action=act,
-                               direction=direction, direction_source=direction_source, boxes=boxes, labels=labels,
-                               boxes_source="model" if boxes else None, extra=extra)
+            written = self.writer.append(image, timestamp=self.writer.elapsed(), keys=keys.as_array(), action=act,
+                                         direction=direction, direction_source=direction_source, boxes=boxes,
+                                         labels=labels, boxes_source="model" if boxes else None, extra=extra)
         except SessionError as exc:
             self.failed = str(exc)
             log.error("recording stopped (the drive goes on): %s", exc)
+            return
+        self._note(self.marker.add(written))
+
+    def _note(self, mark) -> None:
+        if mark is not None:
+            self.interventions.append(mark)
+            log.info("takeover %d recorded: %s", len(self.interventions), mark.describe(),
+                     extra={"intervention": mark})
 
     def close(self) -> None:
         from training.sessions import SessionError
 
+        self._note(self.marker.finish())  # a takeover still going on when the drive stopped
         try:
             self.writer.close()
         except SessionError as exc:

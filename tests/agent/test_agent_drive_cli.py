@@ -107,6 +107,10 @@ def test_recorder_stores_detections_as_model_boxes_and_resizes_odd_frames(tmp_pa
     assert third.extra["takeover"] is True and third.keys == (False, True, False, False)
     assert third.direction == "right" and third.direction_source == "keys" and third.extra["engaged"] is False
     assert third.extra["model_direction"] == "left"  # what the model thought, kept for review
+    # the takeover still going on when the recording closed is marked (and logged) at close
+    (mark,) = rec.interventions
+    assert (mark.start_index, mark.frames, mark.ended, mark.person_keys) == (2, 1, False, ("right",))
+    assert mark.model_index == 1 and mark.model_direction == "left" and mark.model_probs["left"] == 0.7
 
 
 def test_time_scale_divides_the_controller_time_constants():

@@ -3,7 +3,9 @@
 See ``records.py`` for the on-disk layout. Public API::
 
     from training.sessions import SessionWriter, Session, FrameRecord, SessionManifest, list_sessions
+    from training.sessions import Intervention, interventions, session_interventions  # a person's takeovers
 """
+from .interventions import Intervention, interventions, session_interventions
 from .records import (
     LABEL_SOURCES,
     FrameRecord,
@@ -17,10 +19,13 @@ from .writer import SessionWriter
 __all__ = [
     "LABEL_SOURCES",
     "FrameRecord",
+    "Intervention",
     "Session",
     "SessionDiskFullError",
     "SessionError",
     "SessionManifest",
     "SessionWriter",
+    "interventions",
     "list_sessions",
+    "session_interventions",
 ]

@@ -1,4 +1,4 @@
-"""Summaries of sessions: frame, label and class counts, provenance, disk use."""
+"""Summaries of sessions: frame, label and class counts, provenance, interventions, disk use."""
 from __future__ import annotations
 
 import os
@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from .interventions import Intervention, session_interventions
 from .store import Session
 
 
@@ -16,6 +17,8 @@ class SessionSummary:
     directions: label -> frames; direction_sources: provenance -> frames;
     classes: class -> boxes; boxes_sources: provenance -> frames with a box label;
     unlabelled: frames with neither a direction nor a box label; without_boxes_label: frames nobody boxed; duration_s: last - first timestamp.
+    interventions: a person's takeovers during a recorded drive (``training.sessions.interventions``; soft-deleted
+    frames count, a person drove them); takeover_frames: frames in them.
     """
 
     path: str
@@ -37,6 +40,8 @@ class SessionSummary:
     unlabelled: int
     without_boxes_label: int
     disk_bytes: int
+    interventions: tuple[Intervention, ...] = ()
+    takeover_frames: int = 0
 
 
 def summarize(session: Session) -> SessionSummary:
@@ -47,6 +52,7 @@ def summarize(session: Session) -> SessionSummary:
     classes = Counter(label for r in records for label in r.labels)
     boxes_sources = Counter(r.boxes_source or "(none)" for r in records)
     m = session.manifest
+    marks = tuple(session_interventions(session))
     return SessionSummary(
         path=str(session.path),
         id=m.id,
@@ -67,6 +73,8 @@ def summarize(session: Session) -> SessionSummary:
         unlabelled=sum(1 for r in records if r.direction is None and r.boxes_source is None),
         without_boxes_label=sum(1 for r in records if r.boxes_source is None),
         disk_bytes=disk_usage(session.path),
+        interventions=marks,
+        takeover_frames=sum(mark.frames for mark in marks),
     )
 
 
@@ -102,16 +110,19 @@ def format_summary(s: SessionSummary) -> str:
         f"  boxes        {sum(s.classes.values())} in {s.frames_with_boxes} frames: {_balance(s.classes)}",
         f"    labelled by {_balance(s.boxes_sources)}",
         f"  unlabelled   {s.unlabelled} frames (no label at all); {s.without_boxes_label} frames have no box label",
+        f"  takeovers    {len(s.interventions)} ({s.takeover_frames} frames driven by a person)",
+        *(f"    {i + 1}. {mark.describe()}" for i, mark in enumerate(s.interventions)),
     ])
 
 
 def format_table(summaries: list[SessionSummary]) -> str:
-    header = f"{'session':<28} {'frames':>7} {'secs':>7} {'left':>6} {'straight':>8} {'right':>6} {'boxes':>6} {'MB':>7}  path"
+    header = (f"{'session':<28} {'frames':>7} {'secs':>7} {'left':>6} {'straight':>8} {'right':>6} {'boxes':>6} "
+              f"{'takeovers':>9} {'MB':>7}  path")
     rows = [header]
     for s in summaries:
         rows.append(
             f"{s.id:<28} {s.frames:>7} {s.duration_s:>7.1f} {s.directions.get('left', 0):>6} "
             f"{s.directions.get('straight', 0):>8} {s.directions.get('right', 0):>6} {sum(s.classes.values()):>6} "
-            f"{s.disk_bytes / 1e6:>7.1f}  {Path(s.path)}"
+            f"{len(s.interventions):>9} {s.disk_bytes / 1e6:>7.1f}  {Path(s.path)}"
         )
     return "\n".join(rows)
