@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("training.evaluate_cli", "evaluate a checkpoint on sessions"),
     "export": ("training.export", "export a checkpoint (ONNX)"),
     "drive": ("agent.apps.drive", "the live driving loop"),
+    "replay": ("agent.apps.replay", "replay a recorded drive through perception and control; compare with it"),
     "eval": ("agent.apps.scorecard", "closed-loop scorecard in the simulator"),
     "doctor": ("agent.apps.doctor", "check display, capture, keys, GPU and weights"),
     "demo": ("agent.apps.demo", "record, train and drive on the simulator; write a report"),
