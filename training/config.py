@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -235,10 +236,16 @@ class DataConfig:
     epoch_frames: int = option(0, "frames drawn per epoch (0: as many as the training set holds); sizes a run to a "
                                   "time budget without dropping sessions (with --balance sampler or sampler-size "
                                   "drawn with replacement, else shuffled passes over the frames)")
+    takeover_weight: float = option(
+        1.0, "draw the frames a person drove (takeovers recorded by `truckpilot drive --record`; `truckpilot "
+             "sessions ls` counts them) W times as often as the others (1: no change; other values draw with "
+             "replacement, on top of --balance sampler's weights)")
     cache: bool = option(True, "decode every frame once at model resolution and keep uint8 tensors in memory")
 
     def __post_init__(self) -> None:
         check_choices(self)
+        if not (math.isfinite(self.takeover_weight) and self.takeover_weight > 0):
+            raise ValueError(f"--takeover-weight {self.takeover_weight} must be a positive number (1: no change)")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"--val-fraction {self.val_fraction} must lie strictly between 0 and 1")
         if self.epoch_frames < 0:

@@ -129,6 +129,7 @@ class Trainer:
             counts = train_set.group_counts(by_size=True).reshape(len(train_set.classes), 3)
             log.info("draws balanced over class x height band (small/medium/large boxes): %s",
                      dict(zip(train_set.classes, counts.tolist())))
+        weights = self._weigh_takeovers(weights)
         self.sampler = EpochSampler(len(train_set), weights, seed=config.runtime.seed, rank=runtime.rank,
                                     world_size=runtime.world_size, draws=config.data.epoch_frames or None)
         self.steps_per_epoch = self.sampler.per_rank // self.batch_size
@@ -154,6 +155,25 @@ class Trainer:
         self.history: list[dict] = []
 
     # ------------------------------------------------------------------ set-up
+
+    def _weigh_takeovers(self, weights: torch.Tensor | None) -> torch.Tensor | None:
+        """Draw weights with the frames a person drove (takeovers) multiplied by --takeover-weight.
+
+        Sets ``takeover_frames`` (training frames marked as takeovers) and ``takeover_share`` (their
+        expected share of the draws). Weight 1 leaves ``weights`` as they are (None stays None: a
+        shuffled permutation); any other weight draws with replacement."""
+        weight = float(self.config.data.takeover_weight)
+        mask_of = getattr(self.train_set, "takeover_mask", None)
+        marked = mask_of() if mask_of is not None else torch.zeros(len(self.train_set), dtype=torch.bool)
+        self.takeover_frames = int(marked.sum())
+        base = weights if weights is not None else torch.ones(len(self.train_set), dtype=torch.float64)
+        if weight != 1.0 and self.takeover_frames:
+            weights = base.double() * torch.where(marked, weight, 1.0).double()
+            base = weights
+        self.takeover_share = float(base[marked].sum() / base.sum()) if self.takeover_frames else 0.0
+        log.info("takeover frames (a person drove): %d of %d training frames, --takeover-weight %g: %.1f%% of "
+                 "the draws", self.takeover_frames, len(self.train_set), weight, 100 * self.takeover_share)
+        return weights
 
     def _class_weights(self) -> torch.Tensor:
         counts = self.train_set.class_counts().double().clamp(min=1)
@@ -450,6 +470,8 @@ class Trainer:
                        "best_epoch": self.best_epoch, "primary_metric": self.task.primary_metric,
                        "best_metric": self.best_metric if self.best_epoch > 0 else None, "history": self.history,
                        "train_frames": len(self.train_set), "val_frames": len(self.val_set),
+                       "takeover_weight": float(self.config.data.takeover_weight),
+                       "takeover_frames": self.takeover_frames, "takeover_share": round(self.takeover_share, 4),
                        "world_size": self.runtime.world_size}
             if self.best_val is not None:
                 summary["val"] = self.best_val

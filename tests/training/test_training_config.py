@@ -30,6 +30,7 @@ FLAGS_BEFORE = {
     "--resume": False, "--max-steps": 0, "--find-lr": False, "--find-lr-steps": 100, "--benchmark-steps": 0,
     "--score-threshold": 0.05, "--direction-loss-weight": 1.0, "--log-every-steps": 10,
     "--debug-inject-nan-at-step": -1,
+    "--takeover-weight": 1.0,  # added later (issue 29: a person's takeovers drawn more often)
 }
 #: the flags listed by /tmp/help_before/train_detector.txt (saved before the change), --no-* forms included
 HELP_FLAGS_BEFORE = [
@@ -41,6 +42,7 @@ HELP_FLAGS_BEFORE = [
     "--no-cache", "--no-deterministic", "--no-find-lr", "--no-flip", "--no-resume", "--num-workers", "--out",
     "--pct-start", "--resume", "--save-every-steps", "--score-threshold", "--seed", "--train-crop-height",
     "--train-crop-width", "--trunk-lr-div", "--trunk-weights", "--val-data", "--val-fraction", "--weight-decay",
+    "--takeover-weight",  # added later (issue 29)
 ]
 #: config.json as the flat TrainConfig wrote it for OLD_ARGV (every field set; generated with that version)
 OLD_ARGV = [

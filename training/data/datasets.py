@@ -96,6 +96,7 @@ class _FrameDataset(Dataset):
         self.base_seed = base_seed
         self.names = [s.name for s in samples]
         self.groups = [s.group for s in samples]
+        self.takeovers = torch.tensor([bool(s.meta.get("takeover", False)) for s in samples], dtype=torch.bool)
         self._samples = None if cache else list(samples)
         self.images = build_frame_cache(samples, self.input_size) if cache else None
 
@@ -106,6 +107,10 @@ class _FrameDataset(Dataset):
         if isinstance(key, (tuple, list)):
             return int(key[0]), int(key[1])
         return int(key), self.base_seed * 1_000_003 + int(key)
+
+    def takeover_mask(self) -> torch.Tensor:
+        """(N,) bool: the frames a person drove (a takeover during ``drive --record``)."""
+        return self.takeovers
 
     def image(self, index: int) -> torch.Tensor:
         """(3, H, W) uint8 at ``input_size``, unaugmented."""

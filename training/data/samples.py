@@ -33,6 +33,8 @@ class FrameSample:
     boxes_labelled: whether someone labelled this frame's objects (an empty
         ``boxes`` then means "no objects"); unlabelled frames are left out of
         detector training instead of teaching it that the scene is empty.
+    meta: facts about the frame's origin: for session frames the manifest's source, classes and
+        directions, and ``takeover`` (a person drove this frame: ``--takeover-weight`` draws it more often).
     """
 
     load_image: Callable[[], np.ndarray]
@@ -75,6 +77,7 @@ def samples_from_session(path: str | Path) -> list[FrameSample]:
     The group is the session id; images are read from disk when first used.
     """
     from training.sessions import Session
+    from training.sessions.interventions import is_takeover
 
     session = Session.open(Path(path))
     manifest = session.manifest
@@ -93,7 +96,7 @@ def samples_from_session(path: str | Path) -> list[FrameSample]:
                 name=f"{group}/{record.index:06d}",
                 boxes_labelled=record.boxes_source is not None,
                 meta={"source": dict(manifest.source or {}), "classes": tuple(manifest.classes),
-                      "directions": tuple(manifest.directions)},
+                      "directions": tuple(manifest.directions), "takeover": is_takeover(record)},
             )
         )
     if not samples:
