@@ -115,7 +115,8 @@ class ReplayReport:
         counts = ", ".join(f"{name} {n}" for name, n in self.mismatches.items())
         t = self.tolerances
         lines = [f"replay {self.session}: {self.frames} frames; mismatches: {counts} "
-                 f"(steer tol {t.steer:g}, throttle/brake tol {t.throttle:g}, probs/scores tol {t.probs:g}, boxes tol {t.box_px:g} px)"]
+                 f"(steer tol {t.steer:g}, throttle/brake tol {t.throttle:g}, probs/scores tol {t.probs:g}, "
+                 f"boxes tol {t.box_px:g} px)"]
         if self.ok:
             lines.append("REPLAY OK: perception and control reproduce the recording")
         else:

@@ -6,9 +6,9 @@ road FIXTURE_SEED at FIXTURE_SIZE, empty road, day, clear; the agent drives FIXT
 unrecorded (from standstill it first steers about 190 steps in), then FIXTURE_STEPS frames are
 recorded from a fresh Controller (where a replay starts), 47 of them steering. The driver is the
 e2e test's tiny direction ensemble (tests/agent/data/e2e_direction.pt, float32 PyTorch on the
-CPU, one thread) and the default ControllerConfig (speed known, as in every sim drive). The project's checkpoint
-format holds ResNet34 networks only (tens of MB), so the fixture's model is this tiny one, given
-to the replay as a Perceiver; the CLI path (``truckpilot replay SESSION --model CKPT``) is tested
+CPU, one thread) with the default ControllerConfig (speed known, as in every sim drive). The
+project's checkpoint format holds ResNet34 networks only (tens of MB), so the fixture's model is
+this tiny one, given to the replay as a Perceiver; the CLI path (``truckpilot replay SESSION --model CKPT``) is tested
 on a checkpoint written into a temporary directory.
 
 tests/agent/test_agent_replay.py fails when preprocessing, the network, its decoding or the
