@@ -154,3 +154,30 @@ def test_cli_clear_errors(recorded, capsys, tmp_path):
     assert "steer_gian" in capsys.readouterr().err
     assert main(["replay", str(session)]) == 2
     assert "give --model CKPT" in capsys.readouterr().err
+
+
+def _session(path, source: dict, extra: dict):
+    import numpy as np
+
+    from perception.types import DIRECTIONS
+    from training.sessions import SessionWriter
+
+    writer = SessionWriter.create(path, source=source, width=32, height=24, fps=0.0, classes=("car",),
+                                  directions=DIRECTIONS, image_format="png")
+    writer.append(np.zeros((24, 32, 3), np.uint8), timestamp=0.0, keys=(False, False, True, False),
+                  action=(0.0, 1.0, 0.0), extra=extra)
+    writer.close()
+    return path
+
+
+def test_sessions_that_cannot_be_replayed_say_why(perceiver, tmp_path):
+    window = _session(tmp_path / "window", {"kind": "window", "title": "ETS2"}, {"model_direction": "straight"})
+    with pytest.raises(ReplayError, match="window.*not a simulator drive"):
+        replay_session(window, perceiver)
+    expert = _session(tmp_path / "expert", {"kind": "sim", "dt": 0.05}, {"speed": 3.0})  # record_sim's: no model outputs
+    with pytest.raises(ReplayError, match="frame 0 has no model outputs"):
+        replay_session(expert, perceiver)
+    takeover = _session(tmp_path / "takeover", {"kind": "sim", "dt": 0.05},
+                        {"model_direction": "straight", "capture_index": 0, "takeover": True})
+    with pytest.raises(ReplayError, match="frame 0: the agent was not driving"):
+        replay_session(takeover, perceiver)
