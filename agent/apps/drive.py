@@ -15,8 +15,13 @@ go, unless --no-reengage); End or Pause is the e-stop (ends the drive); stale ca
 disengages. ``--record DIR`` saves the drive as a session with the model's outputs
 (direction + probabilities, detections as boxes with provenance "model") and each
 takeover (extra {"takeover": true}, the person's keys as the label), so interventions
-become training data. On exit, whatever the reason, every key is released and per-stage
-latency (p50 / p95) and loop FPS are printed.
+become training data. ``--shadow`` (with ``--window`` / ``--region``): a person drives, the model
+runs beside them and no key of ours reaches the game; ``--record`` then keeps both, with the
+frames where they disagree marked. On exit, whatever the reason, every key is released and
+per-stage latency (p50 / p95) and loop FPS are printed.
+
+    truckpilot drive --model dir.safetensors --window "Euro Truck Simulator 2" --shadow --record sessions/s1
+    truckpilot label sessions/s1 --filter disagree
 """
 from __future__ import annotations
 
@@ -37,6 +42,7 @@ from agent.runtime.loop import (
     open_sim,
     run_loop,
 )
+from agent.types import KeysHeld
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +69,16 @@ class DriveRecorder:
     output) when it ends, and kept in ``interventions`` (``training.sessions.interventions``).
     Frames whose size differs from the session's (a resized window) are resized to it, boxes
     scaled. A full disk stops the recording (logged) but not the drive.
+
+    shadow (``drive --shadow``): a person drives and no key of ours reaches the game; each frame
+    holds the person's keys (``KeyResult.person_keys``) and the direction they imply (provenance
+    "keys"), and in ``extra``: shadow True, model_keys (what the model would have pressed, 0/1 in
+    left, right, throttle, brake order), model_action (steer, throttle, brake), and disagree: the
+    model's direction is not the person's (``truckpilot label --filter disagree`` opens those).
     """
 
     def __init__(self, out: str | Path, *, source: dict, width: int, height: int, fps: float,
-                 classes: tuple[str, ...], image_format: str = "png") -> None:
+                 classes: tuple[str, ...], image_format: str = "png", shadow: bool = False) -> None:
         from training.sessions import SessionWriter
         from perception.types import DIRECTIONS
 
@@ -76,6 +88,8 @@ class DriveRecorder:
                                            classes=classes, directions=DIRECTIONS, image_format=image_format)
         self.failed: str | None = None
         self.takeover_frames = 0
+        self.shadow = shadow
+        self.shadow_frames = self.disagreements = 0
         from training.sessions.interventions import InterventionMarker
 
         self.marker = InterventionMarker(fps)  # logs one line per takeover when it ends
@@ -120,11 +134,22 @@ class DriveRecorder:
             "capture_index": int(observation.frame.index),
         }
         if observation.speed_mps is not None:
-            extra["speed"] = round(float(observation.speed_mps), 3)
+            extra["speed"] = float(observation.speed_mps)  # full precision: `truckpilot replay` feeds it back
         if observation.info is not None:
             extra["sim_direction"] = observation.info.get("direction")
             extra["sim_step"] = int(observation.info.get("step", observation.frame.index))
-        if result.takeover and result.person_keys is not None:
+        if self.shadow:  # the person drove; the model only said what it would have done
+            keys = result.person_keys or KeysHeld()
+            act = action_from_keys(keys)
+            direction, direction_source = direction_from_keys(keys), "keys"
+            extra["shadow"] = True
+            extra["model_keys"] = [int(k) for k in decision.keys.as_array()]
+            if action is not None:
+                extra["model_action"] = [float(action.steer), float(action.throttle), float(action.brake)]
+            extra["disagree"] = extra["model_direction"] is not None and extra["model_direction"] != direction
+            self.shadow_frames += 1
+            self.disagreements += bool(extra["disagree"])
+        elif result.takeover and result.person_keys is not None:
             keys = result.person_keys
             act = action_from_keys(keys)
             direction, direction_source = direction_from_keys(keys), "keys"
@@ -310,8 +335,9 @@ def drive_sim(perceiver, *, seed: int = 0, time_of_day: str | None = None, weath
     fps: pace the loop (None: as fast as it goes; the sim is stepped by the loop either way).
     record: a new session directory, or None.
     """
-    from agent.runtime.controller import Controller
+    from agent.runtime.controller import Controller, ControllerConfig
 
+    controller_config = controller_config or ControllerConfig()
     width, height = size
     source, keys_out = open_sim(seed=seed, size=size, time_of_day=time_of_day, weather=weather, traffic=traffic,
                                 route_m=route_m)
@@ -320,7 +346,8 @@ def drive_sim(perceiver, *, seed: int = 0, time_of_day: str | None = None, weath
         if record:
             recorder = DriveRecorder(record, source={"kind": "sim", "driver": "model", "seed": seed,
                                                      "time_of_day": time_of_day, "weather": weather,
-                                                     "dt": source.dt, "models": _model_source(perceiver)},
+                                                     "dt": source.dt, "models": _model_source(perceiver),
+                                                     "controller": controller_config.to_record()},
                                      width=width, height=height, fps=fps or 0.0, classes=_classes_of(perceiver),
                                      image_format="png")
         return run_loop(source, perceiver, Controller(controller_config), keys_out, max_steps=steps,
@@ -351,7 +378,7 @@ def drive_window(perceiver, *, window_title: str | None = None, region: tuple[in
     focus: give the window the keyboard focus first (XTest keys go to the focused window).
     """
     from agent.io.capture import open_capture
-    from agent.runtime.controller import Controller
+    from agent.runtime.controller import Controller, ControllerConfig
     from agent.io.guard import GuardConfig, SafetyGuard
     from agent.io.keys import KeyMap, probe_key_backend
 
@@ -395,13 +422,17 @@ def drive_window(perceiver, *, window_title: str | None = None, region: tuple[in
     source = CaptureSource(capture)
     keys_out = GuardedKeyOutput(guard, reengage=reengage)
     recorder = None
+    controller = controller or Controller(controller_config)
     try:
         if record:
             h, w = first.image.shape[:2]
             recorder = DriveRecorder(record, source={"kind": "window" if window_title else "region",
                                                      "title": window_title, "region": list(region) if region else None,
                                                      "driver": "model", "platform": sys.platform,
-                                                     "keys": why, "models": _model_source(perceiver)},
+                                                     "keys": why, "models": _model_source(perceiver),
+                                                     "controller": controller.config.to_record()
+                                                     if isinstance(getattr(controller, "config", None), ControllerConfig)
+                                                     else None},
                                      width=w, height=h, fps=fps, classes=_classes_of(perceiver), image_format="jpg")
 
         def tick_done(i, observation, perception, action, result):
@@ -410,7 +441,7 @@ def drive_window(perceiver, *, window_title: str | None = None, region: tuple[in
             if on_tick is not None:
                 on_tick(i, observation, perception, action, result)
 
-        return run_loop(source, perceiver, controller or Controller(controller_config), keys_out, max_steps=steps,
+        return run_loop(source, perceiver, controller, keys_out, max_steps=steps,
                         max_seconds=seconds, fps=fps, recorder=recorder, hud=hud, on_tick=tick_done,
                         stop_when=stop_when, skip_repeated=skip_repeated)
     finally:
@@ -423,6 +454,74 @@ def drive_window(perceiver, *, window_title: str | None = None, region: tuple[in
             if focus_check is not None:
                 focus_check.close()
             _restore_signal_handlers(previous_handlers)
+
+
+def shadow_window(perceiver, *, window_title: str | None = None, region: tuple[int, int, int, int] | None = None,
+                  fps: float = 15.0, steps: int | None = None, seconds: float | None = None, hud=None,
+                  record: str | None = None, controller_config=None, display_name: str | None = None,
+                  on_tick=None, stop_when=None, skip_repeated: bool = True) -> LoopStats:
+    """Shadow mode (``truckpilot drive --window ... --shadow``): a person drives the game and the model
+    runs beside them on the same frames, on the one tick, with no key backend at all (nothing of
+    ours can reach the game); the key output reads the person's keys (``PersonKeysOutput``).
+
+    record: a new session of what the person did and what the model would have done
+    (``DriveRecorder(shadow=True)``: ``extra["disagree"]`` where their directions differ); the drive
+    logs how many frames disagreed. SIGTERM / SIGHUP end it cleanly, like Ctrl+C.
+    """
+    import signal
+    import threading
+
+    from agent.io.capture import open_capture
+    from agent.recording.recorder import open_key_reader
+    from agent.recording.window_parts import PersonKeysOutput
+    from agent.runtime.controller import Controller
+
+    controller = Controller(controller_config)
+    capture = open_capture(window_title=window_title, region=region, display_name=display_name)
+    keys_out = recorder = None
+    previous: dict = {}
+    try:
+        first = capture.grab()
+        perceiver(first.image)  # warm up, as a drive does
+        keys_out = PersonKeysOutput(open_key_reader(display_name))
+        if record:
+            h, w = first.image.shape[:2]
+            recorder = DriveRecorder(record, source={"kind": "window" if window_title else "region",
+                                                     "title": window_title, "region": list(region) if region else None,
+                                                     "driver": "person", "shadow": True, "platform": sys.platform,
+                                                     "models": _model_source(perceiver),
+                                                     "controller": controller.config.to_record()},
+                                     width=w, height=h, fps=fps, classes=_classes_of(perceiver), image_format="jpg",
+                                     shadow=True)
+        if threading.current_thread() is threading.main_thread():
+            def _end(signum, _frame):
+                raise SystemExit(128 + signum)  # run_ticks ends the drive: StopReason.SIGNAL
+
+            for name in ("SIGTERM", "SIGHUP"):
+                if hasattr(signal, name):
+                    previous[name] = signal.signal(getattr(signal, name), _end)
+
+        def tick_done(i, observation, perception, action, result):
+            if i == 0:
+                log.info(FIRST_TICK_LOG)
+            if on_tick is not None:
+                on_tick(i, observation, perception, action, result)
+
+        log.info("shadow mode: the model decides beside the person; no key is sent to the game")
+        stats = run_loop(CaptureSource(capture), perceiver, controller, keys_out, max_steps=steps,
+                         max_seconds=seconds, fps=fps, recorder=recorder, hud=hud, on_tick=tick_done,
+                         stop_when=stop_when, skip_repeated=skip_repeated)
+        if recorder is not None:
+            log.info("shadow: the model's direction differed from the person's on %d of %d recorded frames",
+                     recorder.disagreements, recorder.shadow_frames)
+        return stats
+    finally:
+        _restore_signal_handlers(previous)
+        if recorder is not None:
+            recorder.close()
+        if keys_out is not None:
+            keys_out.close()
+        capture.close()
 
 
 def _install_signal_handlers(guard) -> dict:
@@ -463,6 +562,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                                              "(real time) with --hud, else as fast as possible; 0 = unpaced")
     p.add_argument("--hud", action="store_true", help="show an OpenCV window with boxes, direction, keys, latency")
     p.add_argument("--record", metavar="DIR", help="save the drive as a session in this new directory")
+    p.add_argument("--shadow", action="store_true",
+                   help="shadow mode (with --window / --region): a person drives, the model runs beside them and "
+                        "sends no key; with --record the session marks where the model's direction differs from "
+                        "the person's (`truckpilot label SESSION --filter disagree` opens those frames)")
     p.add_argument("--keys", choices=("auto", "x11", "uinput", "windows", "sim"), default="auto",
                    help="key backend for a game (default: probe); the sim always uses sim keys")
     p.add_argument("--keymap", choices=("arrows", "wasd"), default="arrows", help="game keys (default arrows)")
@@ -512,7 +615,15 @@ def main(argv: list[str]) -> int:
             from agent.runtime.hud import HudWindow
 
             hud = HudWindow("TruckPilot drive")
-        if args.window or args.region:
+        if args.shadow:
+            if not (args.window or args.region):
+                print("truckpilot drive: --shadow needs --window or --region (a person drives a game; in the "
+                      "simulator record the autopilot with `truckpilot record` instead)", file=sys.stderr)
+                return EXIT_USAGE
+            stats = shadow_window(perceiver, window_title=args.window, region=args.region, fps=args.fps or 15.0,
+                                  steps=args.steps, seconds=args.seconds, hud=hud, record=args.record,
+                                  controller_config=config, display_name=args.display)
+        elif args.window or args.region:
             fps = args.fps or 15.0
             stats = drive_window(perceiver, window_title=args.window, region=args.region, fps=fps, keys=args.keys,
                                  keymap=args.keymap, steps=args.steps, seconds=args.seconds, hud=hud,

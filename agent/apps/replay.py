@@ -6,10 +6,11 @@
 SESSION is a drive recorded by ``truckpilot drive --sim --record DIR``. Each frame goes through the
 agent's tick (Perceiver -> Controller -> PWM keys) in order, from a fresh controller, on the clock
 and speed the drive had; the keys and direction must be the recorded ones exactly, steer within
---steer-tol (default 1e-4), throttle / brake within 1e-3 (the recorder rounds the speed), the
+--steer-tol (default 1e-4), throttle / brake within 1e-3 (older sessions hold the speed rounded), the
 direction probabilities and box scores within 2e-4 (rounded to 4 decimals when recorded), box
-corners within 0.05 px. Give the checkpoints and the controller settings the drive used
-(--target-speed, --time-scale, --set NAME=VALUE for any ControllerConfig field). The networks run
+corners within 0.05 px. Give the checkpoints the drive used. The controller settings come from the
+session (the drive records them); --set NAME=VALUE changes a ControllerConfig field of them (for a
+session recorded before they were kept: --target-speed, --time-scale and --set on the defaults). The networks run
 in float32 (--engine torch, default, or onnxruntime) on one thread, so a replay is deterministic.
 
 Prints how many frames differ per field and the first differing frame with both values; exit 0
@@ -45,12 +46,24 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def controller_config_from_args(args: argparse.Namespace):
-    """The ControllerConfig of --target-speed, --time-scale and --set; ValueError naming a bad one."""
+def controller_config_from_args(args: argparse.Namespace, recorded: dict | None = None):
+    """The ControllerConfig to replay with; ValueError naming a bad option.
+
+    recorded: the settings the drive kept in its manifest (``source["controller"]``, sessions
+    recorded since 2026-12-06): they are the base, and --set changes fields of it (--target-speed
+    and --time-scale are then refused: they are in the record already). Without a record (older
+    sessions): the default settings with --target-speed, --time-scale and --set.
+    """
     from agent.apps.drive import controller_config_for_time_scale
     from agent.runtime.controller import ControllerConfig
 
-    config = ControllerConfig() if args.target_speed is None else ControllerConfig(target_speed_mps=args.target_speed)
+    if recorded is not None:
+        if args.target_speed is not None or args.time_scale != 1.0:
+            raise ValueError("the session records the drive's controller settings (target speed and time scale "
+                             "included): leave out --target-speed / --time-scale, change a field with --set")
+        config = ControllerConfig.from_record(recorded)
+    else:
+        config = ControllerConfig() if args.target_speed is None else ControllerConfig(target_speed_mps=args.target_speed)
     known = {f.name: f for f in fields(ControllerConfig)}
     changes = {}
     for item in args.set:
@@ -69,7 +82,7 @@ def controller_config_from_args(args: argparse.Namespace):
         except (ValueError, KeyError, TypeError):
             raise ValueError(f"--set {item!r}: {text!r} is not a {type(current).__name__}") from None
     config = replace(config, **changes)
-    return controller_config_for_time_scale(config, args.time_scale)
+    return config if recorded is not None else controller_config_for_time_scale(config, args.time_scale)
 
 
 def main(argv: list[str]) -> int:
@@ -80,14 +93,14 @@ def main(argv: list[str]) -> int:
     from agent.runtime.replay import ReplayError, Tolerances, open_drive_session, replay_session
 
     try:
-        config = controller_config_from_args(args)
-    except ValueError as exc:
-        print(f"truckpilot replay: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    try:
         session = open_drive_session(args.session)
     except ReplayError as exc:
         print(f"truckpilot replay: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        config = controller_config_from_args(args, session.manifest.source.get("controller"))
+    except ValueError as exc:
+        print(f"truckpilot replay: {args.session}: {exc}", file=sys.stderr)
         return EXIT_ERROR
     for path in (args.model, args.detector):
         if path and not Path(path).is_file():

@@ -334,12 +334,12 @@ def record_window(
     with a model in ``truckpilot label --draft``). ``capture`` / ``key_reader`` may be injected.
 
     The recording runs on the one driving tick (``agent.runtime.loop.run_ticks``) with the parts of
-    ``agent.recording.window_parts``: the capture (``CaptureSource``), the person's keys, no key
-    output, and the session recorder. While the window is hidden (minimised, unmapped, off the
+    ``agent.recording.window_parts``: the capture (``CaptureSource``), no decider, the person's keys
+    read by the key output (which sends none), and the session recorder. While the window is hidden (minimised, unmapped, off the
     screen) nothing is stored and the recording waits for it; a destroyed window ends it.
     """
     from agent.io.capture import open_capture
-    from agent.recording.window_parts import NoKeyOutput, PersonKeysDecider, WindowSessionRecorder
+    from agent.recording.window_parts import NobodyDecides, PersonKeysOutput, WindowSessionRecorder
     from agent.runtime.loop import CaptureSource, LoopParts, run_ticks
 
     if window_title is None and region is None and capture is None:
@@ -365,7 +365,7 @@ def record_window(
         recorder = WindowSessionRecorder(writer, (out_w, out_h), first.timestamp,
                                          lambda wr: bar.update(wr.frames_written, dropped(), wr.bytes_written))
         frames_source = CaptureSource(_FirstFrameAgain(capture, first))
-        parts = LoopParts(frames_source, PersonKeysDecider(reader), NoKeyOutput(), recorder=recorder,
+        parts = LoopParts(frames_source, NobodyDecides(), PersonKeysOutput(reader), recorder=recorder,
                           stop_when=(lambda: "frames" if writer.frames_appended >= frames else None)
                           if frames is not None else None)
         t0 = time.monotonic()

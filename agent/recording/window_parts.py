@@ -1,8 +1,8 @@
 """``record_window``'s parts for the one driving tick (``agent.runtime.loop.run_ticks``).
 
 A person drives the game; the tick captures the window (``agent.runtime.loop.CaptureSource``),
-reads the driving keys the person holds (``PersonKeysDecider``), sends nothing
-(``NoKeyOutput``), and stores the frame with those keys (``WindowSessionRecorder``).
+decides nothing (``NobodyDecides``), sends no key and reads the driving keys the person holds
+(``PersonKeysOutput``), and stores the frame with those keys (``WindowSessionRecorder``).
 
 What a live window does to a recording (each gets its one log line from the capture):
 
@@ -25,38 +25,44 @@ if TYPE_CHECKING:
     from agent.runtime.loop import KeyResult, Observation
 
 
-class PersonKeysDecider:
-    """The driving keys a person holds now, read from ``reader`` (an object with
-    ``driving_keys() -> KeysHeld``: X11 keymap, or GetAsyncKeyState on Windows)."""
-
-    def __init__(self, reader) -> None:
-        self.reader = reader
+class NobodyDecides:
+    """No driver of ours: the person at the keyboard drives; the tick's keys are none."""
 
     def decide(self, observation: Observation) -> Decision:
-        return Decision(keys=self.reader.driving_keys(), takeover=True)
+        return Decision(keys=KeysHeld())
 
     def reset(self) -> None:
         pass
 
 
-class NoKeyOutput:
-    """Sends no key: the person drives the game. The tick's ``held`` are the keys the person holds."""
+class PersonKeysOutput:
+    """Sends no key (the person drives the game) and reads the driving keys the person holds into
+    ``KeyResult.person_keys``, each tick, after the decision (``record_window``; ``drive --shadow``,
+    where the model decides beside the person without a key reaching the game).
+
+    reader: an object with ``driving_keys() -> KeysHeld`` and ``close()`` (the X11 keymap, or
+    GetAsyncKeyState on Windows: ``agent.recording.recorder.open_key_reader``); closed by ``close``.
+    """
+
+    def __init__(self, reader) -> None:
+        self.reader = reader
 
     def send(self, keys: KeysHeld, observation: Observation) -> KeyResult:
         from agent.runtime.loop import KeyResult
 
-        return KeyResult(held=KeysHeld(), engaged=False, person_keys=keys)
+        return KeyResult(held=KeysHeld(), engaged=False, person_keys=self.reader.driving_keys())
 
     def release(self) -> None:
-        pass
+        pass  # nothing of ours is ever down
 
     def close(self) -> None:
-        pass
+        self.reader.close()
 
 
 class WindowSessionRecorder:
     """Appends each captured frame to ``writer`` (a training.sessions.SessionWriter) with the keys
-    the person held when it was captured; direction from the keys (provenance "keys"), no boxes.
+    the person held (``KeyResult.person_keys``, read right after the frame was captured); direction
+    from the keys (provenance "keys"), no boxes.
 
     size: (w, h) of the session's frames; a frame of another size (the window was resized) is
         resized with INTER_AREA and marked ``extra["resized_from"]`` = [w, h].
@@ -77,7 +83,7 @@ class WindowSessionRecorder:
         health = observation.health
         if health is not None and getattr(health, "hidden", False):
             return
-        frame, keys = observation.frame, decision.keys
+        frame, keys = observation.frame, result.person_keys or KeysHeld()
         image = frame.image
         extra: dict = {"capture_time": frame.timestamp - self.capture_t0}
         identical = getattr(health, "identical_frames", 0) if health is not None else 0

@@ -75,6 +75,21 @@ class ControllerConfig:
         """Field name -> help text (for CLIs)."""
         return {f.name: f.metadata["help"] for f in cls.__dataclass_fields__.values()}
 
+    def to_record(self) -> dict:
+        """These settings as JSON values (tuples as lists): what a recorded drive keeps in its
+        manifest's ``source["controller"]``, so ``truckpilot replay`` drives it the same way."""
+        return {name: list(v) if isinstance(v := getattr(self, name), tuple) else v
+                for name in self.__dataclass_fields__}
+
+    @classmethod
+    def from_record(cls, record: dict) -> "ControllerConfig":
+        """The settings ``to_record`` wrote; ValueError naming fields this version does not know (a
+        session recorded by another version) or a value out of range."""
+        unknown = sorted(set(record) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"the recorded controller settings have fields this version does not know: {unknown}")
+        return cls(**{name: tuple(v) if isinstance(v, list) else v for name, v in record.items()})
+
 
 def _ema_alpha(dt: float, tau: float) -> float:
     """Weight of the new sample for an EMA with time constant tau over dt."""

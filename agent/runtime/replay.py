@@ -9,9 +9,12 @@ controller, with the clock and the speed the drive used:
 
 * clock: sim time, ``extra.capture_index`` (the SimSource's step count) x ``source.dt`` of the
   manifest, the same product the drive computed (``SimSource._observation``);
-* speed: ``extra.speed`` (as recorded: the recorder rounds it to 1 mm/s, so the replayed throttle
-  may differ from the recorded one by up to 1.25e-4, hence ``Tolerances.throttle``; a throttle key
-  could in principle flip where the PWM's integrator sits within that of zero).
+* speed: ``extra.speed`` (full precision since 2026-12-06; sessions recorded before hold it rounded to
+  1 mm/s, so their replayed throttle may differ from the recorded one by up to 1.25e-4, hence
+  ``Tolerances.throttle``; a throttle key could in principle flip where the PWM's integrator sits
+  within that of zero);
+* controller settings: the manifest's ``source["controller"]`` when the drive recorded them
+  (``ControllerConfig.to_record``), else what the caller gives.
 
 and compares, frame by frame:
 
@@ -63,9 +66,9 @@ class Tolerances:
     steer: steer (recorded at full float precision; 1e-4 is far above the ~1e-7 that float32
         kernels differ by across CPUs, far below the 0.1 x |steer| a 20 % gain change makes, and
         below the PWM's deadzone 0.05).
-    throttle: throttle and brake: they follow the speed, which the recorder rounds to 1 mm/s, so
-        the replay's differs by up to speed_kp (0.25 /(m/s)) x 0.5 mm/s = 1.25e-4; 1e-3 allows
-        that and catches any change of the speed controller's gains.
+    throttle: throttle and brake: they follow the speed, which sessions recorded before 2026-12-06
+        hold rounded to 1 mm/s, so the replay's differs by up to speed_kp (0.25 /(m/s)) x 0.5 mm/s =
+        1.25e-4; 1e-3 allows that and catches any change of the speed controller's gains.
     probs: direction probabilities and box scores (the recorder rounds them to 4 decimals, 5e-5).
     box_px: box corners, pixels of the frame.
     """
@@ -159,12 +162,19 @@ def replay_session(session, perceiver, controller_config=None, *, tolerances: To
     """Replay a drive recording (a path or an opened Session) through ``perceiver`` (frame ->
     Perception, e.g. a Perceiver) and a fresh ``Controller(controller_config)`` (or ``controller``),
     comparing each frame with what was recorded; returns the ReplayReport (``ok`` when nothing differs).
+    controller_config None: the settings the drive recorded (``source["controller"]``), else the defaults.
     use_speed: as the drive's AgentDecider (True for ``truckpilot drive --sim``)."""
-    from agent.runtime.controller import Controller
+    from agent.runtime.controller import Controller, ControllerConfig
     from training.sessions import SessionError
 
     if not hasattr(session, "records"):
         session = open_drive_session(session)
+    recorded = (session.manifest.source or {}).get("controller")
+    if controller_config is None and controller is None and recorded is not None:
+        try:
+            controller_config = ControllerConfig.from_record(recorded)
+        except (TypeError, ValueError) as exc:
+            raise ReplayError(f"{session.path}: {exc}") from None
     tol = tolerances or Tolerances()
     dt = float(session.manifest.source["dt"])
     classes = set(session.manifest.classes)

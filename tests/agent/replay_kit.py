@@ -82,7 +82,8 @@ def record_fixture(out: Path, controller_config=None, perceiver=None) -> Path:
         run_loop(source, perceiver, Controller(config), keys_out, max_steps=FIXTURE_WARMUP)
         recorder = DriveRecorder(out, source={"kind": "sim", "driver": "model", "seed": FIXTURE_SEED,
                                               "time_of_day": "day", "weather": "clear", "dt": source.dt,
-                                              "warmup_steps": FIXTURE_WARMUP, "made_by": REGENERATE},
+                                              "warmup_steps": FIXTURE_WARMUP, "made_by": REGENERATE,
+                                              "controller": config.to_record()},
                                  width=width, height=height, fps=0.0, classes=DEFAULT_DETECTION_CLASSES,
                                  image_format="png")
         run_loop(source, perceiver, Controller(config), keys_out, max_steps=FIXTURE_STEPS, recorder=recorder)

@@ -156,6 +156,46 @@ def test_cli_clear_errors(recorded, capsys, tmp_path):
     assert "give --model CKPT" in capsys.readouterr().err
 
 
+def test_a_drive_records_its_controller_settings_and_replay_uses_them(tmp_path, capsys):
+    """``drive --sim --record`` keeps the ControllerConfig in the manifest; a replay without settings
+    drives with it, so a drive with a changed setting replays clean from the session alone."""
+    from agent.apps.cli import main
+    from agent.apps.drive import drive_sim, load_perceiver
+    from agent.runtime.controller import ControllerConfig
+    from perception.checkpoint import save_model
+    from perception.config import DirectionConfig, TrunkConfig
+    from perception.direction import DirectionNet
+    from training.sessions import Session
+
+    torch.manual_seed(0)
+    ckpt = save_model(tmp_path / "direction.safetensors",
+                      DirectionNet(DirectionConfig(input_size=(32, 32), trunk=TrunkConfig(weights="none"))))
+    changed = ControllerConfig(speed_kp=0.05, target_speed_mps=9.0)
+    session = tmp_path / "drive"
+    drive_sim(load_perceiver(str(ckpt), None, "cpu", engine="torch"), seed=1, size=(96, 72), traffic=0.0,
+              steps=8, record=str(session), controller_config=changed)
+    assert ControllerConfig.from_record(Session.open(session).manifest.source["controller"]) == changed
+
+    perceiver = load_perceiver(str(ckpt), None, "cpu", engine="torch")
+    assert replay_session(session, perceiver).ok  # the recorded settings
+    assert not replay_session(session, perceiver, ControllerConfig()).ok  # the defaults differ
+    assert main(["replay", str(session), "--model", str(ckpt)]) == 0
+    capsys.readouterr()
+    assert main(["replay", str(session), "--model", str(ckpt), "--set", "speed_kp=0.25"]) == 1  # --set changes a field
+    capsys.readouterr()
+    assert main(["replay", str(session), "--model", str(ckpt), "--target-speed", "12"]) == 2
+    assert "records the drive's controller settings" in capsys.readouterr().err
+
+
+def test_controller_settings_from_another_version_are_refused():
+    from agent.runtime.controller import ControllerConfig
+
+    record = ControllerConfig().to_record()
+    assert ControllerConfig.from_record(record) == ControllerConfig()
+    with pytest.raises(ValueError, match="steer_boost"):
+        ControllerConfig.from_record({**record, "steer_boost": 2.0})
+
+
 def _session(path, source: dict, extra: dict):
     import numpy as np
 
