@@ -4,10 +4,10 @@
     python -m agent.tools.e2e_series --runs 20 --busy     # a busy loop pinned to core 0 throughout
 
 One pytest session runs ``tests/agent/test_agent_drive_e2e.py`` with this module as a plugin
-(``-p agent.tools.e2e_series --series-runs N``): the test is parametrised N times, so its tiny
-model is trained once (a module fixture; the training is seeded, the same model every session)
-and each run is one complete, independent drive of its own sim window, with the test's one
-attempt and all its assertions. The counts come from pytest's JUnit XML; the load average
+(``-p agent.tools.e2e_series --series-runs N``): the test is parametrised N times; its model is the
+published tiny ensemble (``tests/agent/data/e2e_direction.pt``, the same on every machine), and each
+run is one complete, independent drive of its own sim window, with the test's one attempt and all
+its assertions. The counts come from pytest's JUnit XML; the load average
 (1, 5, 15 min) is printed before and after, since the machine's load is part of the result.
 """
 from __future__ import annotations
