@@ -47,6 +47,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                       help="screen region; with --window, a crop inside the window")
     game.add_argument("--size", type=size_arg, help="resize captured frames to WxH before saving")
     game.add_argument("--display", help="X display (default $DISPLAY)")
+    game.add_argument("--telemetry", default="auto", metavar="PATH|auto|off",
+                      help="the game's SCS Telemetry block (scs-sdk-plugin) for per-frame speed, continuous "
+                           "steering, pedals and pause: auto (default: where the plugin puts it, when it is there), "
+                           "a file (e.g. a `truckpilot sim --telemetry PATH`), or off")
     p.add_argument("--fps", type=float, help="frame rate: capture rate for a game (default 10), "
                                              "window rate when a person drives the sim (default 15)")
     p.add_argument("--image-format", choices=("png", "jpg"),
@@ -68,6 +72,7 @@ def main(argv: list[str]) -> int:
                 args.out, window_title=args.window, region=args.region, fps=args.fps or 10.0, frames=args.frames,
                 seconds=seconds, size=args.size, image_format=args.image_format or "jpg",
                 progress=not args.no_progress, display_name=args.display,
+                telemetry=None if args.telemetry == "off" else args.telemetry,
             )
         else:
             if args.headless and not args.autopilot:

@@ -28,6 +28,7 @@ Every failure is a ``TelemetryError`` naming the path and the fix:
 """
 from __future__ import annotations
 
+import logging
 import mmap
 import os
 import struct
@@ -38,6 +39,8 @@ from typing import Callable
 
 from sim.scs_telemetry_layout import (GAMES, LAYOUTS, LINUX_PATHS, MMF_SIZE, PLUGIN_HINT, REVISION_FORMAT,
                                       REVISION_OFFSET, WINDOWS_TAGNAME, Layout)
+
+log = logging.getLogger(__name__)
 
 _REVISION = struct.Struct(REVISION_FORMAT)
 #: bytes a block needs before its revision can be read, and before any known revision's fields can be
@@ -222,3 +225,22 @@ class TelemetrySource:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def open_game_telemetry(where: str | os.PathLike | None) -> TelemetrySource | None:
+    """The telemetry a drive or a recording reads, by the user's choice: None (off) -> None;
+    "auto" -> the plugin's block where it puts it (``TelemetrySource.open()``) when it is there, else
+    None, with one log line either way; a path -> that block (a ``TelemetryError`` naming the path and
+    the plugin when it cannot be read)."""
+    if where is None:
+        return None
+    if str(where) == "auto":
+        try:
+            source = TelemetrySource.open()
+        except TelemetryError as exc:
+            log.info("no game telemetry: %s (going on without speed and pause from the game)", exc)
+            return None
+    else:
+        source = TelemetrySource.open(where)
+    log.info("game telemetry from %s: speed, steering, pedals and pause per frame", source.path)
+    return source

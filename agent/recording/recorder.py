@@ -326,9 +326,15 @@ def record_window(
     display_name: str | None = None,
     capture=None,
     key_reader=None,
+    telemetry: str | os.PathLike | None = "auto",
 ) -> RecordResult:
     """Record a real game: capture ``window_title`` (or screen ``region`` x, y, w, h) at ``fps``
     with the driving keys the person holds. ``size`` (w, h) resizes frames before saving.
+
+    telemetry: the game's SCS Telemetry block (``agent.io.telemetry``) for per-frame speed,
+    continuous steering and pedals, and pause (``extra["telemetry"]``, ``extra["paused"]``):
+    "auto" (default) reads it where the plugin puts it when it is there (one log line either way),
+    a path reads that block (a missing or unreadable one is an error), None records without.
 
     Direction label from the keys (provenance "keys"); no boxes (label them later, or draft them
     with a model in ``truckpilot label --draft``). ``capture`` / ``key_reader`` may be injected.
@@ -345,6 +351,9 @@ def record_window(
     if window_title is None and region is None and capture is None:
         raise ValueError("give a window title (--window) or a screen region (--region x,y,w,h)")
     _Budget(frames, seconds)  # checks the budget
+    from agent.io.telemetry import open_game_telemetry
+
+    told = open_game_telemetry(telemetry)
     capture = capture or open_capture(window_title=window_title, region=region, fps=fps, display_name=display_name)
     reader = key_reader or open_key_reader(display_name)
     try:
@@ -353,7 +362,7 @@ def record_window(
         out_w, out_h = size or (w, h)
         source = {"kind": "window" if window_title else "region", "title": window_title,
                   "region": list(region) if region else None, "captured_size": [w, h],
-                  "platform": sys.platform}
+                  "platform": sys.platform, "telemetry": told.path if told is not None else None}
         writer = SessionWriter.create(out, source=source, width=out_w, height=out_h, fps=fps,
                                       classes=DEFAULT_DETECTION_CLASSES, directions=DIRECTIONS, image_format=image_format)
         bar = _Progress(frames, progress)
@@ -363,7 +372,8 @@ def record_window(
             return health.dropped if health is not None else 0
 
         recorder = WindowSessionRecorder(writer, (out_w, out_h), first.timestamp,
-                                         lambda wr: bar.update(wr.frames_written, dropped(), wr.bytes_written))
+                                         lambda wr: bar.update(wr.frames_written, dropped(), wr.bytes_written),
+                                         telemetry=told)
         frames_source = CaptureSource(_FirstFrameAgain(capture, first))
         parts = LoopParts(frames_source, NobodyDecides(), PersonKeysOutput(reader), recorder=recorder,
                           stop_when=(lambda: "frames" if writer.frames_appended >= frames else None)
@@ -376,10 +386,15 @@ def record_window(
                 outcome.message = "the captured window went away"
             elif outcome.stopped_by == "error":
                 outcome.message = f"the window recording stopped: {stats.stopped_by.value}"
+        if recorder.paused_frames:
+            log.info("%d frames were recorded while the game was paused: marked, and left out of training",
+                     recorder.paused_frames)
         return _finish(writer, bar, t0, outcome.stopped_by, dropped(), outcome.message)
     finally:
         capture.close()
         reader.close()
+        if told is not None:
+            told.close()
 
 
 #: why record_window's loop stopped (a StopReason) -> RecordResult.stopped_by

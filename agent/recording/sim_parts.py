@@ -19,6 +19,7 @@ import numpy as np
 from agent.runtime.parts import Decision
 from agent.types import KeysHeld, StopReason
 from perception.boxes import clip_box_list
+from training.sessions.telemetry import FrameTelemetry
 
 if TYPE_CHECKING:
     from agent.runtime.loop import KeyResult, Observation, SimSource
@@ -132,7 +133,9 @@ class SimSessionRecorder:
     """Appends each tick to ``writer`` (a training.sessions.SessionWriter): the frame the keys were
     decided on, those keys (and the action they mean), and that frame's ground truth: direction
     (provenance "sim"), boxes clipped to the frame, labels; extra: speed (m/s), episode, sim_step,
-    sim_time (s), takeover / perturbed when so. ``progress``: a callable(writer) after each frame."""
+    sim_time (s), takeover / perturbed when so, and the ground truth as a game's telemetry would
+    give it (``training.sessions.FrameTelemetry``, source "sim": the keys' steering and pedals, the
+    truck's wheel angle, its speed). ``progress``: a callable(writer) after each frame."""
 
     def __init__(self, writer, progress=None) -> None:
         self.writer, self.progress = writer, progress
@@ -141,8 +144,12 @@ class SimSessionRecorder:
         from agent.recording.recorder import action_from_keys
 
         info, image, keys = observation.info, observation.frame.image, result.held
+        steer, throttle, brake = action_from_keys(keys)
         extra = {"speed": float(info.get("speed", 0.0)), "episode": observation.episode,
-                 "sim_step": observation.frame.index, "sim_time": observation.clock_s}
+                 "sim_step": observation.frame.index, "sim_time": observation.clock_s,
+                 **FrameTelemetry(speed_m_s=float(info.get("speed", 0.0)), steer=steer,
+                                  wheel=float(info.get("steer", 0.0)), throttle=throttle, brake=brake,
+                                  paused=False, source="sim").to_extra()}
         if decision.takeover:
             extra["takeover"] = True
         if decision.perturbed:

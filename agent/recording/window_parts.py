@@ -13,13 +13,21 @@ What a live window does to a recording (each gets its one log line from the capt
   ``extra["identical_frames"]`` (how many frames in a row it repeats), so training can leave
   them out.
 * destroyed: the recording ends (``stopped_by`` "window_closed").
+
+With the game's SCS Telemetry block (``agent.io.telemetry``) each frame also keeps the game's
+speed, the driver's continuous steering and pedals, and whether the game was paused
+(``training.sessions.FrameTelemetry``); paused frames are marked and left out of training.
 """
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from agent.runtime.parts import Decision
 from agent.types import KeysHeld
+from training.sessions.telemetry import FrameTelemetry
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from agent.runtime.loop import KeyResult, Observation
@@ -59,6 +67,14 @@ class PersonKeysOutput:
         self.reader.close()
 
 
+def frame_telemetry(reading) -> FrameTelemetry:
+    """A session's ``FrameTelemetry`` from the game's ``agent.io.telemetry.TelemetryReading``:
+    the plugin's counterclockwise steering (+ = left) becomes the project's + = right."""
+    return FrameTelemetry(speed_m_s=float(reading.speed_m_s), steer=0.0 - float(reading.user_steer),
+                          wheel=0.0 - float(reading.game_steer), throttle=float(reading.user_throttle),
+                          brake=float(reading.user_brake), paused=bool(reading.paused), source="scs")
+
+
 class WindowSessionRecorder:
     """Appends each captured frame to ``writer`` (a training.sessions.SessionWriter) with the keys
     the person held (``KeyResult.person_keys``, read right after the frame was captured); direction
@@ -70,10 +86,17 @@ class WindowSessionRecorder:
         ``identical_frames`` when the picture repeats the previous one(s) (a paused game).
     Frames of a hidden window (``observation.health.hidden``) are not stored.
     progress: a callable(writer) after each stored frame.
+    telemetry: an ``agent.io.telemetry.TelemetrySource`` (the game's SCS Telemetry block) or None:
+        read once per stored frame, right after it was captured, into ``extra["telemetry"]``
+        (``training.sessions.FrameTelemetry``), and ``extra["paused"]`` while the game is paused
+        (training leaves those frames out). A block that stops reading (the game quit) is logged
+        once and the recording goes on without it.
     """
 
-    def __init__(self, writer, size: tuple[int, int], capture_t0: float, progress=None) -> None:
+    def __init__(self, writer, size: tuple[int, int], capture_t0: float, progress=None, telemetry=None) -> None:
         self.writer, self.size, self.capture_t0, self.progress = writer, size, capture_t0, progress
+        self.telemetry = telemetry
+        self.paused_frames = 0
 
     def record(self, observation: Observation, decision: Decision, result: KeyResult, latency_ms: float) -> None:
         import cv2
@@ -89,6 +112,17 @@ class WindowSessionRecorder:
         identical = getattr(health, "identical_frames", 0) if health is not None else 0
         if identical:
             extra["identical_frames"] = int(identical)
+        if self.telemetry is not None:
+            from agent.io.telemetry import TelemetryError
+
+            try:
+                told = frame_telemetry(self.telemetry.read())
+            except TelemetryError as exc:
+                log.warning("telemetry stopped (%s): recording goes on without it", exc)
+                self.telemetry = None
+            else:
+                extra.update(told.to_extra())
+                self.paused_frames += told.paused
         out_w, out_h = self.size
         if image.shape[:2] != (out_h, out_w):
             extra["resized_from"] = [image.shape[1], image.shape[0]]

@@ -72,11 +72,13 @@ def sample_from_array(image: np.ndarray, direction, boxes=(), labels=(), group="
 
 
 def samples_from_session(path: str | Path) -> list[FrameSample]:
-    """Every frame of one recorded session (training.sessions format) as FrameSamples.
+    """Every frame of one recorded session (training.sessions format) as FrameSamples, except the
+    frames recorded while the game was paused (``training.sessions.is_paused``: a frozen picture
+    nobody drove; their count is logged).
 
     The group is the session id; images are read from disk when first used.
     """
-    from training.sessions import Session
+    from training.sessions import Session, is_paused
     from training.sessions.interventions import is_takeover
 
     session = Session.open(Path(path))
@@ -84,7 +86,11 @@ def samples_from_session(path: str | Path) -> list[FrameSample]:
     height, width = int(manifest.height), int(manifest.width)
     group = str(manifest.id)
     samples = []
+    paused = 0
     for record in session.records():
+        if is_paused(record.extra):
+            paused += 1
+            continue
         samples.append(
             FrameSample(
                 load_image=_SessionImage(session, record),
@@ -99,8 +105,10 @@ def samples_from_session(path: str | Path) -> list[FrameSample]:
                       "directions": tuple(manifest.directions), "takeover": is_takeover(record)},
             )
         )
+    if paused:
+        log.info("session %s: %d frames recorded while the game was paused are left out", path, paused)
     if not samples:
-        log.warning("session %s has no frames", path)
+        log.warning("session %s has no frames%s", path, " but paused ones" if paused else "")
     return samples
 
 

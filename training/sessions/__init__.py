@@ -4,6 +4,7 @@ See ``records.py`` for the on-disk layout. Public API::
 
     from training.sessions import SessionWriter, Session, FrameRecord, SessionManifest, list_sessions
     from training.sessions import Intervention, interventions, session_interventions  # a person's takeovers
+    from training.sessions import FrameTelemetry, is_paused  # per-frame speed, continuous controls, pause
 """
 from .interventions import Intervention, interventions, session_interventions
 from .records import (
@@ -14,11 +15,13 @@ from .records import (
     SessionManifest,
 )
 from .store import Session, list_sessions
+from .telemetry import FrameTelemetry, is_paused
 from .writer import SessionWriter
 
 __all__ = [
     "LABEL_SOURCES",
     "FrameRecord",
+    "FrameTelemetry",
     "Intervention",
     "Session",
     "SessionDiskFullError",
@@ -26,6 +29,7 @@ __all__ = [
     "SessionManifest",
     "SessionWriter",
     "interventions",
+    "is_paused",
     "list_sessions",
     "session_interventions",
 ]
