@@ -364,8 +364,14 @@ def drive_window(perceiver, *, window_title: str | None = None, region: tuple[in
                  fps: float = 15.0, keys: str = "auto", keymap: str = "arrows", steps: int | None = None,
                  seconds: float | None = None, hud=None, record: str | None = None, controller_config=None,
                  display_name: str | None = None, focus: bool = True, reengage: bool = True,
-                 on_tick=None, stop_when=None, skip_repeated: bool = True, controller=None) -> LoopStats:
+                 on_tick=None, stop_when=None, skip_repeated: bool = True, controller=None,
+                 telemetry: str | None = None) -> LoopStats:
     """The model drives a game window (or screen region): mss capture, keys under the SafetyGuard.
+
+    telemetry: the game's SCS Telemetry block ("auto": where the plugin puts it, when it is there;
+    a path; None: off; ``agent.io.telemetry.open_game_telemetry``): with it the controller holds its
+    target speed on the game's own speed, and while the game is paused nothing is decided and no
+    key is held (``agent.runtime.loop.CaptureSource``).
 
     controller: the object turning perceptions into keys (``update``, ``keys_for``, ``reset``, as
     ``agent.runtime.controller.Controller``); default ``Controller(controller_config)``.
@@ -418,8 +424,19 @@ def drive_window(perceiver, *, window_title: str | None = None, region: tuple[in
         if focus_check is not None:
             focus_check.close()
         raise
+    from agent.io.telemetry import TelemetryError, open_game_telemetry
+
+    try:
+        told = open_game_telemetry(telemetry)
+    except TelemetryError:
+        guard.close()
+        backend.close()
+        capture.close()
+        if focus_check is not None:
+            focus_check.close()
+        raise
     previous_handlers = _install_signal_handlers(guard)
-    source = CaptureSource(capture)
+    source = CaptureSource(capture, telemetry=told)
     keys_out = GuardedKeyOutput(guard, reengage=reengage)
     recorder = None
     controller = controller or Controller(controller_config)
@@ -430,6 +447,7 @@ def drive_window(perceiver, *, window_title: str | None = None, region: tuple[in
                                                      "title": window_title, "region": list(region) if region else None,
                                                      "driver": "model", "platform": sys.platform,
                                                      "keys": why, "models": _model_source(perceiver),
+                                                     "telemetry": told.path if told is not None else None,
                                                      "controller": controller.config.to_record()
                                                      if isinstance(getattr(controller, "config", None), ControllerConfig)
                                                      else None},
@@ -570,11 +588,17 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="key backend for a game (default: probe); the sim always uses sim keys")
     p.add_argument("--keymap", choices=("arrows", "wasd"), default="arrows", help="game keys (default arrows)")
     p.add_argument("--display", help="X display (default $DISPLAY)")
+    p.add_argument("--telemetry", default="auto", metavar="PATH|auto|off",
+                   help="a game's SCS Telemetry block (scs-sdk-plugin): the controller holds --target-speed on the "
+                        "game's speed, and nothing is pressed while the game is paused; auto (default: where the "
+                        "plugin puts it, when it is there), a file (e.g. `truckpilot sim --telemetry PATH`), or off")
     p.add_argument("--no-focus", action="store_true", help="do not give the game window the keyboard focus")
     p.add_argument("--no-reengage", action="store_true",
                    help="after a disengagement stay off (default: resume once the cause is gone: 1 s after a "
                         "takeover ends, 0.2 s after a loop stall, 1, 2, 4 ... s while the picture stays frozen)")
-    p.add_argument("--target-speed", type=float, help="speed the controller holds in the sim, m/s (default 12)")
+    p.add_argument("--target-speed", type=float,
+                   help="speed the controller holds where it knows the speed (the sim; a game with --telemetry), "
+                        "m/s (default 12)")
     p.add_argument("--time-scale", type=float, default=1.0,
                    help="the game runs this many times real time (a sped-up sim window, e.g. truckpilot sim --fps 30 "
                         "= 2): the controller's time constants are divided by it (default 1)")
@@ -628,7 +652,8 @@ def main(argv: list[str]) -> int:
             stats = drive_window(perceiver, window_title=args.window, region=args.region, fps=fps, keys=args.keys,
                                  keymap=args.keymap, steps=args.steps, seconds=args.seconds, hud=hud,
                                  record=args.record, controller_config=config, display_name=args.display,
-                                 focus=not args.no_focus, reengage=not args.no_reengage)
+                                 focus=not args.no_focus, reengage=not args.no_reengage,
+                                 telemetry=None if args.telemetry == "off" else args.telemetry)
         else:
             fps = args.fps if args.fps is not None else (15.0 if args.hud else None)
             stats = drive_sim(perceiver, seed=args.seed, time_of_day=args.time_of_day, weather=args.weather,

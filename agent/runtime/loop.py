@@ -74,6 +74,7 @@ class Observation:
     info: the simulator's ground truth for this frame (sim only), else None.
     repeated: the picture is identical to the previous frame's (the game has not drawn a new one).
     episode: the simulator's episode, counted from 0 (a ``SimSource`` that restarts), else 0.
+    paused: the game says it is paused (its telemetry): the tick decides nothing and holds no key.
     """
 
     frame: Frame
@@ -84,6 +85,7 @@ class Observation:
     info: dict | None = None
     repeated: bool = False
     episode: int = 0
+    paused: bool = False
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,7 @@ class LoopStats:
     dropped: ticks the fixed-rate pacing skipped because the loop was late.
     distance_m: distance driven when the source knows it (the sim), else None.
     repeated_steps: ticks that found no new frame and only re-sent the keys (``skip_repeated``).
+    paused_steps: ticks while the game said it was paused (no decision, no key held).
     """
 
     steps: int
@@ -169,6 +172,7 @@ class LoopStats:
     dropped: int = 0
     distance_m: float | None = None
     repeated_steps: int = 0
+    paused_steps: int = 0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -184,6 +188,7 @@ class LoopStats:
                  + f"; engaged {self.engaged_steps} steps, "
                  f"takeover {self.takeover_steps} steps, dropped {self.dropped} ticks"
                  + (f", {self.repeated_steps} without a new frame" if self.repeated_steps else "")
+                 + (f", {self.paused_steps} while the game was paused" if self.paused_steps else "")
                  + (f"; distance {self.distance_m:.0f} m" if self.distance_m is not None else "")]
         lines.append(f"  {'stage':<26}{'p50 ms':>9}{'p95 ms':>9}{'mean ms':>9}{'max ms':>9}")
         for name in _ordered(self.stages):
@@ -291,7 +296,10 @@ def run_ticks(
         game's frame clock. Such ticks count in ``repeated_steps``, not in the stages "perceive" /
         "control" / "frame_to_key".
     A disengagement (``KeyResult.engaged`` False after True) resets the decider, so it starts
-    afresh when engaged again. Ctrl+C (KeyboardInterrupt) and SystemExit (SIGTERM via the guard's
+    afresh when engaged again. While the game says it is paused (``Observation.paused``, from its
+    telemetry) no decision is made and no key is held (the key output is sent none, so the guard
+    keeps beating); the pause and the resume each get one log line and an event, and the decider
+    starts afresh after it. Ctrl+C (KeyboardInterrupt) and SystemExit (SIGTERM via the guard's
     handlers) end the drive cleanly with stopped_by StopReason.USER / StopReason.SIGNAL.
     """
     from agent.io.pacing import RateLimiter
@@ -306,7 +314,8 @@ def run_ticks(
     pacer = RateLimiter(fps) if fps else None
     live = HudStats()
     events: list[str] = []
-    steps = engaged_steps = takeover_steps = repeated_steps = 0
+    steps = engaged_steps = takeover_steps = repeated_steps = paused_steps = 0
+    was_paused = False
     last: Decision | None = None  # the latest decision (re-sent on a repeated frame)
     previous: tuple[Observation, Decision, KeyResult] | None = None  # the tick whose outcome comes next
     stopped_by, stop_detail = StopReason.STEPS, None
@@ -342,6 +351,29 @@ def run_ticks(
             if observation.ended:
                 stopped_by = observation.ended
                 break
+            if observation.paused != was_paused:
+                was_paused = observation.paused
+                event = ("game paused: keys released, deciding nothing until it runs again" if was_paused
+                         else "game running again: deciding afresh")
+                log.info(event)
+                events.append(event)
+                decider.reset()
+                last = None
+            if observation.paused:
+                result = keys_out.send(KeysHeld(), observation)  # hold nothing; the guard still beats
+                previous = None  # nothing to score across a pause
+                steps += 1
+                paused_steps += 1
+                timer.add("keys", (perf() - t1) * 1e3)
+                if result.event:
+                    events.append(result.event)
+                was_engaged = result.engaged
+                if on_tick is not None:
+                    on_tick(steps - 1, observation, None, None, result)
+                if result.stop:
+                    stopped_by = result.stop
+                    break
+                continue
             repeat = skip_repeated and observation.repeated and last is not None
             if repeat:
                 decision = last
@@ -415,7 +447,7 @@ def run_ticks(
                      stopped_by=stopped_by, stop_detail=stop_detail, engaged_steps=engaged_steps,
                      takeover_steps=takeover_steps,
                      events=tuple(events), dropped=pacer.dropped if pacer is not None else 0,
-                     distance_m=distance, repeated_steps=repeated_steps)
+                     distance_m=distance, repeated_steps=repeated_steps, paused_steps=paused_steps)
 
 
 # ----------------------------------------------------------------------------- simulator parts
@@ -534,18 +566,38 @@ def open_sim(*, seed: int, size: tuple[int, int] = (320, 240), time_of_day: str 
 class CaptureSource:
     """Frames from an ``agent.io.capture.Capture`` (mss); a destroyed window ends the drive.
 
+    telemetry: the game's ``agent.io.telemetry.TelemetrySource`` or None. With it each observation
+    carries the game's speed (the controller holds its target speed on it, and brakes on time to
+    collision from it) and whether the game is paused (the tick then decides nothing and holds no
+    key); a block that stops reading is logged once and the drive goes on without it.
+
     While the window is hidden (unmapped, minimised, moved off the screen) each grab gives the
     last frame again as ``repeated`` with the capture's health (``hidden``, not ``ok``): the
     loop re-sends its keys, the guard releases them (DisengageReason.WINDOW_HIDDEN), and the
     drive waits until the window is back and re-engages by the usual rules.
     """
 
-    def __init__(self, capture) -> None:
+    def __init__(self, capture, telemetry=None) -> None:
         from agent.runtime.frame_clock import FrameClock
 
         self.capture = capture
+        self.telemetry = telemetry
         self._last: Frame | None = None
         self.clock = FrameClock()  # clock_s: when a frame appeared, not when it was grabbed
+
+    def _told(self) -> tuple[float | None, bool]:
+        """(speed m/s or None, paused) from the game's telemetry, read right after the grab."""
+        if self.telemetry is None:
+            return None, False
+        from agent.io.telemetry import TelemetryError
+
+        try:
+            reading = self.telemetry.read()
+        except TelemetryError as exc:
+            log.warning("game telemetry stopped (%s): driving on without its speed and pause", exc)
+            self.telemetry = None
+            return None, False
+        return float(reading.speed_m_s), bool(reading.paused)
 
     def grab(self) -> Observation:
         from agent.io.capture import CaptureHidden, CaptureLost
@@ -563,11 +615,14 @@ class CaptureSource:
         self._last = frame
         health = self.capture.health()
         repeated = getattr(health, "identical_frames", 0) > 0
+        speed, paused = self._told()
         return Observation(frame=frame, clock_s=self.clock.observe(frame.timestamp, new=not repeated), health=health,
-                           repeated=repeated)
+                           repeated=repeated, speed_mps=speed, paused=paused)
 
     def close(self) -> None:
         self.capture.close()
+        if self.telemetry is not None:
+            self.telemetry.close()
 
 
 class GuardedKeyOutput:
