@@ -240,7 +240,10 @@ class SimWindowProcess:
         self._thread.join(timeout=5)
 
 
-def wait_for_window(title: str, timeout: float = 30.0) -> None:
+def wait_for_window(title: str, timeout: float = 30.0, sim: SimWindowProcess | None = None) -> None:
+    """Wait until a viewable window titled ``title`` exists. With ``sim`` (the process that makes it),
+    a sim that exits ends the wait at once, and a failure shows its exit code and its last output
+    lines (one e2e series run on an idle machine timed out here with nothing to say why)."""
     from agent.io.window import find_window
 
     deadline = time.monotonic() + timeout
@@ -248,9 +251,15 @@ def wait_for_window(title: str, timeout: float = 30.0) -> None:
         try:
             find_window(title)
             return
-        except LookupError:
-            if time.monotonic() > deadline:
-                raise
+        except LookupError as exc:
+            exited = sim is not None and sim.proc.poll() is not None
+            if exited or time.monotonic() > deadline:
+                if sim is None:
+                    raise
+                tail = "\n".join(sim.lines[-40:]) or "(no output)"
+                state = f"exited with status {sim.proc.returncode}" if exited else "still running"
+                raise AssertionError(f"{exc}\nafter {timeout if not exited else 'less than ' + str(timeout)} s; "
+                                     f"the sim process {state}; its last output:\n{tail}") from None
             time.sleep(0.2)
 
 

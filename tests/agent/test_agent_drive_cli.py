@@ -140,7 +140,7 @@ def test_drive_window_cli_presses_keys_in_the_sim_window(xvfb_display, tmp_path)
     title = "TruckPilot drive CLI window"
     window = SimWindowProcess("--title", title, "--size", "320x240", "--fps", "15", "--seconds", "60")
     try:
-        wait_for_window(title)
+        wait_for_window(title, sim=window)
         r = truckpilot("drive", "--model", str(ckpt), "--window", title, "--steps", "25", "--fps", "15",
                        "--keys", "x11", "--device", "cpu", "--record", str(tmp_path / "rec"))
     finally:
@@ -186,7 +186,7 @@ def test_sigterm_mid_drive_releases_the_keys_and_prints_the_latency(xvfb_display
 
     readers = []
     try:
-        wait_for_window(title)
+        wait_for_window(title, sim=window)
         drive = subprocess.Popen([sys.executable, "-m", "agent.apps.cli", "drive", "--model", str(ckpt), "--window", title,
                                   "--seconds", "30", "--keys", "x11", "--device", "cpu", "--threads", "1"],
                                  cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -71,7 +71,7 @@ def _drive_once(tiny_perceiver):
                            "--weather", "clear", "--traffic", "0", "--fps", str(15 * TIME_SCALE), "--seconds", "240",
                            "--log-every", "0.2")
     try:
-        wait_for_window(TITLE)
+        wait_for_window(TITLE, sim=sim)
         config = controller_config_for_time_scale(CONTROLLER, TIME_SCALE)
         stats = drive_window(
             tiny_perceiver, window_title=TITLE, fps=AGENT_FPS, keys="x11", seconds=200,

@@ -48,7 +48,7 @@ def test_shadow_mode_records_person_and_model_and_sends_no_key(xvfb_display, tmp
     reader = None
     keys_seen_while_nobody_drove: list[KeysHeld] = []
     try:
-        wait_for_window(title)
+        wait_for_window(title, sim=window)
         drive = subprocess.Popen([sys.executable, "-m", "agent.apps.cli", "drive", "--model", str(ckpt), "--window",
                                   title, "--shadow", "--seconds", "40", "--fps", "15", "--device", "cpu",
                                   "--threads", "1", "--record", str(rec)],

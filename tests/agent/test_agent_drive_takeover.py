@@ -51,7 +51,7 @@ def test_a_takeover_in_a_live_recorded_drive_is_marked_and_counted(xvfb_display,
 
     readers = []
     try:
-        wait_for_window(title)
+        wait_for_window(title, sim=window)
         drive = subprocess.Popen([sys.executable, "-m", "agent.apps.cli", "drive", "--model", str(ckpt), "--window",
                                   title, "--seconds", "40", "--fps", "15", "--keys", "x11", "--device", "cpu",
                                   "--threads", "1", "--record", str(rec)],

@@ -183,7 +183,7 @@ def test_takeover_is_recorded_then_the_agent_reengages_and_estop_ends_the_drive(
             person.display.sync()
 
     try:
-        wait_for_window(TITLE)
+        wait_for_window(TITLE, sim=window)
         stats = drive_window(scripted("straight", perceived), window_title=TITLE, fps=30, keys="x11", steps=300,
                              record=str(tmp_path / "drive"), reengage=True, on_tick=on_tick)
         held_after = read_held_keys()
