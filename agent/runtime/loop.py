@@ -567,9 +567,9 @@ class CaptureSource:
     """Frames from an ``agent.io.capture.Capture`` (mss); a destroyed window ends the drive.
 
     telemetry: the game's ``agent.io.telemetry.TelemetrySource`` or None. With it each observation
-    carries the game's speed (the controller holds its target speed on it, and brakes on time to
-    collision from it) and whether the game is paused (the tick then decides nothing and holds no
-    key); a block that stops reading is logged once and the drive goes on without it.
+    carries the game's speed (the controller holds its target speed on it) and whether the game is
+    paused (the tick then decides nothing and holds no key); a block that stops reading is logged
+    once and the drive goes on without it.
 
     While the window is hidden (unmapped, minimised, moved off the screen) each grab gives the
     last frame again as ``repeated`` with the capture's health (``hidden``, not ``ok``): the
