@@ -341,18 +341,18 @@ def record_window(
 
     The recording runs on the one driving tick (``agent.runtime.loop.run_ticks``) with the parts of
     ``agent.recording.window_parts``: the capture (``CaptureSource``), no decider, the person's keys
-    read by the key output (which sends none), and the session recorder. While the window is hidden (minimised, unmapped, off the
-    screen) nothing is stored and the recording waits for it; a destroyed window ends it.
+    read by the key output (which sends none), and the session recorder. While the window is hidden
+    (minimised, unmapped, off the screen) nothing is stored and the recording waits for it; a
+    destroyed window ends it.
     """
     from agent.io.capture import open_capture
+    from agent.io.telemetry import open_game_telemetry
     from agent.recording.window_parts import NobodyDecides, PersonKeysOutput, WindowSessionRecorder
     from agent.runtime.loop import CaptureSource, LoopParts, run_ticks
 
     if window_title is None and region is None and capture is None:
         raise ValueError("give a window title (--window) or a screen region (--region x,y,w,h)")
     _Budget(frames, seconds)  # checks the budget
-    from agent.io.telemetry import open_game_telemetry
-
     told = open_game_telemetry(telemetry)
     capture = capture or open_capture(window_title=window_title, region=region, fps=fps, display_name=display_name)
     reader = key_reader or open_key_reader(display_name)
