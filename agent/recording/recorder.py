@@ -99,20 +99,12 @@ class _Progress:
             self._bar.close()
 
 
-class _Budget:
-    def __init__(self, frames: int | None, seconds: float | None) -> None:
-        if frames is not None and frames < 1:
-            raise ValueError(f"--frames must be >= 1, got {frames}")
-        if seconds is not None and seconds <= 0:
-            raise ValueError(f"--minutes/--seconds must be > 0, got {seconds}")
-        self.frames, self.seconds = frames, seconds
-
-    def reached(self, frames: int, elapsed: float) -> str | None:
-        if self.frames is not None and frames >= self.frames:
-            return "frames"
-        if self.seconds is not None and elapsed >= self.seconds:
-            return "time"
-        return None
+def _check_budget(frames: int | None, seconds: float | None) -> None:
+    """ValueError naming a bad frame / time budget (the loop itself stops on them)."""
+    if frames is not None and frames < 1:
+        raise ValueError(f"--frames must be >= 1, got {frames}")
+    if seconds is not None and seconds <= 0:
+        raise ValueError(f"--minutes/--seconds must be > 0, got {seconds}")
 
 
 def _install_sigterm():
@@ -223,7 +215,7 @@ def record_sim(
         raise ValueError("--perturb needs --autopilot: it disturbs the autopilot's steering")
     if not min_box_height_px > 0:
         raise ValueError(f"--min-box-height must be > 0 frame pixels, got {min_box_height_px}")
-    _Budget(frames, seconds)  # checks the budget
+    _check_budget(frames, seconds)
     sim_source, keys_out = open_sim(seed=seed, size=(width, height), time_of_day=time_of_day, weather=weather,
                                     route_m=None, restart=True, min_box_height_px=min_box_height_px)
     expert = perturbation = None
@@ -352,7 +344,7 @@ def record_window(
 
     if window_title is None and region is None and capture is None:
         raise ValueError("give a window title (--window) or a screen region (--region x,y,w,h)")
-    _Budget(frames, seconds)  # checks the budget
+    _check_budget(frames, seconds)
     told = open_game_telemetry(telemetry)
     capture = capture or open_capture(window_title=window_title, region=region, fps=fps, display_name=display_name)
     reader = key_reader or open_key_reader(display_name)
