@@ -20,7 +20,9 @@ rebuilds it, ``... evaluate`` drives it in-process with a live window's noise).
 """
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -261,6 +263,61 @@ def wait_for_window(title: str, timeout: float = 30.0, sim: SimWindowProcess | N
                 raise AssertionError(f"{exc}\nafter {timeout if not exited else 'less than ' + str(timeout)} s; "
                                      f"the sim process {state}; its last output:\n{tail}") from None
             time.sleep(0.2)
+
+
+def random_direction_checkpoint(path: Path) -> Path:
+    """A ResNet34 direction checkpoint with random weights at a 32x32 input, written to ``path``: a
+    model for tests of the drive's plumbing, not of its driving."""
+    from perception.checkpoint import save_model
+    from perception.direction import DirectionNet
+
+    return save_model(path, DirectionNet(DirectionConfig(input_size=(32, 32), trunk=TrunkConfig(weights="none"))))
+
+
+class DriveProcess:
+    """``truckpilot drive --model CKPT --window TITLE --fps 15 ARGS`` in a subprocess on one CPU thread;
+    a thread keeps its log (stderr) lines in ``lines`` as they come."""
+
+    def __init__(self, ckpt: Path, title: str, *args: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "agent.apps.cli", "drive", "--model", str(ckpt),
+                                      "--window", title, "--fps", "15", "--device", "cpu", "--threads", "1", *args],
+                                     cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                     env={**os.environ, "OMP_NUM_THREADS": "1"})
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._follow, daemon=True)
+        self._reader.start()
+
+    def _follow(self) -> None:
+        for line in self.proc.stderr:
+            self.lines.append(line)
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    def logged(self, text: str) -> bool:
+        return any(text in line for line in self.lines)
+
+    def wait_for_log(self, text: str, timeout: float, what: str) -> None:
+        from tests.waiting import wait_until
+
+        wait_until(lambda: self.logged(text), timeout, what, alive=self.proc)
+
+    def wait_first_tick(self) -> None:
+        from agent.apps.drive import FIRST_TICK_LOG
+
+        self.wait_for_log(FIRST_TICK_LOG, 60, "the drive's first tick (its log line)")
+
+    def stop(self) -> int:
+        """SIGTERM (the drive ends cleanly, keys released); its exit code."""
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=20)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._reader.join(timeout=5)
 
 
 # ----------------------------------------------------------------------------- the e2e test's model

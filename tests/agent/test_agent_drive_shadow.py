@@ -4,17 +4,9 @@ session holds the person's keys and the model's, the frames where their directio
 and the labelling tool's "disagree" filter opens exactly those (issue 29, shadow mode)."""
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-
 
 def recorded(path: Path) -> list:
     """The frame records written so far (the session is read as it is written)."""
@@ -27,37 +19,23 @@ def recorded(path: Path) -> list:
 
 @pytest.mark.x11
 def test_shadow_mode_records_person_and_model_and_sends_no_key(xvfb_display, tmp_path, monkeypatch):
-    from drive_kit import SimWindowProcess, wait_for_window
+    from drive_kit import DriveProcess, SimWindowProcess, random_direction_checkpoint, wait_for_window
     from tests.waiting import wait_until
 
-    from agent.apps.drive import FIRST_TICK_LOG
     from agent.io.keys.x11 import X11Keys, read_held_keys
     from agent.types import KeysHeld
-    from perception.checkpoint import save_model
-    from perception.config import DirectionConfig, TrunkConfig
-    from perception.direction import DirectionNet
     from training.sessions import Session
 
-    ckpt = save_model(tmp_path / "d.safetensors",
-                      DirectionNet(DirectionConfig(input_size=(32, 32), trunk=TrunkConfig(weights="none"))))
+    ckpt = random_direction_checkpoint(tmp_path / "d.safetensors")
     title = "TruckPilot shadow window"
     rec = tmp_path / "shadow"
     window = SimWindowProcess("--title", title, "--size", "320x240", "--fps", "15", "--seconds", "60")
     drive = None
-    stderr: list[str] = []
-    reader = None
     keys_seen_while_nobody_drove: list[KeysHeld] = []
     try:
         wait_for_window(title, sim=window)
-        drive = subprocess.Popen([sys.executable, "-m", "agent.apps.cli", "drive", "--model", str(ckpt), "--window",
-                                  title, "--shadow", "--seconds", "40", "--fps", "15", "--device", "cpu",
-                                  "--threads", "1", "--record", str(rec)],
-                                 cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                 env={**os.environ, "OMP_NUM_THREADS": "1"})
-        reader = threading.Thread(target=lambda: stderr.extend(drive.stderr), daemon=True)
-        reader.start()
-        wait_until(lambda: any(FIRST_TICK_LOG in line for line in stderr), 60, "the drive's first tick (its log line)",
-                   alive=drive)
+        drive = DriveProcess(ckpt, title, "--shadow", "--seconds", "40", "--record", str(rec))
+        drive.wait_first_tick()
 
         # nobody drives: the model decides (its cruise throttle presses throttle on most frames), yet no key
         # is down on the X server at any time
@@ -66,23 +44,20 @@ def test_shadow_mode_records_person_and_model_and_sends_no_key(xvfb_display, tmp
             return sum(r.extra.get("model_keys", [0, 0, 0, 0])[2] for r in recorded(rec)) >= 5
 
         wait_until(nobody_drove_long_enough, 30, "5 recorded frames where the model would have pressed throttle",
-                   interval=0.05, alive=drive)
+                   interval=0.05, alive=drive.proc)
         quiet = len(recorded(rec))
         with X11Keys() as person:  # a person's keyboard: Left and Up through XTest
             person.apply(KeysHeld(left=True, throttle=True))
             wait_until(lambda: sum(tuple(r.keys) == (True, False, True, False) for r in recorded(rec)) >= 5, 20,
-                       "5 recorded frames holding the person's Left + Up", interval=0.1, alive=drive)
+                       "5 recorded frames holding the person's Left + Up", interval=0.1, alive=drive.proc)
             person.release_all()
-        drive.send_signal(signal.SIGTERM)
-        drive.wait(timeout=20)
+        returncode = drive.stop()
     finally:
-        if drive is not None and drive.poll() is None:
-            drive.kill()
+        if drive is not None:
+            drive.close()
         window.close()
-        if reader is not None:
-            reader.join(timeout=5)
-    err = "".join(stderr)
-    assert drive.returncode == 0, err
+    err = drive.log
+    assert returncode == 0, err
     assert keys_seen_while_nobody_drove and not any(any(k.as_array()) for k in keys_seen_while_nobody_drove), err
     assert "shadow: the model's direction differed from the person's on" in err, err
 

@@ -4,10 +4,8 @@ and `truckpilot sessions ls` counts it (issue 29's acceptance line)."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -27,61 +25,38 @@ def takeover_frames(path: Path) -> int:
 
 @pytest.mark.x11
 def test_a_takeover_in_a_live_recorded_drive_is_marked_and_counted(xvfb_display, tmp_path):
-    from drive_kit import SimWindowProcess, wait_for_window
+    from drive_kit import DriveProcess, SimWindowProcess, random_direction_checkpoint, wait_for_window
     from tests.waiting import wait_until
 
-    from agent.apps.drive import FIRST_TICK_LOG
     from agent.io.keys.x11 import X11Keys, read_held_keys
-    from perception.checkpoint import save_model
-    from perception.config import DirectionConfig, TrunkConfig
-    from perception.direction import DirectionNet
     from training.sessions import Session, session_interventions
 
-    ckpt = save_model(tmp_path / "d.safetensors",
-                      DirectionNet(DirectionConfig(input_size=(32, 32), trunk=TrunkConfig(weights="none"))))
+    ckpt = random_direction_checkpoint(tmp_path / "d.safetensors")
     title = "TruckPilot takeover window"
     rec = tmp_path / "rec"
     window = SimWindowProcess("--title", title, "--size", "320x240", "--fps", "15", "--seconds", "60")
     drive = None
-    streams: dict[str, list[str]] = {"stdout": [], "stderr": []}
-
-    def follow(stream, lines: list[str]) -> None:
-        for line in stream:
-            lines.append(line)
-
-    readers = []
     try:
         wait_for_window(title, sim=window)
-        drive = subprocess.Popen([sys.executable, "-m", "agent.apps.cli", "drive", "--model", str(ckpt), "--window",
-                                  title, "--seconds", "40", "--fps", "15", "--keys", "x11", "--device", "cpu",
-                                  "--threads", "1", "--record", str(rec)],
-                                 cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                 env={**os.environ, "OMP_NUM_THREADS": "1"})
-        for name, stream in (("stdout", drive.stdout), ("stderr", drive.stderr)):
-            readers.append(threading.Thread(target=follow, args=(stream, streams[name]), daemon=True))
-            readers[-1].start()
-        wait_until(lambda: any(FIRST_TICK_LOG in line for line in streams["stderr"]), 60,
-                   "the drive's first tick (its log line)", alive=drive)
+        drive = DriveProcess(ckpt, title, "--seconds", "40", "--keys", "x11", "--record", str(rec))
+        drive.wait_first_tick()
         # the agent drives: its throttle is down on the X server
-        wait_until(lambda: read_held_keys().throttle, 30, "the drive's throttle down on the X server", alive=drive)
+        wait_until(lambda: read_held_keys().throttle, 30, "the drive's throttle down on the X server",
+                   alive=drive.proc)
         with X11Keys() as person:  # another X client: a person's keyboard, arrows
             person.press("brake")  # Down: a driving key the agent did not press
             wait_until(lambda: takeover_frames(rec) >= 3, 20, "three takeover frames in the session",
-                       interval=0.1, alive=drive)
+                       interval=0.1, alive=drive.proc)
             person.release("brake")
         # the first frame after the person let go ends the takeover: the drive logs it
-        wait_until(lambda: any("takeover 1 recorded" in line for line in streams["stderr"]), 20,
-                   "the drive's log line of the ended takeover", alive=drive)
-        drive.send_signal(signal.SIGTERM)
-        drive.wait(timeout=20)
+        drive.wait_for_log("takeover 1 recorded", 20, "the drive's log line of the ended takeover")
+        returncode = drive.stop()
     finally:
-        if drive is not None and drive.poll() is None:
-            drive.kill()
+        if drive is not None:
+            drive.close()
         window.close()
-        for reader in readers:
-            reader.join(timeout=5)
-    err = "".join(streams["stderr"])
-    assert drive.returncode == 0, err
+    err = drive.log
+    assert returncode == 0, err
     assert "takeover 2 recorded" not in err, err  # one press, one intervention
 
     (mark,) = session_interventions(Session.open(rec))
