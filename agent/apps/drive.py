@@ -89,7 +89,7 @@ class DriveRecorder:
         self.failed: str | None = None
         self.takeover_frames = 0
         self.shadow = shadow
-        self.shadow_frames = self.disagreements = 0
+        self.disagreements = 0  # shadow frames where the model's direction is not the person's
         from training.sessions.interventions import InterventionMarker
 
         self.marker = InterventionMarker(fps)  # logs one line per takeover when it ends
@@ -147,7 +147,6 @@ class DriveRecorder:
             if action is not None:
                 extra["model_action"] = [float(action.steer), float(action.throttle), float(action.brake)]
             extra["disagree"] = extra["model_direction"] is not None and extra["model_direction"] != direction
-            self.shadow_frames += 1
             self.disagreements += bool(extra["disagree"])
         elif result.takeover and result.person_keys is not None:
             keys = result.person_keys
@@ -531,7 +530,7 @@ def shadow_window(perceiver, *, window_title: str | None = None, region: tuple[i
                          stop_when=stop_when, skip_repeated=skip_repeated)
         if recorder is not None:
             log.info("shadow: the model's direction differed from the person's on %d of %d recorded frames",
-                     recorder.disagreements, recorder.shadow_frames)
+                     recorder.disagreements, recorder.writer.frames_written)
         return stats
     finally:
         _restore_signal_handlers(previous)
