@@ -27,7 +27,9 @@ from drive_kit import SimWindowProcess, e2e_controller_config, load_tiny_ensembl
 from agent.apps.drive import controller_config_for_time_scale, drive_window
 from agent.types import KeysHeld, StopReason
 
-pytestmark = pytest.mark.x11
+#: ``slow``: 95 s of real time, kept out of the default suite (which must stay under 15 minutes on 2 cores);
+#: ``python -m agent.tools.e2e_series`` runs it (``-m slow``), and ``./run.sh test -m slow`` runs it once.
+pytestmark = [pytest.mark.x11, pytest.mark.slow]
 
 TITLE = "TruckPilot e2e sim window"
 SIM_SEED = 3  # the road driven here; the classifiers were trained on other roads (drive_kit.E2E_SEEDS)
