@@ -14,8 +14,11 @@ and that the sim window applies to a driver in another process (``truckpilot sim
 
 Per route the judge counts (units: m, steps of ``dt`` s): distance, the distance the driver
 itself drove, steps it drove, collisions, interventions, lane departures (the
-"lane_departure" event) and the sum of |offset| while it drove, and changes of its steering
-keys (left / none / right).
+"lane_departure" event) and the sum of |offset| while it drove, changes of its steering
+keys (left / none / right), and reversals of the truck's steering wheel (``info["steer"]``):
+the steering reversal rate of driving research, counted each time the wheel turns back by at
+least ``reversal_gap`` (of full lock) from its last extreme. Keys and analog input are judged
+alike by it (a key-state change need not move the wheel the other way; an axis has no keys).
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ class JudgeConfig:
     recover_s: float = 2.0  #: the expert drives at least this long after an intervention
     max_recover_s: float = 6.0  #: ... and until back within settled_offset_m of a lane centre, at most this long
     settled_offset_m: float = 0.5
+    reversal_gap: float = 0.02  #: the wheel must turn back this much (full lock = 1) to count a reversal
 
 
 class Verdict(enum.Enum):
@@ -64,13 +68,15 @@ class RouteJudge:
         self.min_recover = int(round(config.recover_s / dt))
         self.max_recover = int(round(config.max_recover_s / dt))
         self.steps = self.driver_steps = self.interventions = self.collisions = 0
-        self.lane_departures = self.steer_changes = 0
+        self.lane_departures = self.steer_changes = self.steer_reversals = 0
         self.offset_sum_m = self.driver_distance_m = 0.0
         self.distance_m = 0.0
         self.finished = False
         self._over_limit = 0  # consecutive driver steps beyond the offset limit
         self._recovering = 0  # steps the rescuer has driven in this recovery (0 = the driver drives)
         self._last_steer: int | None = None
+        self._wheel_extreme: float | None = None  # the wheel's last extreme (reversal counting)
+        self._wheel_dir = 0  # +1 turning right, -1 left, 0 not yet known
 
     @property
     def in_control(self) -> bool:
@@ -94,6 +100,7 @@ class RouteJudge:
             if self._last_steer is not None and s != self._last_steer:
                 self.steer_changes += 1
             self._last_steer = s
+            self._count_reversal(float(info.get("steer", 0.0)))
         if "collision" in events:
             self.collisions += 1
             return Verdict.END
@@ -112,13 +119,32 @@ class RouteJudge:
         if (self._recovering > self.min_recover and settled) or self._recovering > self.max_recover:
             self._recovering = 0
             self._last_steer = None
+            self._wheel_extreme, self._wheel_dir = None, 0
             return Verdict.HANDBACK
         return Verdict.GO_ON
+
+    def _count_reversal(self, wheel: float) -> None:
+        """One driver step's wheel position (full lock = 1): a reversal when it turns back by at
+        least ``reversal_gap`` from the last extreme in the direction it was turning."""
+        gap = self.config.reversal_gap
+        if self._wheel_extreme is None:
+            self._wheel_extreme = wheel
+            return
+        d = wheel - self._wheel_extreme
+        if self._wheel_dir == 0:
+            if abs(d) >= gap:
+                self._wheel_dir, self._wheel_extreme = (1 if d > 0 else -1), wheel
+        elif d * self._wheel_dir > 0:
+            self._wheel_extreme = wheel  # further the same way
+        elif abs(d) >= gap:
+            self.steer_reversals += 1
+            self._wheel_dir, self._wheel_extreme = -self._wheel_dir, wheel
 
     def to_dict(self) -> dict:
         """The route's counts (JSON-ready; the fields of the scorecard's RouteScore)."""
         return {"route_m": self.route_m, "distance_m": self.distance_m, "driver_distance_m": self.driver_distance_m,
                 "finished": self.finished, "collisions": self.collisions, "interventions": self.interventions,
                 "lane_departures": self.lane_departures, "offset_sum_m": self.offset_sum_m,
-                "driver_steps": self.driver_steps, "steer_changes": self.steer_changes, "steps": self.steps,
+                "driver_steps": self.driver_steps, "steer_changes": self.steer_changes,
+                "steer_reversals": self.steer_reversals, "steps": self.steps,
                 "dt": self.dt}

@@ -359,13 +359,31 @@ def drive_sim(perceiver, *, seed: int = 0, time_of_day: str | None = None, weath
         source.close()
 
 
+def open_axes(spec: str):
+    """The analog output ``spec`` names: "scs-controls" (the SCS SDK input plugin's block where the
+    plugin puts it) or "scs-controls:PATH"; ValueError for another name."""
+    name, _, path = spec.partition(":")
+    if name != "scs-controls":
+        raise ValueError(f"unknown analog output {spec!r}: use scs-controls or scs-controls:PATH")
+    from agent.io.axes.scs_controls import ScsControlsOutput
+
+    return ScsControlsOutput.open(path or None)
+
+
 def drive_window(perceiver, *, window_title: str | None = None, region: tuple[int, int, int, int] | None = None,
                  fps: float = 15.0, keys: str = "auto", keymap: str = "arrows", steps: int | None = None,
                  seconds: float | None = None, hud=None, record: str | None = None, controller_config=None,
                  display_name: str | None = None, focus: bool = True, reengage: bool = True,
                  on_tick=None, stop_when=None, skip_repeated: bool = True, controller=None,
-                 telemetry: str | None = None) -> LoopStats:
+                 telemetry: str | None = None, axes: str | None = None, axis_config=None) -> LoopStats:
     """The model drives a game window (or screen region): mss capture, keys under the SafetyGuard.
+
+    axes: drive analog axes instead of keys: "scs-controls" (the SCS SDK input plugin's block where
+    the plugin puts it) or "scs-controls:PATH" (e.g. the block of ``truckpilot sim --scs-controls
+    PATH``). The continuous steer and pedals go through ``AxisShaper(axis_config)`` (rate, jerk
+    and lateral-acceleration limits, smoothing) to the block, under the same SafetyGuard: it
+    centres them on every disengagement, and its guard process on a stall or kill of the agent.
+    No key is pressed; the keyboard still gives the e-stop and a person's takeover.
 
     telemetry: the game's SCS Telemetry block ("auto": where the plugin puts it, when it is there;
     a path; None: off; ``agent.io.telemetry.open_game_telemetry``): with it the controller holds its
@@ -416,10 +434,20 @@ def drive_window(perceiver, *, window_title: str | None = None, region: tuple[in
         # the loop may tick faster than the game draws, and a truck pulling away changes it slowly
         config = GuardConfig(period_s=1.0 / fps, stall_periods=max(3.0, 0.5 * fps),
                              frozen_while_driving_frames=max(15, int(round(fps))))
-        guard = SafetyGuard(backend, config=config, focus_check=focus_check)
+        axis_out = open_axes(axes) if axes is not None else None
     except BaseException:
         backend.close()
         capture.close()
+        if focus_check is not None:
+            focus_check.close()
+        raise
+    try:
+        guard = SafetyGuard(backend, config=config, focus_check=focus_check, axes=axis_out)
+    except BaseException:
+        backend.close()
+        capture.close()
+        if axis_out is not None:
+            axis_out.close()
         if focus_check is not None:
             focus_check.close()
         raise
@@ -439,6 +467,11 @@ def drive_window(perceiver, *, window_title: str | None = None, region: tuple[in
     keys_out = GuardedKeyOutput(guard, reengage=reengage)
     recorder = None
     controller = controller or Controller(controller_config)
+    shaper = None
+    if axis_out is not None:
+        from agent.runtime.axis_control import AxisShaper
+
+        shaper = AxisShaper(axis_config)
     try:
         if record:
             h, w = first.image.shape[:2]
@@ -449,7 +482,9 @@ def drive_window(perceiver, *, window_title: str | None = None, region: tuple[in
                                                      "telemetry": told.path if told is not None else None,
                                                      "controller": controller.config.to_record()
                                                      if isinstance(getattr(controller, "config", None), ControllerConfig)
-                                                     else None},
+                                                     else None,
+                                                     "axes": None if shaper is None else
+                                                     {"output": axes, **shaper.config.to_record()}},
                                      width=w, height=h, fps=fps, classes=_classes_of(perceiver), image_format="jpg")
 
         def tick_done(i, observation, perception, action, result):
@@ -460,7 +495,7 @@ def drive_window(perceiver, *, window_title: str | None = None, region: tuple[in
 
         return run_loop(source, perceiver, controller, keys_out, max_steps=steps,
                         max_seconds=seconds, fps=fps, recorder=recorder, hud=hud, on_tick=tick_done,
-                        stop_when=stop_when, skip_repeated=skip_repeated)
+                        stop_when=stop_when, skip_repeated=skip_repeated, axes=shaper)
     finally:
         try:
             keys_out.close()
@@ -591,6 +626,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="a game's SCS Telemetry block (scs-sdk-plugin): the controller holds --target-speed on the "
                         "game's speed, and nothing is pressed while the game is paused; auto (default: where the "
                         "plugin puts it, when it is there), a file (e.g. `truckpilot sim --telemetry PATH`), or off")
+    p.add_argument("--axes", metavar="scs-controls[:PATH]",
+                   help="(with --window / --region) steer and press the pedals through analog axes instead of keys: "
+                        "the SCS SDK input plugin's block (ETS2LA scs-sdk-controller) where the plugin puts it, or at "
+                        "PATH (e.g. `truckpilot sim --scs-controls PATH`); rate, jerk and lateral-acceleration "
+                        "limited (agent.runtime.axis_control); the guard centres them on any disengagement")
     p.add_argument("--no-focus", action="store_true", help="do not give the game window the keyboard focus")
     p.add_argument("--no-reengage", action="store_true",
                    help="after a disengagement stay off (default: resume once the cause is gone: 1 s after a "
@@ -638,6 +678,10 @@ def main(argv: list[str]) -> int:
             from agent.runtime.hud import HudWindow
 
             hud = HudWindow("TruckPilot drive")
+        if args.axes and not (args.window or args.region):
+            print("truckpilot drive: --axes drives a game window (--window / --region); in the simulator compare "
+                  "analog and key driving with `truckpilot eval --drivers agent,analog`", file=sys.stderr)
+            return EXIT_USAGE
         if args.shadow:
             if not (args.window or args.region):
                 print("truckpilot drive: --shadow needs --window or --region (a person drives a game; in the "
@@ -652,7 +696,7 @@ def main(argv: list[str]) -> int:
                                  keymap=args.keymap, steps=args.steps, seconds=args.seconds, hud=hud,
                                  record=args.record, controller_config=config, display_name=args.display,
                                  focus=not args.no_focus, reengage=not args.no_reengage,
-                                 telemetry=None if args.telemetry == "off" else args.telemetry)
+                                 telemetry=None if args.telemetry == "off" else args.telemetry, axes=args.axes)
         else:
             fps = args.fps if args.fps is not None else (15.0 if args.hud else None)
             stats = drive_sim(perceiver, seed=args.seed, time_of_day=args.time_of_day, weather=args.weather,

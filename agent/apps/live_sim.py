@@ -116,6 +116,7 @@ def drive_live(perceiver, route: LiveRoute, *, driver: str = "agent", controller
                sim_fps: float = SIM_FPS, size: tuple[int, int] = (320, 240), max_seconds: float | None = None,
                judge: bool = True) -> LiveDrive:
     """Drive ``route`` live: the sim window judges; ``driver`` is "agent" (Controller + PWM keys),
+    "analog" (the same, steering and pedals through the SCS input plugin's block the sim window reads),
     "baseline" (the article's pulses, ``agent.runtime.drivers.BaselineDriver``) or "expert" (the
     sim's own autopilot: no capture, no keys; the reference row).
 
@@ -138,6 +139,10 @@ def drive_live(perceiver, route: LiveRoute, *, driver: str = "agent", controller
         args += ["--budget-steps", str(route.budget_steps)]
     if driver == "expert":
         args.append("--autopilot")
+    controls = None
+    if driver == "analog":
+        controls = workdir / f"{stem}.SCSControls"  # the sim makes the block; the agent writes it
+        args += ["--scs-controls", str(controls)]
     dt = 1.0 / SIM_FPS
     budget_s = (route.budget_steps or route.route_m / 2.0 / dt) * dt
     if max_seconds is None:
@@ -154,11 +159,11 @@ def drive_live(perceiver, route: LiveRoute, *, driver: str = "agent", controller
                 from agent.runtime.drivers import BaselineController
 
                 controller = BaselineController(dt=dt)
-            elif driver != "agent":
+            elif driver not in ("agent", "analog"):
                 raise ValueError(f"unknown driver {driver!r}")
             stats = drive_window(perceiver, window_title=title, fps=agent_fps, keys="x11", seconds=max_seconds,
                                  controller_config=controller_config, controller=controller, display_name=display,
-                                 on_tick=ticks)
+                                 on_tick=ticks, axes=f"scs-controls:{controls}" if controls is not None else None)
     finally:
         sim.close()
     if not summary_path.exists():

@@ -26,7 +26,13 @@ Per driver:
   ``km_per_intervention`` is the km driven and ``km_per_intervention_lower_bound`` is true;
 * ``lane_departures_per_km``: lane changes (the "lane_departure" event) per km driven;
 * ``mean_abs_offset_m``: mean |offset from the nearest lane centre| while driving;
-* ``steer_changes_per_s``: changes of the steering keys (left / none / right) per second driven.
+* ``steer_changes_per_s``: changes of the steering keys (left / none / right) per second driven;
+* ``steer_reversals_per_s``: reversals of the truck's steering wheel (it turns back by at least
+  2 % of full lock, ``sim.judge``) per second driven: keys and analog axes alike.
+
+``--drivers agent,analog`` adds the agent driving analog axes (``analog``: the same model and
+controller, its continuous steer and pedals through ``agent.runtime.axis_control.AxisShaper``
+into the simulator's continuous controls; live, through the SCS SDK input plugin's block).
 
 Time is the simulator's (step x dt): the controller's clock is sim time, so a run is
 deterministic and faster than real time. The JSON has the three driver rows at the top
@@ -44,7 +50,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Union
 
-from agent.runtime.drivers import DRIVER_NAMES, BaselineDecider, ExpertDecider, JudgeScorer, Rescue
+from agent.runtime.drivers import ALL_DRIVERS, ANALOG, DRIVER_NAMES, BaselineDecider, ExpertDecider, JudgeScorer, Rescue
 from agent.runtime.loop import LoopParts, open_sim, run_ticks
 from agent.runtime.parts import AgentDecider, Decider
 
@@ -123,6 +129,7 @@ class RouteScore:
     budget_steps: int
     dt: float
     wall_s: float
+    steer_reversals: int = 0
 
     @property
     def route_completion(self) -> float:
@@ -136,7 +143,7 @@ DriverSpec = Union[Decider, Callable[[object], Decider]]
 
 def drive_route(driver: DriverSpec, seed: int, time_of_day: str, weather: str, budget_steps: int,
                 config: ScorecardConfig = ScorecardConfig(), *, name: str | None = None,
-                on_tick: Callable | None = None) -> RouteScore:
+                on_tick: Callable | None = None, analog: bool = False) -> RouteScore:
     """``driver`` drives one route (seed, condition) for at most ``budget_steps`` sim steps; an expert
     takes over at each intervention (see the module doc). Returns its RouteScore.
 
@@ -144,19 +151,21 @@ def drive_route(driver: DriverSpec, seed: int, time_of_day: str, weather: str, b
     ``truckpilot drive --sim`` (``open_sim``), ``Rescue`` (the driver, or the expert while it
     rescues) as the decider and ``JudgeScorer`` (``sim.judge.RouteJudge``) as the scorer; it ends
     at the route's end, a collision, or the budget. name: the RouteScore's driver (default the
-    driver's ``name``); on_tick: as ``LoopParts.on_tick`` (tests).
+    driver's ``name``); on_tick: as ``LoopParts.on_tick`` (tests). analog: the env takes continuous
+    controls (the driver's ``Decision.axes``; the rescuing expert drives it the same way).
     """
     from sim.judge import JudgeConfig, RouteJudge
 
     source, keys_out = open_sim(seed=seed, size=(config.width, config.height), time_of_day=time_of_day,
-                                weather=weather, traffic=config.traffic_density, route_m=config.route_m)
+                                weather=weather, traffic=config.traffic_density, route_m=config.route_m,
+                                analog=analog)
     t0 = time.perf_counter()
     try:
         decider = driver if hasattr(driver, "decide") else driver(source.env)
         judge = RouteJudge(config.route_m, source.dt, JudgeConfig(
             intervention_offset_m=config.intervention_offset_m, offset_grace_s=config.offset_grace_s,
             recover_s=config.recover_s, max_recover_s=config.max_recover_s, settled_offset_m=config.settled_offset_m))
-        rescue = Rescue(decider, ExpertDecider(source.env, seed=seed, dt=source.dt), judge)
+        rescue = Rescue(decider, ExpertDecider(source.env, seed=seed, dt=source.dt, analog=analog), judge)
         rescue.reset()
         # budget_steps sim steps: their outcomes come with the next grab, so one tick more (its keys go nowhere)
         run_ticks(LoopParts(source, rescue, keys_out, scorer=JudgeScorer(judge), on_tick=on_tick),
@@ -169,19 +178,25 @@ def drive_route(driver: DriverSpec, seed: int, time_of_day: str, weather: str, b
         source.close()
 
 
-def make_driver(name: str, perceiver, dt: float, seed: int, controller_config=None) -> DriverSpec:
+def make_driver(name: str, perceiver, dt: float, seed: int, controller_config=None, axis_config=None) -> DriverSpec:
     """The scorecard's driver ``name`` (DRIVER_NAMES): "agent" = ``AgentDecider`` with a
     ``Controller(controller_config)`` (as ``truckpilot drive`` builds it, the sim's speed known),
-    "expert" = ``ExpertDecider`` (seeded, its own dt), "baseline" = ``BaselineDecider`` at ``dt``."""
+    "expert" = ``ExpertDecider`` (seeded, its own dt), "baseline" = ``BaselineDecider`` at ``dt``,
+    "analog" = the agent with an ``AxisShaper(axis_config)`` (drive it with ``drive_route(analog=True)``)."""
     if name == "agent":
         from agent.runtime.controller import Controller
 
         return AgentDecider(perceiver, Controller(controller_config))
+    if name == ANALOG:
+        from agent.runtime.axis_control import AxisShaper
+        from agent.runtime.controller import Controller
+
+        return AgentDecider(perceiver, Controller(controller_config), axes=AxisShaper(axis_config))
     if name == "expert":
         return lambda env: ExpertDecider(env, seed=seed)
     if name == "baseline":
         return BaselineDecider(perceiver, dt=dt)
-    raise ValueError(f"unknown driver {name!r}; choose from {DRIVER_NAMES}")
+    raise ValueError(f"unknown driver {name!r}; choose from {ALL_DRIVERS}")
 
 
 def summarise(routes: list[RouteScore]) -> dict:
@@ -199,6 +214,7 @@ def summarise(routes: list[RouteScore]) -> dict:
         "lane_departures_per_km": round(sum(r.lane_departures for r in routes) / km, 4) if km > 0 else None,
         "mean_abs_offset_m": round(sum(r.offset_sum_m for r in routes) / driver_steps, 4) if driver_steps else None,
         "steer_changes_per_s": round(sum(r.steer_changes for r in routes) / driver_s, 4) if driver_s > 0 else None,
+        "steer_reversals_per_s": round(sum(r.steer_reversals for r in routes) / driver_s, 4) if driver_s > 0 else None,
         "km_driven": round(km, 4),
         "routes": len(routes),
         "routes_finished": sum(r.finished for r in routes),
@@ -209,10 +225,10 @@ def summarise(routes: list[RouteScore]) -> dict:
 def run_config(config: ScorecardConfig | None, route_m: float, drivers: tuple[str, ...], perceiver) -> ScorecardConfig:
     """The config of one scorecard run (``run_scorecard``, ``agent.apps.scorecard_live.run_live_eval``):
     ``config`` (None: the defaults) with ``route_m`` (m) as its route length. ValueError for a driver
-    not in DRIVER_NAMES, or for "agent" / "baseline" without a ``perceiver``."""
-    unknown = sorted(set(drivers) - set(DRIVER_NAMES))
+    not in ALL_DRIVERS, or for "agent" / "baseline" / "analog" without a ``perceiver``."""
+    unknown = sorted(set(drivers) - set(ALL_DRIVERS))
     if unknown:
-        raise ValueError(f"unknown driver(s) {unknown}; choose from {DRIVER_NAMES}")
+        raise ValueError(f"unknown driver(s) {unknown}; choose from {ALL_DRIVERS}")
     if perceiver is None and set(drivers) - {"expert"}:
         raise ValueError("the agent and baseline drivers need a perceiver (a direction and/or detector model)")
     return ScorecardConfig(**{**asdict(config or ScorecardConfig()), "route_m": float(route_m)})
@@ -220,8 +236,9 @@ def run_config(config: ScorecardConfig | None, route_m: float, drivers: tuple[st
 
 def run_scorecard(perceiver, seeds, conditions=(("day", "clear"),), route_m: float = 1000.0, *,
                   drivers: tuple[str, ...] = DRIVER_NAMES, controller_config=None,
-                  config: ScorecardConfig | None = None, progress: bool = True) -> dict:
-    """Drive every route with each driver and return the scorecard dict.
+                  config: ScorecardConfig | None = None, progress: bool = True, axis_config=None) -> dict:
+    """Drive every route with each driver and return the scorecard dict (``axis_config``: the
+    "analog" driver's ``AxisConfig``, None: its defaults).
 
     perceiver: callable frame -> Perception (a Perceiver), used by "agent" and "baseline"
         (None only when ``drivers`` is just ("expert",)).
@@ -249,8 +266,8 @@ def run_scorecard(perceiver, seeds, conditions=(("day", "clear"),), route_m: flo
             if name == "expert":
                 score = RouteScore(**{**asdict(expert), "budget_steps": budget})
             else:
-                driver = make_driver(name, perceiver, dt, seed, controller_config)
-                score = drive_route(driver, seed, tod, weather, budget, config, name=name)
+                driver = make_driver(name, perceiver, dt, seed, controller_config, axis_config)
+                score = drive_route(driver, seed, tod, weather, budget, config, name=name, analog=name == ANALOG)
                 bar.update(1)
             per_driver[name].append(score)
             detail.append({**asdict(score), "route_completion": round(score.route_completion, 4)})
@@ -280,7 +297,7 @@ def generous_steps(config: ScorecardConfig) -> int:
 
 def format_table(card: dict) -> str:
     """The scorecard as a text table, one column per driver."""
-    drivers = [d for d in DRIVER_NAMES if d in card]
+    drivers = [d for d in ALL_DRIVERS if d in card]
     rows = ["route_completion", "collisions", "interventions", "km_per_intervention", "lane_departures_per_km",
             "mean_abs_offset_m", "steer_changes_per_s", "km_driven"]
     lines = [f"{'':<24}" + "".join(f"{d:>12}" for d in drivers)]
@@ -306,7 +323,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--conditions", default="day/clear",
                    help="TIME/WEATHER list, e.g. day/clear,night/rain (default day/clear)")
     p.add_argument("--route-m", type=float, default=1000.0, help="route length per seed x condition, m (default 1000)")
-    p.add_argument("--drivers", default=",".join(DRIVER_NAMES), help="which drivers (default agent,expert,baseline)")
+    p.add_argument("--drivers", default=",".join(DRIVER_NAMES), help="which drivers (default agent,expert,baseline; "
+                        "also: analog, the agent on analog axes)")
     p.add_argument("--traffic", type=float, default=1.0, help="traffic density (default 1)")
     p.add_argument("--budget-factor", type=float, default=2.0, help="time budget = this x the expert's time")
     p.add_argument("--target-speed", type=float, help="speed the agent's controller holds, m/s (default 12)")

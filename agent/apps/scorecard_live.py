@@ -13,7 +13,10 @@ Every route (seed x condition, ``route_m`` m, traffic on) is driven twice per dr
   the sim judges the route itself from ground truth with the same rules (``sim.judge``: the
   expert takes over at an intervention and hands back) and writes its counts at the end. The
   baseline is driven the same way (``BaselineController`` in the live loop); the expert is the
-  sim's own autopilot (``--autopilot``), judged the same way.
+  sim's own autopilot (``--autopilot``), judged the same way. The ``analog`` driver (asked for by
+  name) is the agent steering and pressing the pedals through analog axes: the simulator's
+  continuous controls in-process; live, the SCS SDK input plugin's block, which the sim window
+  reads (``truckpilot sim --scs-controls``) and ``drive --window --axes`` writes.
 
 A game window gives no speed, so the agent drives on the controller's cruise throttle duty in
 both columns (``AgentDecider(use_speed=False)``; plain ``truckpilot eval`` holds a target speed
@@ -45,13 +48,14 @@ from agent.apps.scorecard import (
     run_config,
     summarise,
 )
-from agent.runtime.drivers import DRIVER_NAMES
+from agent.runtime.drivers import ALL_DRIVERS, ANALOG, DRIVER_NAMES
 
 log = logging.getLogger(__name__)
 
 #: the metric rows of the side-by-side table
 TABLE_ROWS: tuple[str, ...] = ("route_completion", "collisions", "interventions", "km_per_intervention",
-                               "lane_departures_per_km", "mean_abs_offset_m", "steer_changes_per_s", "km_driven")
+                               "lane_departures_per_km", "mean_abs_offset_m", "steer_changes_per_s",
+                               "steer_reversals_per_s", "km_driven")
 
 
 @dataclass(frozen=True)
@@ -73,12 +77,15 @@ class RouteLatency:
 
 
 def in_process_driver(name: str, perceiver, dt: float, seed: int, controller_config=None):
-    """The in-process twin of the live driver ``name``: the agent without the sim's speed."""
-    if name == "agent":
+    """The in-process twin of the live driver ``name``: the agent (keys, or analog axes) without the
+    sim's speed."""
+    if name in ("agent", ANALOG):
+        from agent.runtime.axis_control import AxisShaper
         from agent.runtime.controller import Controller
         from agent.runtime.parts import AgentDecider
 
-        return AgentDecider(perceiver, Controller(controller_config), use_speed=False)
+        return AgentDecider(perceiver, Controller(controller_config), use_speed=False,
+                            axes=AxisShaper() if name == ANALOG else None)
     return make_driver(name, perceiver, dt, seed, controller_config)
 
 
@@ -125,7 +132,7 @@ def run_live_eval(perceiver, seeds, conditions, route_m: float, *, drivers: tupl
                         here = RouteScore(**{**asdict(expert), "budget_steps": budget})
                     else:
                         here = drive_route(in_process_driver(name, perceiver, expert.dt, seed, controller_config),
-                                           seed, tod, weather, budget, config, name=name)
+                                           seed, tod, weather, budget, config, name=name, analog=name == ANALOG)
                     live_route = route if name != "expert" else LiveRoute(
                         seed, tod, weather, config.route_m, config.traffic_density, budget_steps=generous_steps(config))
                     drive = drive_live(perceiver, live_route, driver=name, controller_config=controller_config,
@@ -157,7 +164,7 @@ def run_live_eval(perceiver, seeds, conditions, route_m: float, *, drivers: tupl
 
 def format_live_table(card: dict) -> str:
     """One table: a column per driver and mode (in-process, live); then the latency per route."""
-    cols = [(d, m) for d in DRIVER_NAMES if d in card["live"] for m in ("in_process", "live")]
+    cols = [(d, m) for d in ALL_DRIVERS if d in card["live"] for m in ("in_process", "live")]
     head = [f"{d}/{'in-proc' if m == 'in_process' else 'live'}" for d, m in cols]
     lines = [f"{'':<24}" + "".join(f"{h:>17}" for h in head)]
     for row in TABLE_ROWS:

@@ -23,6 +23,13 @@ Two halves:
   Only the agent's keys are released: a person who took over keeps theirs. uinput needs no
   guard process on death (the kernel destroys the device and its keys).
 
+Analog axes (``axes``: an ``agent.io.axes.AxisOutput``, e.g. the SCS SDK input plugin's block)
+follow the keys: ``apply(keys, health, axes)`` holds them while engaged; every disengagement
+(stall, e-stop, takeover, lost focus, stale capture) and ``close`` centres the wheel and releases
+the pedals. An output that another process can open (``guard_spec()``, as the SCS controls block)
+is opened by the guard process too, which centres it on a stall, kill -9 or SIGSTOP of the agent,
+as it releases the keys.
+
 A driving loop puts the pieces together like this::
 
     with open_capture("Euro Truck Simulator 2", fps=20) as capture, \
@@ -153,6 +160,16 @@ def backend_from_spec(spec: dict) -> KeyBackend:
     raise ValueError(f"guard process cannot release keys of backend kind {kind!r}")
 
 
+def axes_from_spec(spec: dict):
+    """Open, in the guard process, the analog output an ``AxisOutput.guard_spec()`` describes."""
+    kind = spec.get("kind")
+    if kind == "scs-controls":
+        from agent.io.axes.scs_controls import ScsControlsOutput
+
+        return ScsControlsOutput.open(spec["path"], version=spec.get("version"))
+    raise ValueError(f"guard process cannot centre axes of output kind {kind!r}")
+
+
 def frame_is_fresh(frame_timestamp: float, now: float, period_s: float, max_periods: float = 3.0) -> bool:
     """Whether a frame captured at ``frame_timestamp`` (monotonic s) is recent
     enough at ``now`` to engage on: at most ``max_periods`` loop periods old."""
@@ -198,6 +215,10 @@ class SafetyGuard:
     focus_check: optional callable -> bool, True while the game window has
         the keyboard focus (agent.io.window.FocusCheck); when it turns False the
         agent disengages, so keys never land in another window. Not closed here.
+    axes: an analog output (``agent.io.axes.AxisOutput``) driven beside the keys, or None; it is
+        centred on every disengagement and closed by ``close``. With a ``guard_spec()`` it is also
+        centred by the guard process (stall, kill -9, SIGSTOP); without one only in process, said
+        in the log.
 
     With ``host_keys`` (automatic for uinput) the given backend is closed and
     rebuilt inside the guard process; ``guard.backend`` is then a HostedKeys
@@ -205,7 +226,9 @@ class SafetyGuard:
     """
 
     def __init__(self, backend: KeyBackend, period_s: float | None = None, *,
-                 config: GuardConfig | None = None, keyboard=None, focus_check=None) -> None:
+                 config: GuardConfig | None = None, keyboard=None, focus_check=None, axes=None) -> None:
+        from agent.io.axes import NEUTRAL
+
         config = config or GuardConfig()
         if period_s is not None:
             config = dataclasses.replace(config, period_s=float(period_s))
@@ -214,6 +237,9 @@ class SafetyGuard:
         self.config = config
         self.backend = backend
         self.focus_check = focus_check
+        self.axes = axes
+        self.axes_held = NEUTRAL
+        """the analog axes held now (NEUTRAL while disengaged or without an analog output)"""
         self._engaged = False
         self.disengagement: Disengagement | None = Disengagement(DisengageReason.NOT_ENGAGED)
         """why the guard is not driving (None while engaged); switch on its ``reason``"""
@@ -253,12 +279,18 @@ class SafetyGuard:
                 raise ValueError(f"backend {backend.kind!r} cannot be hosted in the guard process")
         else:
             spec = backend.guard_spec() if config.guard_process else None
+        axes_spec = None
+        if axes is not None:
+            axes_spec = axes.guard_spec() if hasattr(axes, "guard_spec") else None
+            if axes_spec is None or spec is None:
+                log.warning("the analog output %s cannot be centred from outside this process: a kill -9 or "
+                            "SIGSTOP of the agent leaves its axes where they are", type(axes).__name__)
         if spec is not None:
             try:
                 if self.hosted:
                     backend.close()  # frees the device / connection; the guard process makes its own
                     self.backend = HostedKeys(self, backend.keymap, spec["kind"])
-                self._start_process(spec)
+                self._start_process(spec, axes_spec)
             except Exception:
                 if self._owns_keyboard:
                     self.keyboard.close()
@@ -267,11 +299,13 @@ class SafetyGuard:
         atexit.register(self.close)
 
     # ---- the guard process -------------------------------------------------
-    def _start_process(self, spec: dict) -> None:
+    def _start_process(self, spec: dict, axes_spec: dict | None = None) -> None:
         cmd = [sys.executable, "-m", "agent.io.guard", "--spec", json.dumps(spec),
                "--period", repr(self.config.period_s), "--stall-periods", repr(self.config.stall_periods)]
         if self.hosted:
             cmd.append("--hosted")
+        if axes_spec is not None:
+            cmd += ["--axes-spec", json.dumps(axes_spec)]
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         # a thread reads the guard's news (portable: Windows cannot select() on pipes)
@@ -287,8 +321,9 @@ class SafetyGuard:
             why = f": {first}" if isinstance(first, ProtocolError) else ""
             raise GuardProcessError(f"guard process did not start (exit code {self._proc.poll()}){why}; "
                                     f"run `{sys.executable} -m agent.io.guard --help` to see why")
-        log.info("guard process %d %s %s keys, stall after %.0f ms", self._proc.pid,
+        log.info("guard process %d %s %s keys%s, stall after %.0f ms", self._proc.pid,
                  "hosting" if self.hosted else "watching", spec["kind"],
+                 f" and {axes_spec['kind']} axes" if axes_spec else "",
                  1e3 * self.config.period_s * self.config.stall_periods)
 
     @property
@@ -402,7 +437,20 @@ class SafetyGuard:
         self._engaged = False
         self.disengagement = why
         self.backend.release_all()
+        self.centre_axes()
         self.heartbeat(self.backend.held())
+
+    def centre_axes(self) -> None:
+        """Centre the wheel and release the pedals of the analog output (if any)."""
+        from agent.io.axes import NEUTRAL
+
+        if self.axes is not None:
+            self.axes.neutral()
+        self.axes_held = NEUTRAL
+
+    def _axes_deflected(self) -> bool:
+        a = self.axes_held
+        return a.steer != 0.0 or a.throttle != 0.0 or a.brake != 0.0
 
     def heartbeat(self, keys_held: KeysHeld) -> None:
         """Tell the guard process we are alive and what we hold."""
@@ -444,10 +492,10 @@ class SafetyGuard:
                 why = Disengagement(DisengageReason.CAPTURE_STALE,
                                     ", ".join(capture_health.problems() or ["no frames"]))
             elif (capture_health.identical_frames >= self.config.frozen_while_driving_frames
-                  and any(self.backend.held().as_array())):
+                  and (any(self.backend.held().as_array()) or self._axes_deflected())):
+                what = "keys are held" if any(self.backend.held().as_array()) else "the axes are deflected"
                 why = Disengagement(DisengageReason.CAPTURE_STALE,
-                                    f"frozen ({capture_health.identical_frames} identical frames) "
-                                    "while keys are held")
+                                    f"frozen ({capture_health.identical_frames} identical frames) while {what}")
         if why is None and self.focus_check is not None and not self.focus_check():
             why = Disengagement(DisengageReason.FOCUS_LOST)
         if why is None and self.keyboard is not None:
@@ -463,9 +511,10 @@ class SafetyGuard:
             self.disengage(why)
         return why
 
-    def apply(self, keys: KeysHeld, capture_health=None) -> KeysHeld:
-        """The per-tick call: check, apply ``keys`` if engaged (else release),
-        heartbeat. Returns the keys actually held afterwards."""
+    def apply(self, keys: KeysHeld, capture_health=None, axes=None) -> KeysHeld:
+        """The per-tick call: check, apply ``keys`` (and ``axes``, an ``agent.io.axes.Axes``, to
+        the analog output; None: neutral) if engaged, else release and centre; heartbeat. Returns
+        the keys actually held afterwards (``axes_held``: the axes)."""
         self.check(capture_health)
         if self._engaged:
             # tell the guard process first what may be down, so a stall between
@@ -473,8 +522,15 @@ class SafetyGuard:
             before = self.backend.held()
             self.heartbeat(KeysHeld(*(a or b for a, b in zip(before.as_array(), keys.as_array()))))
             self.backend.apply(keys)
+            if self.axes is not None:
+                from agent.io.axes import NEUTRAL
+
+                self.axes.send(axes if axes is not None else NEUTRAL)
+                self.axes_held = axes if axes is not None else NEUTRAL
         else:
             self.backend.release_all()
+            if self._axes_deflected():
+                self.centre_axes()
         held = self.backend.held()
         self.heartbeat(held)
         return held
@@ -499,6 +555,8 @@ class SafetyGuard:
         self._engaged = False
         try:
             self.backend.release_all()
+            if self.axes is not None:
+                self.axes.close()  # goes neutral
         finally:
             if self._proc is not None:
                 self._send(Quit())
@@ -546,7 +604,7 @@ RELEASE_MARGIN_S: float = 0.01
 
 
 def run_guard_process(spec: dict, period_s: float, stall_periods: float, stdin_fd: int = 0,
-                      hosted: bool = False, stdout_fd: int = 1) -> int:
+                      hosted: bool = False, stdout_fd: int = 1, axes_spec: dict | None = None) -> int:
     """Body of ``python -m agent.io.guard``: watch heartbeats on ``stdin_fd``, answer on ``stdout_fd``.
 
     hosted: the backend is the agent's own (uinput): ``SetKeys`` applies a key state and
@@ -554,9 +612,12 @@ def run_guard_process(spec: dict, period_s: float, stall_periods: float, stdin_f
     release, until ``Unlock`` from SafetyGuard.engage).
 
     A line that is not a parent -> guard message of this protocol version releases the
-    keys (``Released(PROTOCOL_ERROR)``) and ends the process with exit code 2."""
+    keys (``Released(PROTOCOL_ERROR)``) and ends the process with exit code 2.
+
+    axes_spec: the agent's analog output (``axes_from_spec``), centred with every release."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the parent's; its exit closes our pipe
     backend = backend_from_spec(spec)
+    axes = axes_from_spec(axes_spec) if axes_spec is not None else None
     watch = _Watch(period_s, stall_periods)
     # Act a little early so the keys are up by ``stall_periods`` periods after the last heartbeat,
     # the wake-up and the X round trip (1-5 ms measured) included.
@@ -569,12 +630,16 @@ def run_guard_process(spec: dict, period_s: float, stall_periods: float, stdin_f
             watch.locked = why is ReleaseReason.STALL
         else:
             backend.force_release(watch.held)  # only what the agent held: a person keeps theirs
+        if axes is not None:
+            axes.neutral()  # the agent's own analog device: nobody else steers through it
         _say(stdout_fd, Released(why, 1e3 * (time.monotonic() - start)))
         watch.released = True
 
     def on_term(signum, _frame):
         release(ReleaseReason.SIGTERM)
         backend.close()
+        if axes is not None:
+            axes.close()
         os._exit(0)
 
     signal.signal(signal.SIGTERM, on_term)
@@ -635,6 +700,8 @@ def run_guard_process(spec: dict, period_s: float, stall_periods: float, stdin_f
                 watch.locked = False
     finally:
         backend.close()
+        if axes is not None:
+            axes.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -647,12 +714,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stall-periods", type=float, default=3.0, help="silence in periods before releasing")
     parser.add_argument("--hosted", action="store_true",
                         help="own the key backend: apply the key states the parent sends (uinput)")
+    parser.add_argument("--axes-spec", default=None,
+                        help='the agent\'s analog output as JSON, centred with every release, e.g. '
+                             '{"kind": "scs-controls", "path": "/dev/shm/SCS/SCSControls", "version": "..."}')
     args = parser.parse_args(argv)
     # the pipe to the parent carries protocol messages only: whatever a library prints goes to stderr
     pipe_fd = os.dup(sys.stdout.fileno())
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     return run_guard_process(json.loads(args.spec), args.period, args.stall_periods, hosted=args.hosted,
-                             stdout_fd=pipe_fd)
+                             stdout_fd=pipe_fd, axes_spec=json.loads(args.axes_spec) if args.axes_spec else None)
 
 
 if __name__ == "__main__":

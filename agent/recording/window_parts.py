@@ -55,7 +55,7 @@ class PersonKeysOutput:
     def __init__(self, reader) -> None:
         self.reader = reader
 
-    def send(self, keys: KeysHeld, observation: Observation) -> KeyResult:
+    def send(self, keys: KeysHeld, observation: Observation, axes=None) -> KeyResult:
         from agent.runtime.loop import KeyResult
 
         return KeyResult(held=KeysHeld(), engaged=False, person_keys=self.reader.driving_keys())

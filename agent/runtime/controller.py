@@ -181,6 +181,13 @@ class Controller:
         for pwm in self._pwm.values():
             pwm.reset()
 
+    @property
+    def steer_signal(self) -> float:
+        """The smoothed continuous steer p_right - p_left in [-1, 1] (+ = right) of the latest
+        update, before the key hysteresis and gain (0.0 before the first): what an analog output
+        steers by (``agent.runtime.axis_control``)."""
+        return 0.0 if self._steer_ema is None else float(self._steer_ema)
+
     # ---- steering ---------------------------------------------------------
     def _steer(self, probs: dict[str, float], dt: float) -> float:
         c = self.config

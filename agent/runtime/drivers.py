@@ -26,8 +26,13 @@ from agent.types import KeysHeld, StopReason
 if TYPE_CHECKING:
     from agent.runtime.loop import Observation
 
-#: names of the drivers, in the scorecard's order
+#: names of the drivers, in the scorecard's order (its default set)
 DRIVER_NAMES: tuple[str, ...] = ("agent", "expert", "baseline")
+#: the agent driving analog axes (``AgentDecider`` with an ``AxisShaper``): the simulator's continuous
+#: controls in-process, the SCS SDK input plugin's block live; asked for by name (``--drivers agent,analog``)
+ANALOG = "analog"
+#: every driver the scorecard knows, in its table's order
+ALL_DRIVERS: tuple[str, ...] = ("agent", ANALOG, "expert", "baseline")
 #: the article's key pulse per decision, seconds
 ARTICLE_PULSE_S = 0.09
 
@@ -37,17 +42,25 @@ class ExpertDecider:
 
     env: the TruckSim-v0 env the route runs in (gymnasium wrapper or TruckSimEnv); seed varies
     the expert's cruise speed; dt: the sim step, s (None: the expert's own default).
+    analog: drive a continuous env with ``Decision.axes`` (the expert's continuous action) instead
+    of keys.
     """
 
     name = "expert"
 
-    def __init__(self, env, seed: int = 0, dt: float | None = None) -> None:
+    def __init__(self, env, seed: int = 0, dt: float | None = None, analog: bool = False) -> None:
         from sim.expert import Expert
 
         self.env = env
         self.expert = Expert(seed=seed, dt=dt)
+        self.analog = analog
 
     def decide(self, observation: Observation) -> Decision:
+        if self.analog:
+            from agent.io.axes import Axes
+
+            steer, throttle, brake = (float(x) for x in self.expert.act_continuous(self.env.unwrapped))
+            return Decision(keys=KeysHeld(), axes=Axes.clipped(steer, throttle, brake))
         return Decision(keys=KeysHeld.from_array(self.expert.act(self.env.unwrapped)))
 
     def reset(self) -> None:

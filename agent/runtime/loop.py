@@ -98,6 +98,8 @@ class KeyResult:
     takeover: this tick is a person's intervention (record it as such).
     event: a one-line note for people when engagement changed ("engaged", "disengaged: takeover ...").
     stop: a reason to end the drive (StopReason.ESTOP), else None.
+    axes: the analog axes held after the tick (``agent.io.axes.Axes``) by an output that drives
+        them, else None.
     """
 
     held: KeysHeld
@@ -106,6 +108,7 @@ class KeyResult:
     takeover: bool = False
     event: str | None = None
     stop: StopReason | None = None
+    axes: object | None = None
 
 
 class FrameSource(Protocol):
@@ -115,7 +118,10 @@ class FrameSource(Protocol):
 
 
 class KeyOutput(Protocol):
-    def send(self, keys: KeysHeld, observation: Observation) -> KeyResult: ...
+    """Where a tick's decision goes: ``keys`` to hold, and ``axes`` (``agent.io.axes.Axes``) for an
+    output that drives analog axes (None: hold them neutral; outputs without axes ignore it)."""
+
+    def send(self, keys: KeysHeld, observation: Observation, axes=None) -> KeyResult: ...
 
     def release(self) -> None: ...
 
@@ -265,14 +271,16 @@ def run_loop(
     on_tick: Callable | None = None,
     stop_when: Callable[[], str | None] | None = None,
     skip_repeated: bool = False,
+    axes=None,
 ) -> LoopStats:
-    """The agent drives: ``run_ticks`` with ``AgentDecider(perceiver, controller)`` as the decider.
+    """The agent drives: ``run_ticks`` with ``AgentDecider(perceiver, controller, axes=axes)`` as the decider.
 
     perceiver: callable HxWx3 uint8 RGB -> perception.types.Perception (a Perceiver).
     controller: agent.runtime.controller.Controller (``update``, ``keys_for``, ``reset``).
+    axes: an ``agent.runtime.axis_control.AxisShaper`` to drive analog axes instead of keys, or None.
     The rest as ``LoopParts`` and ``run_ticks``.
     """
-    parts = LoopParts(source, AgentDecider(perceiver, controller), keys_out, recorder=recorder, hud=hud,
+    parts = LoopParts(source, AgentDecider(perceiver, controller, axes=axes), keys_out, recorder=recorder, hud=hud,
                       stop_when=stop_when, on_tick=on_tick)
     return run_ticks(parts, max_steps=max_steps, max_seconds=max_seconds, fps=fps, skip_repeated=skip_repeated)
 
@@ -360,7 +368,7 @@ def run_ticks(
                 decider.reset()
                 last = None
             if observation.paused:
-                result = keys_out.send(KeysHeld(), observation)  # hold nothing; the guard still beats
+                result = keys_out.send(KeysHeld(), observation)  # hold nothing, axes neutral; the guard still beats
                 previous = None  # nothing to score across a pause
                 steps += 1
                 paused_steps += 1
@@ -383,7 +391,7 @@ def run_ticks(
                 for stage, ms in (decision.stage_ms or {"control": (t2 - t1) * 1e3}).items():
                     timer.add(stage, ms)
                 t1 = t2
-            result = keys_out.send(decision.keys, observation)
+            result = keys_out.send(decision.keys, observation, axes=decision.axes)
             previous = (observation, decision, result)
             t4 = perf()
             timer.add("keys", (t4 - t1) * 1e3)
@@ -455,7 +463,8 @@ def run_ticks(
 
 class SimSource:
     """Frames from the in-process simulator; the env advances one step per grab with the
-    keys the SimKeys backend holds (the game moves between key press and next frame).
+    keys the SimKeys backend holds (the game moves between key press and next frame), or, with
+    ``axes`` (an ``agent.io.axes.sim.SimAxes``; a continuous env), with the analog axes it holds.
 
     env: a TruckSim-v0 env (gymnasium.make or TruckSimEnv). The first grab resets it with ``seed``
     (and ``options``, e.g. {"time_of_day": "night", "weather": "rain"}). ``clock_s`` is sim time
@@ -466,11 +475,14 @@ class SimSource:
     """
 
     def __init__(self, env, keys, seed: int | None = None, options: dict | None = None,
-                 restart: bool = False) -> None:
+                 restart: bool = False, axes=None) -> None:
         if restart and seed is None:
             raise ValueError("SimSource(restart=True) needs a seed (episode n is reset with seed + n)")
+        if axes is not None and not env.unwrapped.config.continuous:
+            raise ValueError("SimSource(axes=...) needs a continuous env (TruckSim-v0 with continuous=True)")
         self.env = env
         self.keys = keys
+        self.axes = axes
         self.seed, self.options = seed, options
         self.restart = restart
         self.dt = float(env.unwrapped.config.dt)
@@ -494,7 +506,8 @@ class SimSource:
             if self._obs is None:
                 self._obs, self.info = self.env.reset(seed=self.seed, options=self.options)
         elif self._ended is None:
-            obs, _reward, terminated, truncated, info = self.env.step(self.keys.held().as_array())
+            action = self.keys.held().as_array() if self.axes is None else self.axes.action()
+            obs, _reward, terminated, truncated, info = self.env.step(action)
             self.step += 1
             self._obs, self.info = obs, info
             if terminated or truncated:
@@ -519,17 +532,26 @@ class SimSource:
 
 
 class SimKeyOutput:
-    """Keys for the in-process simulator: a SimKeys backend (read by SimSource on the next grab)."""
+    """Keys for the in-process simulator: a SimKeys backend (read by SimSource on the next grab);
+    with ``axes`` (an ``agent.io.axes.sim.SimAxes``, for a continuous env) the analog axes instead."""
 
-    def __init__(self, backend) -> None:
+    def __init__(self, backend, axes=None) -> None:
         self.backend = backend
+        self.axes = axes
 
-    def send(self, keys: KeysHeld, observation: Observation) -> KeyResult:
+    def send(self, keys: KeysHeld, observation: Observation, axes=None) -> KeyResult:
         self.backend.apply(keys)
-        return KeyResult(held=self.backend.held())
+        if self.axes is None:
+            return KeyResult(held=self.backend.held())
+        from agent.io.axes import NEUTRAL
+
+        self.axes.send(axes if axes is not None else NEUTRAL)
+        return KeyResult(held=self.backend.held(), axes=self.axes.last)
 
     def release(self) -> None:
         self.backend.release_all()
+        if self.axes is not None:
+            self.axes.neutral()
 
     def close(self) -> None:
         self.backend.close()
@@ -537,17 +559,20 @@ class SimKeyOutput:
 
 def open_sim(*, seed: int, size: tuple[int, int] = (320, 240), time_of_day: str | None = None,
              weather: str | None = None, traffic: float = 1.0, route_m: float | None = 5000.0,
-             restart: bool = False, **env_options) -> tuple[SimSource, SimKeyOutput]:
+             restart: bool = False, analog: bool = False, **env_options) -> tuple[SimSource, SimKeyOutput]:
     """The in-process simulator as loop parts: a TruckSim-v0 env (``gymnasium.make``) of ``size``
     (w, h) frames, ``traffic`` density, a ``route_m`` m route (None: the env's default), in its
     ``SimSource`` (reset with ``seed``; ``restart``: episodes go on) and the ``SimKeyOutput``
     whose keys it steps with. ``truckpilot drive --sim``, ``truckpilot eval`` and ``record_sim``
     drive the simulator through these. Close the source (it closes the env) and the key output.
+    analog: the env takes continuous steering and pedals (``SimAxes``) instead of keys: a decision's
+    ``axes`` drive it, as the SCS input plugin's block drives the sim window.
     env_options: further TruckSim-v0 options (e.g. min_box_height_px).
     """
     import gymnasium
 
     import sim  # noqa: F401  (registers TruckSim-v0)
+    from agent.io.axes.sim import SimAxes
     from agent.io.keys import SimKeys
 
     width, height = size
@@ -555,9 +580,12 @@ def open_sim(*, seed: int, size: tuple[int, int] = (320, 240), time_of_day: str 
                   **env_options)
     if route_m is not None:
         kwargs["route_length_m"] = route_m
+    if analog:
+        kwargs["continuous"] = True
     env = gymnasium.make("TruckSim-v0", **kwargs)
     keys = SimKeys()
-    return SimSource(env, keys, seed=seed, restart=restart), SimKeyOutput(keys)
+    axes = SimAxes() if analog else None
+    return SimSource(env, keys, seed=seed, restart=restart, axes=axes), SimKeyOutput(keys, axes)
 
 
 # ----------------------------------------------------------------------------- real game parts
@@ -673,7 +701,7 @@ class GuardedKeyOutput:
     def _why(self) -> Disengagement:
         return self.guard.disengagement or Disengagement(DisengageReason.NOT_ENGAGED)
 
-    def send(self, keys: KeysHeld, observation: Observation) -> KeyResult:
+    def send(self, keys: KeysHeld, observation: Observation, axes=None) -> KeyResult:
         guard = self.guard
         now = self.clock()
         event = None
@@ -701,10 +729,11 @@ class GuardedKeyOutput:
                     self._in_takeover = False
                     event = "engaged"
             if not guard.engaged:
-                held = guard.apply(KeysHeld(), observation.health)  # releases; heartbeat
+                held = guard.apply(KeysHeld(), observation.health)  # releases, centres; heartbeat
                 takeover = self._in_takeover and person_active
-                return KeyResult(held=held, engaged=False, person_keys=person, takeover=takeover, event=event)
-        held = guard.apply(keys, observation.health)
+                return KeyResult(held=held, engaged=False, person_keys=person, takeover=takeover, event=event,
+                                 axes=self._axes())
+        held = guard.apply(keys, observation.health, axes)
         if guard.engaged and not observation.repeated:
             self._stale_strikes = 0  # the picture moves while we drive: forget earlier frozen stops
         if not guard.engaged:
@@ -718,11 +747,17 @@ class GuardedKeyOutput:
             stop = StopReason.ESTOP if why.reason is DisengageReason.ESTOP else None
             return KeyResult(held=held, engaged=False, person_keys=person,
                              takeover=self._in_takeover and person is not None and any(person.as_array()),
-                             event=event, stop=stop)
-        return KeyResult(held=held, engaged=True, event=event)
+                             event=event, stop=stop, axes=self._axes())
+        return KeyResult(held=held, engaged=True, event=event, axes=self._axes())
+
+    def _axes(self):
+        """The axes the guard holds, when it drives an analog output."""
+        return self.guard.axes_held if getattr(self.guard, "axes", None) is not None else None
 
     def release(self) -> None:
         self.guard.backend.release_all()
+        if getattr(self.guard, "axes", None) is not None:
+            self.guard.centre_axes()
         self.guard.heartbeat(self.guard.backend.held())
 
     def close(self) -> None:

@@ -42,6 +42,8 @@ class Decision:
     takeover: the keys are not the judged driver's own: the scorecard's expert rescuing it, or a
         person at the keyboard of a recording (recorded as such, not scored as the driver's).
     perturbed: the steering was disturbed on purpose (``record_sim --perturb``).
+    axes: the analog steering and pedals to hold (``agent.io.axes.Axes``) when the decider drives
+        an analog output (then ``keys`` holds no key), else None.
     """
 
     keys: KeysHeld
@@ -50,6 +52,7 @@ class Decision:
     stage_ms: Mapping[str, float] = field(default_factory=dict)
     takeover: bool = False
     perturbed: bool = False
+    axes: object | None = None
 
 
 class Decider(Protocol):
@@ -98,15 +101,21 @@ class AgentDecider:
     controller: ``agent.runtime.controller.Controller`` (or anything with ``update``, ``keys_for``, ``reset``).
     use_speed: give the controller the observation's speed (m/s; the sim knows it, a game does not);
         False drives as in a game, on the controller's cruise throttle duty.
+    axes: an ``agent.runtime.axis_control.AxisShaper`` to drive an analog output: each decision
+        then carries ``Decision.axes`` (steer from the steering head's value when the Perception
+        has one, else the controller's continuous ``steer_signal``; its throttle and brake) and no
+        key. The shaper's jerk and lateral-acceleration limits use the observation's speed when it
+        is known and ``use_speed`` (without it: the plain rate limits and smoothing).
     The controller's clock is ``observation.clock_s`` (sim time in the sim, so a sim drive is
     deterministic at any loop speed). Stages: "perceive" (+ the Perceiver's own, "perceive.<stage>")
     and "control", wall ms.
     """
 
-    def __init__(self, perceiver, controller, use_speed: bool = True) -> None:
+    def __init__(self, perceiver, controller, use_speed: bool = True, axes=None) -> None:
         self.perceiver = perceiver
         self.controller = controller
         self.use_speed = use_speed
+        self.axes = axes
 
     def decide(self, observation: Observation) -> Decision:
         perf = time.perf_counter
@@ -117,12 +126,21 @@ class AgentDecider:
         size = (image.shape[1], image.shape[0])
         speed = observation.speed_mps if self.use_speed else None
         action = self.controller.update(perception, observation.clock_s, size, speed)
-        keys = self.controller.keys_for(action, observation.clock_s)
+        axes = None
+        if self.axes is None:
+            keys = self.controller.keys_for(action, observation.clock_s)
+        else:
+            axes = self.axes.update(action, observation.clock_s, speed,
+                                    steer_signal=self.controller.steer_signal,
+                                    head_steer=getattr(perception, "steer", None))
+            keys = KeysHeld()
         t2 = perf()
         stage_ms = {"perceive": (t1 - t0) * 1e3, "control": (t2 - t1) * 1e3}
         for stage, ms in perception.timings_ms.items():
             stage_ms[perceive_stage(stage)] = ms
-        return Decision(keys=keys, action=action, perception=perception, stage_ms=stage_ms)
+        return Decision(keys=keys, action=action, perception=perception, stage_ms=stage_ms, axes=axes)
 
     def reset(self) -> None:
         self.controller.reset()
+        if self.axes is not None:
+            self.axes.reset()

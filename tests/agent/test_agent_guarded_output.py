@@ -66,7 +66,7 @@ class ScriptedGuard:
         self.engaged, self.disengagement = True, None
         return True
 
-    def apply(self, keys: KeysHeld, capture_health=None) -> KeysHeld:
+    def apply(self, keys: KeysHeld, capture_health=None, axes=None) -> KeysHeld:  # no analog output here
         if self.engaged and self.trip is not None:
             self.engaged, self.disengagement, self.trip = False, self.trip, None
         self.backend.apply(keys if self.engaged else KeysHeld())

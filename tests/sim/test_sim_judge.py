@@ -84,3 +84,15 @@ def test_frame_print_and_keys_text():
     c[9, 9, 0] = 1  # off it
     assert frame_print(a) != frame_print(b) and frame_print(a) == frame_print(c)
     assert keys_text(True, False, True, False) == "L-T-"
+
+
+def test_steer_reversals_count_the_wheel_turning_back_by_the_gap_keys_or_not():
+    judge = RouteJudge(route_m=1000.0, dt=DT, config=JudgeConfig(reversal_gap=0.02))
+    # the wheel: up to 0.3, back to 0.1 (a reversal), a wobble of 0.01 (below the gap: none),
+    # down to -0.2, then up to 0.0 (a second reversal)
+    wheel = [0.0, 0.1, 0.2, 0.3, 0.2, 0.1, 0.11, 0.1, 0.0, -0.1, -0.2, -0.1, 0.0]
+    for i, w in enumerate(wheel):
+        judge.step(False, False, i, {**info(i + 1), "steer": w}, False, False)
+    assert judge.steer_reversals == 2
+    assert judge.steer_changes == 0  # no key ever changed: the key count misses an analog wheel
+    assert judge.to_dict()["steer_reversals"] == 2

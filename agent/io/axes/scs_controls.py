@@ -27,8 +27,9 @@ the plugin's reading quirks (NaN -> full left, no upper clamp with MSVC) are in
 
 Errors are ``ControlsError`` naming the path and the fix: ``ControlsNotFound``,
 ``ControlsTooShort`` (size found vs needed), ``ControlsVersionUnknown`` (a size
-that is no known plugin version's). Not wired into ``truckpilot drive`` or the
-guard yet.
+that is no known plugin version's). ``truckpilot drive --window --axes scs-controls``
+drives through it behind the safety guard, whose guard process opens the same block
+(``guard_spec``) to centre it when the agent stalls or dies.
 """
 from __future__ import annotations
 
@@ -163,6 +164,11 @@ class ScsControlsOutput:
             os.close(fd)
             raise
         return cls(block, where, layout, fd)
+
+    def guard_spec(self) -> dict:
+        """How another process (the safety guard's) opens this same block to centre it: a JSON-ready
+        recipe for ``agent.io.guard.axes_from_spec``."""
+        return {"kind": "scs-controls", "path": self.path, "version": self.layout.version}
 
     def _write(self, axes: Axes) -> None:
         if self._mm.closed:
