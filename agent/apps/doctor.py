@@ -4,8 +4,11 @@ Checks, each printed as one OK / WARN / FAIL line with what to fix:
 display server (X11, or Wayland with XWayland), screen or window capture
 (black, frozen, offset), optional key injection read back from the X server
 (``--key-test``), key backend choice, uinput permissions, GPU, whether the
-ImageNet ResNet34 weights are in the torch hub cache, and whether the game's SCS
-telemetry block is reachable (path and plugin revision). Exit code 1 on any FAIL.
+ImageNet ResNet34 weights are in the torch hub cache, whether the game's SCS
+telemetry block is reachable (path and plugin revision), and which analog output
+backends (``agent.io.axes``: scs-controls, uinput-gamepad, vgamepad) could work here
+and why the others cannot (looked at, never opened: no pad appears, nothing is
+written). Exit code 1 on any FAIL.
 """
 from __future__ import annotations
 
@@ -250,6 +253,32 @@ def check_telemetry(path: str | None = None) -> CheckResult:
                                         f"{r.version_major}.{r.version_minor}, {state}")
 
 
+#: what each analog output backend is, for the doctor's line
+AXIS_BACKEND_WHAT = {
+    "scs-controls": "the SCS SDK input plugin's block (ETS2LA scs-sdk-controller)",
+    "uinput-gamepad": "a Linux uinput virtual gamepad",
+    "vgamepad": "a virtual Xbox 360 pad on ViGEmBus (Windows)",
+}
+
+
+def check_axis_outputs(problems: dict[str, str | None] | None = None) -> list[CheckResult]:
+    """One line per analog output backend: OK where it could work here, else WARN with why (they are
+    optional: the agent drives with keys without them). ``problems``: ``axis_backend_problems()``."""
+    from agent.io.axes import axis_backend_problems
+
+    if problems is None:
+        problems = axis_backend_problems()
+    results = []
+    for name, problem in problems.items():
+        what = AXIS_BACKEND_WHAT.get(name, name)
+        if problem is None:
+            results.append(CheckResult(f"axes {name}", OK, f"reachable: {what}"))
+        else:
+            results.append(CheckResult(f"axes {name}", WARN, f"not reachable: {problem}",
+                                       f"only needed to drive with analog axes through {what}"))
+    return results
+
+
 def run_checks(window: str | None = None, key_test: bool = False, capture: bool = True) -> list[CheckResult]:
     results = [check_display()]
     x_ok = results[0].status != FAIL or sys.platform == "win32"
@@ -259,7 +288,8 @@ def run_checks(window: str | None = None, key_test: bool = False, capture: bool 
     if key_test:
         results.append(check_key_test(window) if x_ok else
                        CheckResult("keys", FAIL, "skipped: no display", "fix the display first"))
-    results += [check_key_backend(), check_uinput(), check_gpu(), check_weights(), check_telemetry()]
+    results += [check_key_backend(), check_uinput(), check_gpu(), check_weights(), check_telemetry(),
+                *check_axis_outputs()]
     return results
 
 

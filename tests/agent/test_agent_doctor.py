@@ -22,6 +22,9 @@ def test_doctor_cli_passes_with_window_and_key_test(window_app, capsys):
     assert "[OK  ] keys: XTest press and release of Up seen on the X server" in out
     assert "[OK  ] key backend: x11" in out
     assert "gpu:" in out and "weights:" in out and "uinput:" in out
+    # each analog output backend gets a line, OK or WARN (optional: never a FAIL)
+    for name in ("scs-controls", "uinput-gamepad", "vgamepad"):
+        assert f"] axes {name}: " in out and f"[FAIL] axes {name}" not in out
 
 
 def test_black_window_fails_and_missing_window_fails(window_app):
