@@ -360,14 +360,15 @@ def drive_sim(perceiver, *, seed: int = 0, time_of_day: str | None = None, weath
 
 
 def open_axes(spec: str):
-    """The analog output ``spec`` names: "scs-controls" (the SCS SDK input plugin's block where the
-    plugin puts it) or "scs-controls:PATH"; ValueError for another name."""
-    name, _, path = spec.partition(":")
-    if name != "scs-controls":
-        raise ValueError(f"unknown analog output {spec!r}: use scs-controls or scs-controls:PATH")
-    from agent.io.axes.scs_controls import ScsControlsOutput
+    """The analog output ``spec`` names: NAME (one of ``agent.io.axes.AXIS_BACKENDS``: scs-controls,
+    uinput-gamepad, vgamepad) or scs-controls:PATH (the SCS SDK input plugin's block at PATH, e.g.
+    the one ``truckpilot sim --scs-controls PATH`` reads); ValueError for another name."""
+    from agent.io.axes import open_axis_output
 
-    return ScsControlsOutput.open(path or None)
+    name, _, path = spec.partition(":")
+    if path and name != "scs-controls":
+        raise ValueError(f"analog output {spec!r}: only scs-controls takes a path (scs-controls:PATH)")
+    return open_axis_output(name, **({"path": path} if path else {}))
 
 
 def drive_window(perceiver, *, window_title: str | None = None, region: tuple[int, int, int, int] | None = None,
@@ -378,12 +379,14 @@ def drive_window(perceiver, *, window_title: str | None = None, region: tuple[in
                  telemetry: str | None = None, axes: str | None = None, axis_config=None) -> LoopStats:
     """The model drives a game window (or screen region): mss capture, keys under the SafetyGuard.
 
-    axes: drive analog axes instead of keys: "scs-controls" (the SCS SDK input plugin's block where
-    the plugin puts it) or "scs-controls:PATH" (e.g. the block of ``truckpilot sim --scs-controls
-    PATH``). The continuous steer and pedals go through ``AxisShaper(axis_config)`` (rate, jerk
-    and lateral-acceleration limits, smoothing) to the block, under the same SafetyGuard: it
-    centres them on every disengagement, and its guard process on a stall or kill of the agent.
-    No key is pressed; the keyboard still gives the e-stop and a person's takeover.
+    axes: drive analog axes instead of keys (``open_axes``): "scs-controls" (the SCS SDK input
+    plugin's block where the plugin puts it), "scs-controls:PATH" (e.g. the block of ``truckpilot
+    sim --scs-controls PATH``), "uinput-gamepad" or "vgamepad". The continuous steer and pedals go
+    through ``AxisShaper(axis_config)`` (rate, jerk and lateral-acceleration limits, smoothing)
+    under the same SafetyGuard: it centres them on every disengagement; its guard process also
+    centres the SCS block on a stall or kill of the agent (a uinput pad vanishes with its process;
+    neither gamepad is centred on a SIGSTOP, said in the log). No key is pressed; the keyboard
+    still gives the e-stop and a person's takeover.
 
     telemetry: the game's SCS Telemetry block ("auto": where the plugin puts it, when it is there;
     a path; None: off; ``agent.io.telemetry.open_game_telemetry``): with it the controller holds its
@@ -626,11 +629,12 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="a game's SCS Telemetry block (scs-sdk-plugin): the controller holds --target-speed on the "
                         "game's speed, and nothing is pressed while the game is paused; auto (default: where the "
                         "plugin puts it, when it is there), a file (e.g. `truckpilot sim --telemetry PATH`), or off")
-    p.add_argument("--axes", metavar="scs-controls[:PATH]",
+    p.add_argument("--axes", metavar="scs-controls[:PATH]|uinput-gamepad|vgamepad",
                    help="(with --window / --region) steer and press the pedals through analog axes instead of keys: "
                         "the SCS SDK input plugin's block (ETS2LA scs-sdk-controller) where the plugin puts it, or at "
-                        "PATH (e.g. `truckpilot sim --scs-controls PATH`); rate, jerk and lateral-acceleration "
-                        "limited (agent.runtime.axis_control); the guard centres them on any disengagement")
+                        "PATH (e.g. `truckpilot sim --scs-controls PATH`); a Linux uinput gamepad; a Windows "
+                        "vgamepad (ViGEmBus) pad; rate, jerk and lateral-acceleration limited "
+                        "(agent.runtime.axis_control); the guard centres them on any disengagement")
     p.add_argument("--no-focus", action="store_true", help="do not give the game window the keyboard focus")
     p.add_argument("--no-reengage", action="store_true",
                    help="after a disengagement stay off (default: resume once the cause is gone: 1 s after a "

@@ -51,3 +51,22 @@ def test_eval_drives_the_analog_agent_in_process_on_continuous_controls():
     assert analog["steer_changes_per_s"] == 0.0 and keys["steer_changes_per_s"] > 0.0
     # a steady right lean: the analog wheel holds still (few reversals), the key PWM wheel zigzags
     assert analog["steer_reversals_per_s"] < keys["steer_reversals_per_s"]
+
+
+def test_open_axes_names_a_backend_and_only_scs_controls_takes_a_path(tmp_path):
+    from agent.apps.drive import open_axes
+    from agent.io.axes import Axes
+    from sim.scs_controls import ControlsDevice
+
+    with ControlsDevice(tmp_path / "SCSControls") as device:
+        out = open_axes(f"scs-controls:{tmp_path / 'SCSControls'}")
+        try:
+            out.send(Axes(steer=-0.4, brake=0.2))
+            assert (device.read().steering, device.read().abackward) == pytest.approx((-0.4, 0.2))
+        finally:
+            out.close()
+        assert device.read().steering == 0.0
+    with pytest.raises(ValueError, match="only scs-controls takes a path"):
+        open_axes("uinput-gamepad:/dev/uinput")
+    with pytest.raises(ValueError, match="unknown analog output backend 'wheel'"):
+        open_axes("wheel")
