@@ -12,11 +12,12 @@ IDM_DELTA = 4.0
 
 class Vehicle:
     """A traffic vehicle. ``s`` is its centre; ``direction`` +1 drives with the
-    truck (lanes 2, 3), -1 oncoming (lanes 0, 1)."""
+    truck (lanes 2, 3), -1 oncoming (lanes 0, 1). ``stopped``: broken down where it
+    stands (``SimConfig.stopped_per_km``): it never moves nor changes lane."""
 
     __slots__ = ("uid", "kind", "style", "direction", "lane", "from_lane", "lc_t", "s", "d", "v", "v0",
                  "accel", "length", "width", "height", "color", "color2", "slow_until", "slow_v0",
-                 "a_max", "headway", "gap", "lead_v")
+                 "a_max", "headway", "gap", "lead_v", "lead", "stopped")
 
     def __init__(self, uid, kind, style, direction, lane, s, v, v0, length, width, height, color, color2, a_max):
         self.uid, self.kind, self.style, self.direction = uid, kind, style, direction
@@ -32,6 +33,8 @@ class Vehicle:
         self.a_max = a_max
         self.headway = 1.4 if kind == "car" else 1.8
         self.gap, self.lead_v = math.inf, 0.0  # leader this step (m, m/s along own direction)
+        self.lead = None  # the leader itself (a Vehicle or the Truck), or None
+        self.stopped = False
 
     @property
     def braking(self) -> bool:
@@ -114,6 +117,14 @@ def random_vehicle(rng: random.Random, uid: int, lane: int, s: float) -> Vehicle
         kind = "car"
     v = v0
     return Vehicle(uid, kind, style, direction, lane, s, v, v0, length, width, height, color, color2, a_max)
+
+
+def stopped_vehicle(rng: random.Random, uid: int, lane: int, s: float) -> Vehicle:
+    """A broken-down vehicle standing in ``lane`` at ``s``: looks like ``random_vehicle``, speed 0."""
+    v = random_vehicle(rng, uid, lane, s)
+    v.v = v.v0 = v.slow_v0 = 0.0
+    v.stopped = True
+    return v
 
 
 def random_pedestrian(rng: random.Random, uid: int, s: float, d: float, state: str, wait_s: float,

@@ -30,6 +30,7 @@ class SimConfig:
     weather: str | None = None  #: one of WEATHERS, or None = picked by the seed
     traffic_density: float = 1.0  #: 0 = empty road; 1 = about one vehicle per 130 m per lane
     pedestrian_density: float = 1.0  #: 0 = nobody crosses; scales pedestrians per crossing and walkers
+    stopped_per_km: float = 0.0  #: broken-down vehicles standing in the truck's lane, per km of route (0 = none)
     continuous: bool = False  #: False: MultiBinary(4) keys; True: Box (steer, throttle, brake)
     dt: float = DEFAULT_DT  #: seconds simulated per env step (also the frame interval)
     route_length_m: float = 5000.0  #: the episode terminates when this distance is driven
@@ -56,6 +57,8 @@ class SimConfig:
             raise ValueError(f"SimConfig: route_length_m={self.route_length_m} is too short; use >= 50")
         if self.traffic_density < 0 or self.pedestrian_density < 0:
             raise ValueError("SimConfig: densities must be >= 0")
+        if not self.stopped_per_km >= 0:
+            raise ValueError(f"SimConfig: stopped_per_km={self.stopped_per_km}; use >= 0 (0 = none)")
         if self.max_episode_steps is not None and self.max_episode_steps < 1:
             raise ValueError(f"SimConfig: max_episode_steps={self.max_episode_steps}; use >= 1 or None")
 

@@ -78,7 +78,8 @@ class TruckSimEnv(gymnasium.Env):
             raise ValueError(f"TruckSimEnv.reset: conditions {tod!r}/{weather!r}; use {TIMES_OF_DAY} x {WEATHERS}")
         c = self.config
         self.world = World(episode_seed, route_length_m=c.route_length_m, traffic_density=c.traffic_density,
-                           pedestrian_density=c.pedestrian_density, road_seed=c.road_seed)
+                           pedestrian_density=c.pedestrian_density, road_seed=c.road_seed,
+                           stopped_per_km=c.stopped_per_km)
         if self._renderer is None or (self.time_of_day, self.weather) != (tod, weather):
             self._renderer = Renderer(c.width, c.height, tod, weather, fov_deg=c.fov_deg,
                                       camera_height_m=c.camera_height_m, draw_distance_m=c.draw_distance_m,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import random
 
-from .actors import PANTS, Pedestrian, Vehicle, idm, random_pedestrian, random_vehicle
+from .actors import PANTS, Pedestrian, Vehicle, idm, random_pedestrian, random_vehicle, stopped_vehicle
 from .road import (
     EGO_START_LANE,
     LANE_CENTRES_M,
@@ -30,6 +30,13 @@ TRAFFIC_BEHIND_M = 250.0  #: traffic is simulated from this far behind the truck
 TRAFFIC_AHEAD_M = 450.0  #: ...to this far ahead; spawns happen at these edges, out of view
 LANE_SPACING_M = 130.0  #: mean gap per lane at traffic_density 1
 LANE_CHANGE_S = 4.0
+#: stopped vehicles (``stopped_per_km``): the first stands at least this far past the start...
+STOPPED_FIRST_M = 150.0
+#: ...none this close to a zebra crossing (before it, after it), nor this close to the route's end
+STOPPED_CROSSING_CLEAR_M = (60.0, 40.0)
+STOPPED_END_CLEAR_M = 60.0
+#: traffic behind a stopped vehicle moves out of its lane from this far back
+STOPPED_AVOID_M = 120.0
 _OTHER_LANE = {3: 2, 2: 3, 1: 0, 0: 1}
 
 
@@ -41,13 +48,21 @@ class World:
 
     ``step(dt, controls)`` advances everything and returns the truck's events
     for that step ("collision", "off_road", "lane_departure", "oncoming_lane").
+
+    ``stopped_per_km``: broken-down vehicles standing in the truck's lane (lane 3),
+    on average this many per km of route, placed from their own random stream (so
+    0, the default, leaves every other draw as it was); each appears when it comes
+    within ``TRAFFIC_AHEAD_M`` of the truck. Traffic behind one moves to the
+    passing lane when it can.
     """
 
     def __init__(self, seed: int, route_length_m: float = 5000.0, traffic_density: float = 1.0,
-                 pedestrian_density: float = 1.0, road_seed: int | None = None, road: Road | None = None):
+                 pedestrian_density: float = 1.0, road_seed: int | None = None, road: Road | None = None,
+                 stopped_per_km: float = 0.0):
         self.seed = int(seed)
         self.route_length_m = float(route_length_m)
         self.traffic_density = float(traffic_density)
+        self.stopped_per_km = float(stopped_per_km)
         self.pedestrian_density = float(pedestrian_density)
         rs = self.seed if road_seed is None else int(road_seed)
         self.road: Road = road if road is not None else generate_road(rs, route_length_m)
@@ -65,6 +80,10 @@ class World:
         self.events: tuple[str, ...] = ()
         self._populate_initial_traffic()
         self._populate_crossings()
+        self._stopped_rng = random.Random(self.seed * 7_919 + 29)
+        #: s (m) of the stopped vehicles not placed yet, ascending
+        self.pending_stopped_s: list[float] = self._plan_stopped()
+        self._place_stopped()
 
     # ------------------------------------------------------------------ queries
     @property
@@ -109,12 +128,16 @@ class World:
                     return True
         return False
 
-    def lead_gap(self, d_lo: float, d_hi: float, max_m: float = 250.0) -> tuple[float, float]:
+    def lead_gap(self, d_lo: float, d_hi: float, max_m: float = 250.0, ignore: Vehicle | None = None
+                 ) -> tuple[float, float]:
         """(gap m, speed m/s along +s) of the nearest vehicle or person ahead of the
-        truck's front whose lateral extent overlaps [d_lo, d_hi]; (inf, 0) if none."""
+        truck's front whose lateral extent overlaps [d_lo, d_hi]; (inf, 0) if none.
+        ``ignore``: a vehicle left out."""
         front = self.truck.s
         best, best_v = math.inf, 0.0
         for v in self.vehicles:
+            if v is ignore:
+                continue
             gap = v.s - v.length / 2 - front  # to its end nearest the truck, either direction
             if gap < -v.length or gap > max_m or gap >= best:
                 continue
@@ -163,15 +186,47 @@ class World:
                     self.vehicles.append(self._make_vehicle(lane, s))
                 s += spacing * self.rng.uniform(0.6, 1.6)
 
+    def _plan_stopped(self) -> list[float]:
+        """Where the stopped vehicles will stand (s, m, ascending): ``stopped_per_km`` per km on
+        average, spaced 0.5-1.5 x the mean, clear of the start, zebra crossings and the route's end."""
+        if self.stopped_per_km <= 0:
+            return []
+        rng, spacing = self._stopped_rng, 1000.0 / self.stopped_per_km
+        end = self.start_s + min(self.route_length_m, self.road.length_m - self.start_s) - STOPPED_END_CLEAR_M
+        before, after = STOPPED_CROSSING_CLEAR_M
+        out = []
+        s = self.start_s + STOPPED_FIRST_M + rng.uniform(0.0, 0.5) * spacing
+        while s < end:
+            c = self.road.next_crossing(s - after)
+            if not (c - before < s):  # the nearest crossing at or after s - after is more than `before` ahead
+                out.append(s)
+            s += spacing * rng.uniform(0.5, 1.5)
+        return out
+
+    def _place_stopped(self) -> None:
+        """Stopped vehicles within ``TRAFFIC_AHEAD_M`` of the truck appear (out of view); moving
+        traffic where one appears is taken away."""
+        horizon = self.truck.s + TRAFFIC_AHEAD_M
+        while self.pending_stopped_s and self.pending_stopped_s[0] < horizon:
+            s = self.pending_stopped_s.pop(0)
+            v = stopped_vehicle(self._stopped_rng, self._uid(), EGO_START_LANE, s)
+            self.vehicles = [o for o in self.vehicles if EGO_START_LANE not in o.lanes_occupied()
+                             or abs(o.s - s) > (o.length + v.length) / 2 + 10.0]
+            self.vehicles.append(v)
+
     def _spawn_traffic(self, dt: float) -> None:
+        self._place_stopped()
         if self.traffic_density <= 0:
+            if self.stopped_per_km > 0:  # no traffic, but stopped vehicles behind the truck still go
+                self.vehicles = [v for v in self.vehicles if v.s > self.truck.s - TRAFFIC_BEHIND_M - 30]
             return
         ts = self.truck.s
         lo, hi = ts - TRAFFIC_BEHIND_M, ts + TRAFFIC_AHEAD_M
         self.vehicles = [v for v in self.vehicles if lo - 30 < v.s < hi + 30]
         counts = [0, 0, 0, 0]
         for v in self.vehicles:
-            counts[v.lane] += 1
+            if not v.stopped:  # the stopped ones come on top of the traffic's density
+                counts[v.lane] += 1
         target = (TRAFFIC_AHEAD_M + TRAFFIC_BEHIND_M) / (LANE_SPACING_M / self.traffic_density)
         for lane in range(4):
             if counts[lane] >= target or self.rng.random() > dt / 2.0:
@@ -252,7 +307,7 @@ class World:
         active_crossings = self._active_crossings()
         blocked = [(cs, d) for cs in active_crossings for d in (1, -1) if self.crossing_blocked(cs, d)]
         for v in self.vehicles:
-            v.gap, v.lead_v = math.inf, 0.0
+            v.gap, v.lead_v, v.lead = math.inf, 0.0, None
         # leader in each lane: the next occupant along the vehicle's direction
         for occ in lanes:
             n = len(occ)
@@ -275,10 +330,13 @@ class World:
                 nb = occ[j]
                 gap = abs(nb[0] - cs) - (nb[1] + o_len) / 2
                 if gap < obj.gap:
-                    obj.gap, obj.lead_v = gap, nb[2] * obj.direction
+                    obj.gap, obj.lead_v, obj.lead = gap, nb[2] * obj.direction, nb[3]
         time_s = self.time_s
         p_slow, p_change = dt / 45.0, dt / 25.0
         for v in self.vehicles:
+            if v.stopped:
+                v.accel = 0.0
+                continue
             v0 = v.slow_v0 if v.slow_until > time_s else v.v0
             gap, dv = v.gap, v.v - v.lead_v
             # crossings with someone on the road: a stop line 4 m before the zebra
@@ -291,12 +349,20 @@ class World:
                             gap, dv = max(g, 0.1), v.v
             v.accel = idm(v.v, v0, gap, dv, v.a_max, 2.5, v.headway, 4.0)
         for v in self.vehicles:
+            if v.stopped:
+                continue
             v.v = max(0.0, v.v + v.accel * dt)
             v.s += v.direction * v.v * dt
             if v.lc_t < 1.0:
                 v.lc_t = min(1.0, v.lc_t + dt / LANE_CHANGE_S)
                 x = v.lc_t * v.lc_t * (3 - 2 * v.lc_t)
                 v.d = LANE_CENTRES_M[v.from_lane] * (1 - x) + LANE_CENTRES_M[v.lane] * x
+            if isinstance(v.lead, Vehicle) and v.lead.stopped and v.gap < STOPPED_AVOID_M:
+                # a broken-down vehicle ahead: move out of its lane as soon as that is safe
+                other = _OTHER_LANE[v.lane]
+                if v.lc_t >= 1.0 and self._lane_change_safe(v, other, urgent=True):
+                    v.from_lane, v.lane, v.lc_t = v.lane, other, 0.0
+                continue
             r = rng.random()
             if r < p_slow:
                 # occasional braking: desired speed drops for a few seconds
@@ -309,14 +375,17 @@ class World:
                 if self._lane_change_safe(v, other):
                     v.from_lane, v.lane, v.lc_t = v.lane, other, 0.0
 
-    def _lane_change_safe(self, v: Vehicle, lane: int) -> bool:
-        """Enough room in ``lane`` around ``v``, with a wide berth around the truck."""
+    def _lane_change_safe(self, v: Vehicle, lane: int, urgent: bool = False) -> bool:
+        """Enough room in ``lane`` around ``v``, with a wide berth around the truck. ``urgent`` (a
+        stopped vehicle ahead): half the room from the traffic in ``lane`` (it brakes for ``v``)."""
         for o in self.vehicles:
             if o is v or lane not in o.lanes_occupied():
                 continue
             rel = (o.s - v.s) * v.direction
             need_ahead = 20.0 + v.v * 1.0
             need_behind = 20.0 + max(0.0, o.v - v.v) * 3.0
+            if urgent:
+                need_ahead, need_behind = need_ahead / 2, need_behind / 2
             if -need_behind - (o.length + v.length) / 2 < rel < need_ahead + (o.length + v.length) / 2:
                 return False
         if lane in self._truck_lanes() or (lane >= 2 and abs(self.truck.d - LANE_CENTRES_M[lane]) < 3.0):
