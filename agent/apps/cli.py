@@ -24,6 +24,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("agent.apps.scorecard", "closed-loop scorecard in the simulator"),
     "doctor": ("agent.apps.doctor", "check display, capture, keys, GPU and weights"),
     "demo": ("agent.apps.demo", "record, train and drive on the simulator; write a report"),
+    "dagger": ("agent.apps.dagger", "DAgger in the simulator: the agent drives, the expert labels and takes over, "
+                                    "fine-tune, score each round"),
     "bench": ("agent.apps.bench", "speed benchmarks"),
     "telemetry": ("agent.apps.telemetry", "print the game's SCS telemetry (or the simulator's): speed, inputs, pause"),
 }

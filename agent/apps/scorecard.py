@@ -2,6 +2,9 @@
 
     truckpilot eval --model runs/dir/best.safetensors --seeds 0-4 --conditions day/clear,night/rain --json
     truckpilot eval --model d.safetensors --detector det.safetensors --seeds 0-9 --route-m 2000 --json out.json
+    truckpilot eval --model d.safetensors --detector det.safetensors --seeds 301-305 --route-m 2000 \
+        --conditions day/clear,dusk/fog,night/rain --traffic 2 --stopped-per-km 1 --drivers agent,expert
+                                       # issue 29's harder card: 15 routes of 2 km, double traffic, stopped vehicles
     truckpilot eval --live --model d.safetensors --seeds 0-2 --conditions day/clear,dusk/fog,night/rain --route-m 600
                                        # also live: the sim's own window, mss + XTest (agent.apps.scorecard_live)
 
@@ -65,6 +68,7 @@ class ScorecardConfig:
     width: int = 320  #: frame size given to the drivers
     height: int = 240
     traffic_density: float = 1.0  #: traffic on the road (sim default)
+    stopped_per_km: float = 0.0  #: broken-down vehicles standing in the truck's lane, per km (sim's stopped_per_km)
     budget_factor: float = 2.0  #: time budget = this x the expert's time on the route
     intervention_offset_m: float = 1.5  #: |offset| beyond this (for offset_grace_s) is an intervention
     offset_grace_s: float = 1.0  #: how long |offset| may exceed the limit (a lane change passes faster)
@@ -158,6 +162,7 @@ def drive_route(driver: DriverSpec, seed: int, time_of_day: str, weather: str, b
 
     source, keys_out = open_sim(seed=seed, size=(config.width, config.height), time_of_day=time_of_day,
                                 weather=weather, traffic=config.traffic_density, route_m=config.route_m,
+                                stopped_per_km=config.stopped_per_km,
                                 analog=analog)
     t0 = time.perf_counter()
     try:
@@ -326,6 +331,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--drivers", default=",".join(DRIVER_NAMES), help="which drivers (default agent,expert,baseline; "
                         "also: analog, the agent on analog axes)")
     p.add_argument("--traffic", type=float, default=1.0, help="traffic density (default 1)")
+    p.add_argument("--stopped-per-km", type=float, default=0.0,
+                   help="broken-down vehicles standing in the truck's lane among the traffic, per km (default 0)")
     p.add_argument("--budget-factor", type=float, default=2.0, help="time budget = this x the expert's time")
     p.add_argument("--target-speed", type=float, help="speed the agent's controller holds, m/s (default 12)")
     p.add_argument("--json", nargs="?", const="-", metavar="FILE",
@@ -355,7 +362,10 @@ def main(argv: list[str]) -> int:
             from agent.runtime.controller import ControllerConfig
 
             controller_config = ControllerConfig(target_speed_mps=args.target_speed)
-        config = ScorecardConfig(route_m=args.route_m, traffic_density=args.traffic, budget_factor=args.budget_factor)
+        config = ScorecardConfig(route_m=args.route_m, traffic_density=args.traffic, budget_factor=args.budget_factor,
+                                 stopped_per_km=args.stopped_per_km)
+        if args.live and args.stopped_per_km:
+            raise ValueError("--stopped-per-km is in-process only: the live card's sim window has no stopped vehicles")
         if args.live:
             from agent.apps.scorecard_live import format_live_table, run_live_eval
 

@@ -1,0 +1,139 @@
+"""``truckpilot dagger``: a tiny run end to end (the demo's recipe at 64x64, one round), and its seed checks."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from agent.apps.dagger import ROW_FIELDS, DaggerConfig, run_dagger
+
+
+def _records(path):
+    from training.sessions import Session
+
+    session = Session.open(path)
+    return session.records(include_deleted=True), session
+
+
+def _left_leaning_pair(stem):
+    """A fresh joint pair at 64x64 (random trunk) whose direction head says "left" whatever it sees: an
+    agent that leaves its lane within seconds, so the expert must take over in a few hundred frames."""
+    import torch
+
+    from training.tasks import default_model_config, make_task
+
+    task = make_task("joint", default_model_config("joint", "none", (64, 64)))
+    model = task.build_model(init_trunk_weights=False)
+    classes = list(model.direction.config.classes)
+    with torch.no_grad():
+        model.direction.head[-1].weight.mul_(0.01)
+        model.direction.head[-1].bias.copy_(torch.tensor([4.0 if c == "left" else 0.0 for c in classes]))
+    task.save_checkpoints(stem, model, {"made_by": "tests/agent/test_agent_dagger.py"})
+    return stem
+
+
+def test_a_tiny_round_labels_the_agents_frames_marks_takeovers_and_fine_tunes_from_round0(tmp_path):
+    from perception.types import DIRECTIONS
+    from safetensors.numpy import load_file
+    from training.sessions.interventions import interventions
+
+    start = _left_leaning_pair(tmp_path / "start" / "best")
+    out = tmp_path / "dagger"
+    config = DaggerConfig(
+        out=str(out), model=str(start), rounds=1, seeds_per_round=2, frames_per_round=240, route_m=600.0,
+        conditions="day/clear,night/rain", traffic=0.0, stopped_per_km=2.0, train_seconds=0.0, min_batches=2,
+        batch_size=8, eval_seeds="301", eval_conditions="day/clear", eval_route_m=60.0, val_seeds=(101,),
+        val_frames=16, engine="torch", threads=1, device="cpu", progress=False)
+    report = run_dagger(config)
+
+    # the report: one row per round (0 = the start, before any DAgger data), every field, on disk too
+    on_disk = json.loads((out / "dagger.json").read_text())
+    assert on_disk["rounds"] == json.loads(json.dumps(report["rounds"], default=str))
+    rows = report["rounds"]
+    assert [r["round"] for r in rows] == [0, 1]
+    for row in rows:
+        assert set(ROW_FIELDS) <= set(row), set(ROW_FIELDS) - set(row)
+        assert row["km_per_intervention"] > 0 and row["interventions"] >= 0 and row["collisions"] >= 0
+        assert row["mean_abs_offset_m"] is not None and row["mean_abs_offset_m"] >= 0
+    assert rows[0]["frames_added"] == 0 and rows[0]["train_s"] == 0 and rows[0]["init"] is None
+    assert rows[1]["train_s"] > 0 and rows[1]["epoch_frames"] == 2 * 8
+    assert rows[0]["interventions"] >= 1  # the left-leaning start needs the expert on the card too
+    table = (out / "dagger.md").read_text()
+    assert "| round |" in table and "\n| 0 |" in table and "\n| 1 |" in table
+    assert (out / "dagger.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # the round's sessions: the agent's keys, the expert's label on every frame, takeovers marked
+    sessions = [d["session"] for d in rows[1]["drives"]]
+    assert len(sessions) == 2
+    frames = takeover = agent = disagree = marks = 0
+    for path in sessions:
+        records, session = _records(path)
+        assert session.manifest.source["driver"] == "dagger"
+        frames += len(records)
+        for r in records:
+            assert r.direction in DIRECTIONS and r.direction_source == "sim"  # the expert's label, every frame
+            assert r.extra["dagger"] is True and r.extra["driver"] in ("agent", "expert")
+            if r.extra["driver"] == "agent":
+                agent += 1
+                assert not r.extra.get("takeover") and r.extra["model_direction"] in DIRECTIONS
+                disagree += r.extra["model_direction"] != r.direction
+            else:
+                takeover += 1
+                assert r.extra["takeover"] is True and "model_direction" not in r.extra
+        found = interventions(records)
+        marks += len(found)
+        by_index = {r.index: r for r in records}
+        for mark in found:  # the drift before each takeover is marked too: the frame before it, at least
+            if mark.start_index > 0:
+                assert by_index[mark.start_index - 1].extra.get("pre_takeover") is True, mark
+        assert sum(bool(r.extra.get("pre_takeover")) for r in records) <= 15 * len(found)
+    assert frames == rows[1]["frames_added"] > 0
+    assert takeover == rows[1]["takeover_frames"] > 0, "the tiny agent never needed the expert"
+    assert marks == rows[1]["data_interventions"] >= 1
+    assert agent > 0 and disagree > 0  # the labels are the expert's, not a copy of what the model said
+
+    # lineage: round 1 was fine-tuned from round 0's pair, on the start's data plus the round's sessions
+    assert rows[1]["init"] == rows[0]["checkpoint"]
+    run = json.loads((out / "round1" / "train" / "config.json").read_text())
+    assert run["model"]["init"] == rows[0]["checkpoint"]
+    assert run["data"]["sessions"] == sessions  # no starting data given: the round's sessions alone
+    assert run["data"]["val_sessions"] == report["val_data"] and len(report["val_data"]) == 1  # recorded by the expert
+    assert run["data"]["takeover_weight"] == config.takeover_weight
+    for part in ("direction", "detector"):
+        before = load_file(f"{rows[0]['checkpoint']}.{part}.safetensors")
+        after = load_file(f"{rows[1]['checkpoint']}.{part}.safetensors")
+        assert before.keys() == after.keys()
+        assert any(not np.array_equal(before[k], after[k]) for k in before), f"{part}: fine-tuning changed nothing"
+        assert rows[0]["sha256"][part] != rows[1]["sha256"][part]
+
+
+def test_seeds_shared_with_the_card_are_refused_before_any_work(tmp_path):
+    config = DaggerConfig(out=str(tmp_path / "d"), rounds=2, seeds_per_round=2, first_seed=300, eval_seeds="301-305")
+    with pytest.raises(ValueError, match="must not overlap"):
+        run_dagger(config)
+    assert not (tmp_path / "d").exists()
+    with pytest.raises(ValueError, match="--detector needs --model"):
+        DaggerConfig(detector="det.safetensors")
+
+
+def test_the_card_puts_stopped_vehicles_on_its_routes():
+    """``truckpilot eval --stopped-per-km`` (the harder card): the option reaches every route's world."""
+    from agent.apps.scorecard import ScorecardConfig, drive_route, get_args_parser
+    from agent.runtime.drivers import ExpertDecider
+
+    envs = []
+
+    def expert(env):
+        envs.append(env.unwrapped)  # its world is made at the reset, after the driver
+        return ExpertDecider(env, seed=3)
+
+    config = ScorecardConfig(route_m=400.0, traffic_density=2.0, stopped_per_km=3.0)
+    score = drive_route(expert, 3, "day", "clear", 2000, config, name="expert")
+    assert score.finished and score.collisions == 0
+    (env,) = envs
+    world = env.world
+    assert world.stopped_per_km == 3.0 and world.traffic_density == 2.0
+    assert any(v.stopped and v.s < world.truck.s for v in world.vehicles)  # one stood on it, and was passed
+    args = get_args_parser().parse_args(["--stopped-per-km", "1.5", "--traffic", "2", "--route-m", "2000"])
+    assert (args.stopped_per_km, args.traffic, args.route_m) == (1.5, 2.0, 2000.0)
