@@ -76,7 +76,14 @@ class TrunkConfig:
 
 @dataclass(frozen=True)
 class DirectionConfig:
-    """The direction classifier: trunk -> global average pool -> dropout -> linear(512, len(classes))."""
+    """The direction classifier: trunk -> global average pool -> dropout -> linear(512, len(classes)).
+
+    steer_head: also a continuous steering head on the same pooled (and dropped-out) features,
+        tanh(linear(512, 1)): the steer in [-1, 1] of full lock, + = right (perception.direction).
+        True for every new network; a card written before the field existed has no ``steer_head``
+        key and describes a network without the head (:meth:`from_dict` reads the missing key as
+        False), so older checkpoints load as they were trained and give ``steer`` None.
+    """
 
     classes: tuple[str, ...] = DIRECTIONS
     input_size: tuple[int, int] = DEFAULT_INPUT_SIZE
@@ -84,6 +91,7 @@ class DirectionConfig:
     std: tuple[float, float, float] = IMAGENET_STD
     trunk: TrunkConfig = field(default_factory=TrunkConfig)
     dropout: float = 0.25
+    steer_head: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(self.classes))
@@ -107,6 +115,8 @@ class DirectionConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DirectionConfig":
         d = _known(cls, d)
+        d.setdefault("steer_head", False)  # a dict from before the field: a network without the steer head
+        d["steer_head"] = bool(d["steer_head"])
         if "trunk" in d:
             d["trunk"] = TrunkConfig.from_dict(d["trunk"])
         return cls(**{k: _tuple(v) for k, v in d.items()})

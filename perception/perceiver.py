@@ -108,6 +108,8 @@ class Perceiver:
         self.score_threshold, self.iou_threshold, self.top_k = score_threshold, iou_threshold, top_k
         self.bf16 = bool(bf16)
         self.direction_model = direction_model.to(self.device).eval() if direction_model is not None else None
+        # a DirectionNet with the continuous steering head (perception.direction): Perception.steer
+        self._steer = bool(getattr(direction_model, "has_steer_head", False))
         self.detector_model = detector_model.to(self.device).eval() if detector_model is not None else None
         if direction_model is not None and direction_card is None:
             direction_card = ModelCard.for_model(direction_model)
@@ -197,8 +199,8 @@ class Perceiver:
             x_det = x_dir if self.shared_trunk else self._det_input(frames)
         t = lap("preprocess", t)
 
-        dir_logits = cls_logits = box_deltas = None
-        if self._onnx is not None:
+        dir_logits = cls_logits = box_deltas = steer = None
+        if self._onnx is not None:  # the ONNX graphs hold the classifier only: steer stays None
             outputs = self._onnx(x_dir, x_det if self._det_input is not None else None)
             dir_logits, cls_logits, box_deltas = outputs.direction_logits, outputs.cls_logits, outputs.box_deltas
             t = lap("networks", t)
@@ -207,19 +209,26 @@ class Perceiver:
                 if self.shared_trunk:
                     levels = self.direction_model.trunk.forward_levels(x_dir)
                     t = lap("trunk", t)
-                    dir_logits = self.direction_model.forward_head(levels[-1])
+                    if self._steer:
+                        dir_logits, steer = self.direction_model.forward_head(levels[-1], with_steer=True)
+                    else:
+                        dir_logits = self.direction_model.forward_head(levels[-1])
                     t = lap("direction", t)
                     cls_logits, box_deltas = self.detector_model.forward_head(levels)
                     t = lap("detector", t)
                 else:
                     if self.direction_model is not None:
-                        dir_logits = self.direction_model(x_dir)
+                        if self._steer:
+                            dir_logits, steer = self.direction_model(x_dir, with_steer=True)
+                        else:
+                            dir_logits = self.direction_model(x_dir)
                         t = lap("direction", t)
                     if self.detector_model is not None:
                         cls_logits, box_deltas = self.detector_model(x_det)
                         t = lap("detector", t)
 
         probs = torch.softmax(dir_logits.float(), dim=1).cpu().numpy() if dir_logits is not None else None
+        steers = steer.float().cpu().tolist() if steer is not None else None
         batch_dets = (
             self.detector_model.detect(cls_logits, box_deltas, self.score_threshold, self.iou_threshold, self.top_k)
             if cls_logits is not None else None
@@ -237,7 +246,8 @@ class Perceiver:
                 direction_probs = {name: float(p) for name, p in zip(names, probs[i])}
             else:
                 direction, direction_probs = NO_DIRECTION, {}
-            results.append(Perception(direction, direction_probs, detections[i], dict(per_frame)))
+            results.append(Perception(direction, direction_probs, detections[i], dict(per_frame),
+                                      steer=float(steers[i]) if steers is not None else None))
         return results
 
     def _to_frame(self, dets: dict[str, torch.Tensor], frame: np.ndarray) -> tuple[Detection, ...]:

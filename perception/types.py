@@ -33,9 +33,13 @@ class Perception:
     direction_probs: probability per direction name, summing to 1.
     detections: after score threshold and NMS, highest score first.
     timings_ms: wall milliseconds per stage, keyed by PERCEPTION_STAGES names.
+    steer: the direction network's continuous steering head, in [-1, 1] of full lock, + = right;
+        None when the network has none (a checkpoint from before the head), with no direction
+        model, and on the ONNX engines (their graphs export the classifier only).
     """
 
     direction: str
     direction_probs: dict[str, float]
     detections: tuple[Detection, ...] = ()
     timings_ms: dict[str, float] = field(default_factory=dict)
+    steer: float | None = None

@@ -55,7 +55,12 @@ def resolve_model_config(config: TrainConfig, train_samples):
         card = read_card(model.init)
         if card.kind != config.task:
             raise ValueError(f"--init {model.init} is a {card.kind} checkpoint, not a {config.task} one")
-        return _at_input_size(card.model_config(), model.input_size)
+        model_config = card.model_config()
+        if card.kind == "direction":
+            from training.tasks.direction import with_steer_head
+
+            model_config = with_steer_head(model_config, f"--init {model.init}: ")
+        return _at_input_size(model_config, model.input_size)
     return default_model_config(config.task, model.trunk_weights, model.input_size, classes,
                                 model.detector_options())
 
@@ -70,6 +75,10 @@ def _joint_init_config(model: ModelConfig, classes):
 
     pair = resolve_init_pair(model.init)
     parts = {part: (read_card(path).model_config() if path is not None else None) for part, path in pair.items()}
+    if parts["direction"] is not None:
+        from training.tasks.direction import with_steer_head
+
+        parts["direction"] = with_steer_head(parts["direction"], f"--init {pair['direction']}: ")
     known = next(c for c in parts.values() if c is not None)
     for part, part_config in parts.items():
         if part_config is None:
@@ -95,6 +104,18 @@ def _at_input_size(model_config, input_size):
     return replace(model_config, input_size=tuple(int(s) for s in input_size))
 
 
+def load_init_state(model, state: dict, init) -> None:
+    """--init's weights into ``model``, strictly, except that a direction checkpoint written before the
+    steer head lacks it (the head starts fresh)."""
+    from training.tasks.direction import STEER_HEAD_PREFIX
+
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith(STEER_HEAD_PREFIX)]
+    if missing or unexpected:
+        raise ValueError(f"--init {init}: its weights do not fit the model (missing {missing[:3]}, unexpected "
+                         f"{unexpected[:3]})")
+
+
 def build_trainer(config: TrainConfig, runtime):
     from training.engine import Trainer
     from training.runtime import seed_everything
@@ -103,7 +124,7 @@ def build_trainer(config: TrainConfig, runtime):
     seed_everything(config.runtime.seed, config.runtime.deterministic)
     train_samples, val_samples = load_samples(config)
     model_config = resolve_model_config(config, train_samples)
-    task = make_task(config.task, model_config, config.optim.direction_loss_weight)
+    task = make_task(config.task, model_config, config.optim.direction_loss_weight, config.optim.steer_loss_weight)
     init = config.model.init
     model = task.build_model(init_trunk_weights=not init)
     if init and config.task == "joint":
@@ -112,7 +133,7 @@ def build_trainer(config: TrainConfig, runtime):
         from perception.checkpoint import load_model
 
         source, _ = load_model(init, "cpu")
-        model.load_state_dict(source.state_dict())
+        load_init_state(model, source.state_dict(), init)
     model.to(runtime.device)
     if runtime.channels_last:
         model.to(memory_format=torch.channels_last)

@@ -334,6 +334,8 @@ class OptimConfig:
     weight_decay: float = option(1e-4, "AdamW decoupled weight decay")
     pct_start: float = option(0.25, "one-cycle warm-up share of each phase")
     direction_loss_weight: float = option(1.0, "joint: loss = this * direction cross-entropy + detector loss")
+    steer_loss_weight: float = option(1.0, "direction and joint: + this * SmoothL1 (beta 0.1) of the continuous "
+                                           "steer head on the frames with a steer label (0: the head is not trained)")
 
     def __post_init__(self) -> None:
         if not 0 <= self.freeze_epochs <= self.epochs:
@@ -342,6 +344,8 @@ class OptimConfig:
             raise ValueError(f"--batch-size {self.batch_size} must be >= 1")
         if self.direction_loss_weight < 0:
             raise ValueError(f"--direction-loss-weight {self.direction_loss_weight} must be >= 0")
+        if self.steer_loss_weight < 0:
+            raise ValueError(f"--steer-loss-weight {self.steer_loss_weight} must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -302,7 +302,7 @@ class Trainer:
         x, targets = self._batch_to_device(images, targets, jitter)
         amp = self.runtime.amp_dtype
         with torch.autocast(self.runtime.device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            outputs = self.ddp_model(x)
+            outputs = self.task.forward(self.ddp_model, x)
         loss = self.task.batch_loss(self.model, outputs, targets, self.class_weights,
                                     input_size=tuple(x.shape[-2:]))
         if self.global_step == self.config.run.debug_inject_nan_at_step:

@@ -1,7 +1,9 @@
 """``truckpilot evaluate CHECKPOINT --data SESSION... [--out DIR]``: the training report for any checkpoint.
 
 Direction checkpoints: accuracy, per-class precision/recall, confusion matrix
-PNG, top-loss gallery PNG. Detector checkpoints: mAP@0.5 and mAP@[.5:.95]
+PNG, top-loss gallery PNG; on frames with a continuous steer label, the steer
+head's mean absolute error (``steer_mae``; None for a checkpoint without the
+head) beside p(right) - p(left)'s (``steer_mae_expected``) and a constant 0's. Detector checkpoints: mAP@0.5 and mAP@[.5:.95]
 overall and per class, PR curves PNG, gallery of misses and false alarms;
 ``--tta flip`` also runs each frame mirrored and fuses the two passes
 (perception.flip_tta; twice the compute). Everything goes to DIR (default:
@@ -67,7 +69,8 @@ def headline(report: dict) -> dict:
     if report["kind"] == "direction":
         return {"frames": m["frames"], "accuracy": m["accuracy"],
                 "recall": {k: v["recall"] for k, v in m["per_class"].items()},
-                "precision": {k: v["precision"] for k, v in m["per_class"].items()}}
+                "precision": {k: v["precision"] for k, v in m["per_class"].items()},
+                **{k: m[k] for k in ("steer_frames", "steer_mae", "steer_mae_expected", "steer_mae_zero") if k in m}}
     out = {"images": m["images"], "test_time_augmentation": m.get("test_time_augmentation", "none"),
            "map_50": m["map_50"], "map": m["map"],
            "ap_50": {k: v["ap_50"] for k, v in m["per_class"].items()}}

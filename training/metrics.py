@@ -3,6 +3,10 @@
 Classification: accuracy, per-class precision / recall / F1 / support, a
 confusion matrix (rows = true class, columns = predicted class).
 
+Steer (the direction network's continuous head): mean absolute error against the
+frames' continuous steer label, beside the classifier's p(right) - p(left) and a
+constant 0 on the same frames (:func:`steer_metrics`).
+
 Detection: torchmetrics ``MeanAveragePrecision`` (pycocotools backend), COCO
 style: mAP@[.5:.95] and mAP@0.5, overall and per class, plus the precision
 table behind PR curves, and a greedy IoU >= 0.5 matching per image that finds
@@ -52,6 +56,38 @@ def classification_metrics(probs: torch.Tensor, targets: torch.Tensor, classes: 
         "confusion_matrix": confusion.tolist(),
         "classes": list(classes),
     }
+
+
+def expected_steer(probs: torch.Tensor, classes: tuple[str, ...]) -> torch.Tensor:
+    """The classifier's estimate of the steer: p(right) - p(left), (N,) from probs (N, C); in [-1, 1],
+    + = right (zero when the classes lack "left" or "right")."""
+    zero = torch.zeros(probs.shape[0], dtype=probs.dtype)
+    right = probs[:, classes.index("right")] if "right" in classes else zero
+    left = probs[:, classes.index("left")] if "left" in classes else zero
+    return right - left
+
+
+def steer_metrics(targets: torch.Tensor, expected: torch.Tensor, head: torch.Tensor | None = None) -> dict:
+    """Mean absolute errors against the continuous steer label, over the frames that have one.
+
+    targets (N,) float: the label ([-1, 1], + = right), NaN where a frame has none; expected (N,):
+    the classifier's p(right) - p(left); head (N,) or None: the steer head's output (None: a network
+    without the head). -> {"steer_frames": frames with a label, "steer_mae": head vs label (None
+    without the head or without labelled frames), "steer_mae_expected": p(right) - p(left) vs label,
+    "steer_mae_zero": a constant 0 (straight ahead) vs label: the mean |label|, the floor any
+    estimate must beat}.
+    """
+    labelled = torch.isfinite(targets)
+    n = int(labelled.sum())
+    if n == 0:
+        return {"steer_frames": 0, "steer_mae": None, "steer_mae_expected": None, "steer_mae_zero": None}
+    label = targets[labelled].double()
+
+    def mae(pred: torch.Tensor) -> float:
+        return float((pred[labelled].double() - label).abs().mean())
+
+    return {"steer_frames": n, "steer_mae": mae(head) if head is not None else None,
+            "steer_mae_expected": mae(expected), "steer_mae_zero": float(label.abs().mean())}
 
 
 #: Height bands of the size breakdown: name -> [low, high) box height as a fraction of the image

@@ -19,7 +19,7 @@ import numpy as np
 from agent.runtime.parts import Decision
 from agent.types import KeysHeld, StopReason
 from perception.boxes import clip_box_list
-from training.sessions.telemetry import FrameTelemetry
+from training.sessions.telemetry import EXPERT_STEER_KEY, FrameTelemetry
 
 if TYPE_CHECKING:
     from agent.runtime.loop import KeyResult, Observation, SimSource
@@ -135,7 +135,9 @@ class SimSessionRecorder:
     (provenance "sim"), boxes clipped to the frame, labels; extra: speed (m/s), episode, sim_step,
     sim_time (s), takeover / perturbed when so, and the ground truth as a game's telemetry would
     give it (``training.sessions.FrameTelemetry``, source "sim": the keys' steering and pedals, the
-    truck's wheel angle, its speed). ``progress``: a callable(writer) after each frame."""
+    truck's wheel angle, its speed), and ``expert_steer``: the expert's intended steer for the frame's
+    world, the continuous steering label (``training.sessions.telemetry.EXPERT_STEER_KEY``).
+    ``progress``: a callable(writer) after each frame."""
 
     def __init__(self, writer, progress=None) -> None:
         self.writer, self.progress = writer, progress
@@ -150,6 +152,8 @@ class SimSessionRecorder:
                  **FrameTelemetry(speed_m_s=float(info.get("speed", 0.0)), steer=steer,
                                   wheel=float(info.get("steer", 0.0)), throttle=throttle, brake=brake,
                                   paused=False, source="sim").to_extra()}
+        if info.get("intended_steer") is not None:
+            extra[EXPERT_STEER_KEY] = float(info["intended_steer"])
         if decision.takeover:
             extra["takeover"] = True
         if decision.perturbed:

@@ -31,6 +31,7 @@ FLAGS_BEFORE = {
     "--score-threshold": 0.05, "--direction-loss-weight": 1.0, "--log-every-steps": 10,
     "--debug-inject-nan-at-step": -1,
     "--takeover-weight": 1.0,  # added later (issue 29: a person's takeovers drawn more often)
+    "--steer-loss-weight": 1.0,  # added later (issue 28: the continuous steer head)
 }
 #: the flags listed by /tmp/help_before/train_detector.txt (saved before the change), --no-* forms included
 HELP_FLAGS_BEFORE = [
@@ -43,6 +44,7 @@ HELP_FLAGS_BEFORE = [
     "--pct-start", "--resume", "--save-every-steps", "--score-threshold", "--seed", "--train-crop-height",
     "--train-crop-width", "--trunk-lr-div", "--trunk-weights", "--val-data", "--val-fraction", "--weight-decay",
     "--takeover-weight",  # added later (issue 29)
+    "--steer-loss-weight",  # added later (issue 28)
 ]
 #: config.json as the flat TrainConfig wrote it for OLD_ARGV (every field set; generated with that version)
 OLD_ARGV = [
@@ -79,6 +81,7 @@ NON_DEFAULT = {
     "--match-iou": (["0.45"], []), "--epochs": (["9"], []), "--freeze-epochs": (["2"], []),
     "--batch-size": (["8"], []), "--lr": (["0.02"], []), "--trunk-lr-div": (["4"], []),
     "--weight-decay": (["0.05"], []), "--pct-start": (["0.1"], []), "--direction-loss-weight": (["0.5"], []),
+    "--steer-loss-weight": (["0.5"], []),
     "--augment": ([], []), "--flip": ([], []), "--crop-min-scale": (["0.7"], []), "--color-jitter": (["0.2"], []),
     "--train-crop-height": (["32"], ["--train-crop-width", "48"]),
     "--train-crop-width": (["48"], ["--train-crop-height", "32"]), "--crop-on-boxes": (["0.25"], []),

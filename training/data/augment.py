@@ -106,11 +106,21 @@ class Augmenter:
             torch.default_generator.manual_seed(int(seed) & 0x7FFF_FFFF_FFFF_FFFF)  # CPU only: cheap
             return self._apply(image, boxes, labels, direction, box_weights)
 
+    def flips(self, seed: int) -> bool:
+        """Whether the sample of ``seed`` comes out mirrored: the first draw of :meth:`__call__` for that
+        seed, replayed (a continuous steer label changes sign with the mirror: + = right)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(int(seed) & 0x7FFF_FFFF_FFFF_FFFF)
+            return self._draw_flip()
+
+    def _draw_flip(self) -> bool:
+        return bool(torch.rand(()) < self.flip_p)
+
     def _apply(self, image, boxes, labels, direction, box_weights=None):
         height, width = image.shape[-2:]
         img = tv_tensors.Image(image)
         bxs = tv_tensors.BoundingBoxes(boxes.float().reshape(-1, 4), format="XYXY", canvas_size=(height, width))
-        if torch.rand(()) < self.flip_p:
+        if self._draw_flip():  # the first draw of every sample: flips() replays it
             img = F.horizontal_flip(img)
             bxs = F.horizontal_flip(bxs)
             if direction >= 0:

@@ -149,27 +149,50 @@ def box_targets(samples: Sequence[FrameSample], input_size: tuple[int, int], cla
     return boxes, labels
 
 
+def steer_targets(samples: Sequence[FrameSample]) -> torch.Tensor:
+    """(N,) float32: each sample's continuous steer label ([-1, 1], + = right), NaN where it has none
+    (the steer loss and ``steer_mae`` skip those frames)."""
+    return torch.tensor([float("nan") if s.steer is None else float(s.steer) for s in samples], dtype=torch.float32)
+
+
 class DirectionDataset(_FrameDataset):
-    """(image (3,H,W) uint8, direction index int64) per frame with a direction label."""
+    """(image (3,H,W) uint8, direction index int64) per frame with a direction label.
+
+    steer: items carry {"direction": () int64, "steer": () float32} instead of the bare index, the
+    steer being the frame's continuous label (NaN without one), negated when the augmenter mirrors
+    the frame (+ = right); what DirectionTask trains the steer head with.
+    """
 
     def __init__(self, samples: Sequence[FrameSample], input_size, directions: Sequence[str],
-                 augmenter: Augmenter | None = None, cache: bool = True, base_seed: int = 0) -> None:
+                 augmenter: Augmenter | None = None, cache: bool = True, base_seed: int = 0,
+                 steer: bool = False) -> None:
         self.directions = tuple(directions)
         labelled = [s for s in samples if s.direction is not None]
         if len(labelled) < len(samples):
             log.info("direction: %d of %d frames have no direction label and are skipped",
                      len(samples) - len(labelled), len(samples))
         self.targets = direction_targets(labelled, self.directions)
+        self.with_steer = bool(steer)
+        self.steers = steer_targets(labelled)
+        if self.with_steer:
+            log.info("direction: %d of %d frames have a continuous steer label", int(self.steers.isfinite().sum()),
+                     len(labelled))
         super().__init__(labelled, input_size, augmenter, cache, base_seed)
 
     def __getitem__(self, key):
         index, seed = self._key(key)
         image, label = self.image(index), int(self.targets[index])
         jitter = torch.tensor(IDENTITY_JITTER)
+        steer = self.steers[index]
         if self.augmenter is not None:
+            if self.with_steer and self.augmenter.flips(seed):
+                steer = -steer
             image, _, _, label, jitter = self.augmenter(image, torch.zeros((0, 4)),
                                                         torch.zeros((0,), dtype=torch.int64), label, seed)
-        return image, torch.tensor(label, dtype=torch.int64), jitter
+        label = torch.tensor(label, dtype=torch.int64)
+        if self.with_steer:
+            return image, {"direction": label, "steer": steer.clone()}, jitter
+        return image, label, jitter
 
     def class_counts(self) -> torch.Tensor:
         return torch.bincount(self.targets, minlength=len(self.directions))
@@ -263,10 +286,15 @@ def detection_collate(batch):
 
 
 def direction_collate(batch):
-    """-> images (B,3,H,W) uint8, labels (B,) int64, jitter (B,4)."""
+    """-> images (B,3,H,W) uint8, labels (B,) int64, jitter (B,4); with steer items (DirectionDataset's
+    ``steer``) the labels are {"direction": (B,) int64, "steer": (B,) float32, NaN = no label}."""
     images = torch.stack([item[0] for item in batch])
-    return images, torch.stack([item[1] for item in batch]), torch.stack([item[2] for item in batch])
+    if isinstance(batch[0][1], dict):
+        targets = {key: torch.stack([item[1][key] for item in batch]) for key in batch[0][1]}
+    else:
+        targets = torch.stack([item[1] for item in batch])
+    return images, targets, torch.stack([item[2] for item in batch])
 
 
 __all__ = ["DirectionDataset", "DetectionDataset", "build_frame_cache", "detection_collate", "direction_collate",
-           "resize_sample", "source_size"]
+           "resize_sample", "source_size", "steer_targets"]

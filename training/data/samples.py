@@ -35,6 +35,9 @@ class FrameSample:
         detector training instead of teaching it that the scene is empty.
     meta: facts about the frame's origin: for session frames the manifest's source, classes and
         directions, and ``takeover`` (a person drove this frame: ``--takeover-weight`` draws it more often).
+    steer: the continuous steering label, [-1, 1] of full lock, + = right, or None when the frame has
+        none (``training.sessions.telemetry.steer_label``: the sim expert's intended steer, or a game's
+        wheel/pad telemetry); the direction network's steer head trains on the frames that have one.
     """
 
     load_image: Callable[[], np.ndarray]
@@ -46,6 +49,7 @@ class FrameSample:
     name: str = ""
     boxes_labelled: bool = True
     meta: dict = field(default_factory=dict, compare=False)
+    steer: float | None = None
 
     def __post_init__(self) -> None:
         if len(self.boxes) != len(self.labels):
@@ -56,7 +60,8 @@ def _constant(image: np.ndarray) -> Callable[[], np.ndarray]:
     return lambda: image
 
 
-def sample_from_array(image: np.ndarray, direction, boxes=(), labels=(), group="", name="") -> FrameSample:
+def sample_from_array(image: np.ndarray, direction, boxes=(), labels=(), group="", name="",
+                      steer: float | None = None) -> FrameSample:
     """A sample around an in-memory HxWx3 uint8 RGB image (sim rollouts, tests)."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"{name or 'image'}: expected HxWx3 uint8 RGB, got {image.shape} {image.dtype}")
@@ -68,6 +73,7 @@ def sample_from_array(image: np.ndarray, direction, boxes=(), labels=(), group="
         labels=tuple(str(label) for label in labels),
         group=str(group),
         name=name,
+        steer=None if steer is None else float(steer),
     )
 
 
@@ -80,6 +86,7 @@ def samples_from_session(path: str | Path) -> list[FrameSample]:
     """
     from training.sessions import Session, is_paused
     from training.sessions.interventions import is_takeover
+    from training.sessions.telemetry import steer_label
 
     session = Session.open(Path(path))
     manifest = session.manifest
@@ -103,6 +110,7 @@ def samples_from_session(path: str | Path) -> list[FrameSample]:
                 boxes_labelled=record.boxes_source is not None,
                 meta={"source": dict(manifest.source or {}), "classes": tuple(manifest.classes),
                       "directions": tuple(manifest.directions), "takeover": is_takeover(record)},
+                steer=steer_label(record.extra),
             )
         )
     if paused:
@@ -145,7 +153,7 @@ def samples_from_sim(
     """Roll the simulator's scripted expert out in memory; one group per seed.
 
     Returns ``steps // every`` samples per seed with the sim's ground-truth
-    direction and boxes (xyxy frame px).
+    direction, boxes (xyxy frame px) and steer (the expert's intended steer).
     """
     import gymnasium
 
@@ -169,6 +177,7 @@ def samples_from_sim(
                             step.info["labels"],
                             group=f"sim-{seed}-{time_of_day}-{weather}",
                             name=f"sim-{seed}/{step.index:06d}",
+                            steer=step.info.get("intended_steer"),
                         )
                     )
         finally:

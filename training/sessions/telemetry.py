@@ -16,6 +16,10 @@ from dataclasses import asdict, dataclass
 #: ``extra`` key of the FrameTelemetry dict, and of the paused flag
 TELEMETRY_KEY = "telemetry"
 PAUSED_KEY = "paused"
+#: ``extra`` key of a simulator frame's continuous steering label: the scripted expert's intended steer
+#: (``sim.expert.Expert.intended_steer``, the env's ``info["intended_steer"]``) for the world of that
+#: frame, [-1, 1] of full lock, + = right; the frame's direction label is this value with a 0.05 deadband
+EXPERT_STEER_KEY = "expert_steer"
 
 #: where the values came from
 SOURCES = ("scs", "sim")
@@ -67,3 +71,24 @@ class FrameTelemetry:
 def is_paused(extra: dict | None) -> bool:
     """Whether the frame was recorded while the game was paused (leave it out of training)."""
     return bool((extra or {}).get(PAUSED_KEY, False))
+
+
+def steer_label(extra: dict | None) -> float | None:
+    """The frame's continuous steering label, [-1, 1] of full lock, + = right, or None when it has none.
+
+    In order: ``extra["expert_steer"]`` (simulator recordings since the steer head: the expert's
+    intended steer, continuous even though the expert drives by pulsing keys); else the game's
+    telemetry steer (``FrameTelemetry.steer``, source "scs": the driver's input, continuous from a
+    wheel or pad; from a keyboard the SDK's input jumps straight to -1 / +1, a coarse label); else
+    None. A simulator frame's telemetry steer is the keys it pressed (-1 / 0 / +1 pulses, not the
+    steer anyone meant), so it is never a label: older simulator recordings simply have none.
+    """
+    extra = extra or {}
+    value = extra.get(EXPERT_STEER_KEY)
+    if value is None:
+        told = extra.get(TELEMETRY_KEY)
+        if told is not None and told.get("source") == "scs":
+            value = told.get("steer")
+    if value is None or not math.isfinite(float(value)):
+        return None
+    return max(-1.0, min(1.0, float(value)))

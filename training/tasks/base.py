@@ -43,8 +43,9 @@ class Task:
         self.model_config = model_config
 
     @classmethod
-    def create(cls, model_config, direction_loss_weight: float = 1.0) -> "Task":
-        """The task for ``model_config``; direction_loss_weight matters to the joint task only."""
+    def create(cls, model_config, direction_loss_weight: float = 1.0, steer_loss_weight: float = 1.0) -> "Task":
+        """The task for ``model_config``; direction_loss_weight matters to the joint task only,
+        steer_loss_weight (the direction network's steer head) to the direction and joint tasks."""
         return cls(model_config)
 
     @classmethod
@@ -78,6 +79,11 @@ class Task:
     def targets_to(self, targets, device: torch.device):
         raise NotImplementedError
 
+    def forward(self, model: nn.Module, x: torch.Tensor):
+        """The model's outputs for a normalised batch, as :meth:`batch_loss` and :meth:`evaluate` take them
+        (``model`` may be wrapped in DistributedDataParallel): ``model(x)`` unless a task needs more."""
+        return model(x)
+
     def evaluate(self, model: nn.Module, dataset, device: torch.device, out_dir: Path | None,
                  batch_size: int = 64, amp_dtype=None, channels_last: bool = False) -> dict:
         raise NotImplementedError
@@ -101,12 +107,12 @@ class Task:
             for images, targets, _ in tqdm(loader, desc="evaluate", unit="batch", leave=False, mininterval=1.0):
                 x = normalise(images.to(device), self.model_config.mean, self.model_config.std, channels_last)
                 with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                    outputs = model(x)
+                    outputs = self.forward(model, x)
                     if also_flipped:
                         flipped = x.flip(-1)
                         if channels_last:
                             flipped = flipped.contiguous(memory_format=torch.channels_last)
-                        outputs = (outputs, model(flipped))
+                        outputs = (outputs, self.forward(model, flipped))
                 yield outputs, targets
         finally:
             model.train(was_training)

@@ -16,7 +16,8 @@ Pieces:
   one :class:`~training.data.augment.Augmenter` call per item, so a flip mirrors the
   boxes and swaps left/right of the same sample.
 - :class:`JointTask` (kind ``"joint"``): loss = ``direction_loss_weight`` *
-  cross-entropy(direction) + detector loss; evaluation = the direction report
+  cross-entropy(direction) + ``steer_loss_weight`` * the steer head's masked SmoothL1
+  (training.tasks.direction.steer_loss) + detector loss; evaluation = the direction report
   and the detector report (DirectionTask / DetectorTask on views of the data);
   primary metric ``joint_score`` = mean of direction accuracy and detector mAP@0.5.
 """
@@ -34,11 +35,11 @@ from torch.utils.data import Dataset
 from perception.config import DetectorConfig, DirectionConfig
 from training.config import EVAL_SCORE_THRESHOLD, AugmentConfig
 from training.data.augment import IDENTITY_JITTER, Augmenter
-from training.data.datasets import _FrameDataset, box_targets, direction_targets
+from training.data.datasets import _FrameDataset, box_targets, direction_targets, steer_targets
 from training.data.samples import FrameSample
 from training.tasks.base import Task
 from training.tasks.detector import DetectorTask
-from training.tasks.direction import DirectionTask
+from training.tasks.direction import STEER_HEAD_PREFIX, DirectionTask, has_steer_head
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,8 @@ class JointNet(nn.Module):
 
     forward(x (B,3,H,W) normalised, (H, W) = the detector's input_size)
         -> (direction_logits (B, n_directions), (cls_logits (B, A, C+1), box_deltas (B, A, 4))),
-        the trunk run once. The detector's own trunk is dropped; its head (extras + heads) is kept.
+        the trunk run once; ``with_steer=True``: the first item is (direction_logits, steer (B,) or None),
+        as DirectionNet.forward_head gives it. The detector's own trunk is dropped; its head is kept.
     state_dict() holds the shared trunk once, as direction.trunk.*; load_state_dict() accepts that
     (or both copies).
     """
@@ -113,9 +115,13 @@ class JointNet(nn.Module):
     def trunk(self) -> nn.Module:
         return self.direction.trunk
 
-    def forward(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    @property
+    def has_steer_head(self) -> bool:
+        return self.direction.has_steer_head
+
+    def forward(self, x: Tensor, with_steer: bool = False):
         levels = self.detector.forward_features(x)  # checks the input size; trunk.forward_levels once
-        return self.direction.forward_head(levels[-1]), self.detector.forward_head(levels)
+        return self.direction.forward_head(levels[-1], with_steer=with_steer), self.detector.forward_head(levels)
 
     def freeze_trunk(self, frozen: bool = True) -> None:
         """Stop (or restart) training the shared trunk; while frozen its BatchNorm layers stay in eval mode."""
@@ -156,9 +162,9 @@ def _fill_detector_trunk(module, state_dict, prefix, local_metadata, strict, mis
 class JointDataset(_FrameDataset):
     """Frames with both labels.
 
-    item: (image (3,H,W) uint8, {"direction": () int64, "boxes": (N,4) float32 xyxy model-input px,
-    "labels": (N,) int64 in 1..C}, jitter (4,)). One Augmenter call per item: a flip mirrors
-    the boxes and swaps left/right together.
+    item: (image (3,H,W) uint8, {"direction": () int64, "steer": () float32 (NaN: no steer label),
+    "boxes": (N,4) float32 xyxy model-input px, "labels": (N,) int64 in 1..C}, jitter (4,)). One
+    Augmenter call per item: a flip mirrors the boxes, swaps left/right and negates the steer together.
     """
 
     def __init__(self, samples: Sequence[FrameSample], input_size, directions: Sequence[str],
@@ -172,6 +178,7 @@ class JointDataset(_FrameDataset):
             log.info("joint: %d of %d frames lack a direction label or box labels and are skipped",
                      len(samples) - len(both), len(samples))
         self.targets = direction_targets(both, self.directions)
+        self.steers = steer_targets(both)
         self.boxes, self.labels = box_targets(both, size, self.classes, "joint")
         if not both and samples:
             raise ValueError("no frames with both a direction label and box labels: joint training needs sessions "
@@ -184,9 +191,12 @@ class JointDataset(_FrameDataset):
         image, boxes, labels, direction = self.image(index), self.boxes[index], self.labels[index], \
             int(self.targets[index])
         jitter = torch.tensor(IDENTITY_JITTER)
+        steer = self.steers[index].clone()
         if self.augmenter is not None:
+            if self.augmenter.flips(seed):
+                steer = -steer
             image, boxes, labels, direction, jitter = self.augmenter(image, boxes, labels, direction, seed)
-        return image, {"direction": torch.tensor(direction, dtype=torch.int64),
+        return image, {"direction": torch.tensor(direction, dtype=torch.int64), "steer": steer,
                        "boxes": boxes.float().reshape(-1, 4), "labels": labels}, jitter
 
     def class_counts(self) -> Tensor:
@@ -198,8 +208,11 @@ class JointDataset(_FrameDataset):
         counts = self.class_counts().clamp(min=1).double()
         return (1.0 / counts)[self.targets]
 
-    def direction_view(self) -> "LabelView":
-        """The same frames as a direction dataset: items (image, direction int64, jitter)."""
+    def direction_view(self, steer: bool = False) -> "LabelView":
+        """The same frames as a direction dataset: items (image, direction int64, jitter); with ``steer``
+        (image, {"direction", "steer"}, jitter), as DirectionDataset's ``steer`` items."""
+        if steer:
+            return LabelView(self, lambda t: {"direction": t["direction"], "steer": t["steer"]})
         return LabelView(self, lambda t: t["direction"])
 
     def detection_view(self) -> "LabelView":
@@ -230,11 +243,13 @@ class LabelView(Dataset):
 
 
 def joint_collate(batch):
-    """-> images (B,3,H,W) uint8, {"direction": (B,) int64, "detections": list of {"boxes", "labels"}},
-    jitter (B,4)."""
+    """-> images (B,3,H,W) uint8, {"direction": (B,) int64, "steer": (B,) float32 (NaN: no label),
+    "detections": list of {"boxes", "labels"}}, jitter (B,4)."""
     images = torch.stack([item[0] for item in batch])
     targets = {"direction": torch.stack([item[1]["direction"] for item in batch]),
                "detections": [{"boxes": item[1]["boxes"], "labels": item[1]["labels"]} for item in batch]}
+    if "steer" in batch[0][1]:
+        targets["steer"] = torch.stack([item[1]["steer"] for item in batch])
     return images, targets, torch.stack([item[2] for item in batch])
 
 
@@ -250,19 +265,22 @@ class JointTask(Task):
     kind = "joint"
     primary_metric = "joint_score"
 
-    def __init__(self, model_config: JointConfig, direction_loss_weight: float = 1.0) -> None:
+    def __init__(self, model_config: JointConfig, direction_loss_weight: float = 1.0,
+                 steer_loss_weight: float = 1.0) -> None:
         if not isinstance(model_config, JointConfig):
             raise TypeError(f"JointTask needs a JointConfig, got {type(model_config).__name__}")
         if direction_loss_weight < 0:
             raise ValueError(f"--direction-loss-weight {direction_loss_weight} must be >= 0")
         super().__init__(model_config)
         self.direction_loss_weight = float(direction_loss_weight)
-        self.direction_task = DirectionTask(model_config.direction)
+        self.direction_task = DirectionTask(model_config.direction, steer_loss_weight)
+        self.steer_loss_weight = self.direction_task.steer_loss_weight
         self.detector_task = DetectorTask(model_config.detector)
 
     @classmethod
-    def create(cls, model_config: JointConfig, direction_loss_weight: float = 1.0) -> "JointTask":
-        return cls(model_config, direction_loss_weight)
+    def create(cls, model_config: JointConfig, direction_loss_weight: float = 1.0,
+               steer_loss_weight: float = 1.0) -> "JointTask":
+        return cls(model_config, direction_loss_weight, steer_loss_weight)
 
     @classmethod
     def default_model_config(cls, trunk_weights: str, input_size: tuple[int, int] | None,
@@ -291,33 +309,48 @@ class JointTask(Task):
         return joint_collate(batch)
 
     def targets_to(self, targets, device):
-        return {"direction": self.direction_task.targets_to(targets["direction"], device),
-                "detections": self.detector_task.targets_to(targets["detections"], device)}
+        moved = {"direction": self.direction_task.targets_to(targets["direction"], device),
+                 "detections": self.detector_task.targets_to(targets["detections"], device)}
+        if "steer" in targets:
+            moved["steer"] = targets["steer"].to(device, non_blocking=True)
+        return moved
+
+    def forward(self, model, x):
+        """((direction_logits, steer), detector outputs) when the direction network has the steer head,
+        else JointNet's plain (direction_logits, detector outputs)."""
+        return model(x, with_steer=True) if has_steer_head(model) else model(x)
 
     def batch_loss(self, model: JointNet, outputs, targets, class_weights=None, input_size=None) -> Tensor:
-        direction_logits, detector_outputs = outputs
-        direction = self.direction_task.batch_loss(model.direction, direction_logits, targets["direction"],
+        """direction_loss_weight x cross-entropy + steer_loss_weight x steer loss (when the outputs hold a
+        steer and the targets steer labels) + the detector loss."""
+        direction_outputs, detector_outputs = outputs
+        direction = self.direction_task.batch_loss(model.direction, direction_outputs, targets["direction"],
                                                    class_weights)
         detector = self.detector_task.batch_loss(model.detector, detector_outputs, targets["detections"],
                                                  input_size=input_size)
-        return self.direction_loss_weight * direction + detector
+        loss = self.direction_loss_weight * direction + detector
+        steer = self.direction_task.steer_term(direction_outputs, {"steer": targets["steer"]}
+                                               if "steer" in targets else None)
+        return loss if steer is None else loss + steer
 
     def evaluate_options(self, config) -> dict:
         return self.detector_task.evaluate_options(config)
 
     def evaluate(self, model: JointNet, dataset: JointDataset, device, out_dir=None, batch_size=64, amp_dtype=None,
                  channels_last=False, score_threshold: float = EVAL_SCORE_THRESHOLD) -> dict:
-        """{"joint_score", "direction_accuracy", "detector_map_50", "detector_map", "direction": the
-        DirectionTask report, "detector": the DetectorTask report}; out_dir gets both tasks' PNGs
+        """{"joint_score", "direction_accuracy", "detector_map_50", "detector_map", "steer_mae" and
+        "steer_mae_expected" (when the frames have steer labels), "direction": the DirectionTask report,
+        "detector": the DetectorTask report}; out_dir gets both tasks' PNGs
         (confusion_matrix, top_losses, pr_curves, errors_gallery). The trunk runs once per task here."""
         common = dict(device=device, out_dir=out_dir, batch_size=batch_size, amp_dtype=amp_dtype,
                       channels_last=channels_last)
-        direction = self.direction_task.evaluate(model.direction, dataset.direction_view(), **common)
+        direction = self.direction_task.evaluate(model.direction, dataset.direction_view(steer=True), **common)
         detector = self.detector_task.evaluate(model.detector, dataset.detection_view(),
                                                score_threshold=score_threshold, **common)
         return {"joint_score": (float(direction["accuracy"]) + float(detector["map_50"])) / 2.0,
                 "direction_accuracy": float(direction["accuracy"]), "detector_map_50": float(detector["map_50"]),
                 "detector_map": float(detector["map"]), "frames": len(dataset),
+                **{key: direction[key] for key in ("steer_mae", "steer_mae_expected") if key in direction},
                 "direction": direction, "detector": detector}
 
     def checkpoint_paths(self, stem: Path) -> dict[str, Path]:
@@ -356,6 +389,7 @@ class JointTask(Task):
                 raise ValueError(f"--init {path} is a {card.kind} checkpoint, expected a {part} one")
             target = getattr(model, part)
             missing, unexpected = target.load_state_dict(source.state_dict(), strict=False)
+            missing = [k for k in missing if not (part == "direction" and k.startswith(STEER_HEAD_PREFIX))]
             if missing or unexpected:
                 raise ValueError(f"--init {path}: does not fit the joint model (missing {missing[:3]}, unexpected "
                                  f"{unexpected[:3]})")

@@ -30,10 +30,11 @@ def task_class(kind: str) -> type[Task]:
         raise ValueError(f"unknown task {kind!r}; choose one of {', '.join(TASK_CLASSES)}") from None
 
 
-def make_task(kind: str, model_config, direction_loss_weight: float = 1.0) -> Task:
+def make_task(kind: str, model_config, direction_loss_weight: float = 1.0, steer_loss_weight: float = 1.0) -> Task:
     """The task of this kind; model_config: DirectionConfig, DetectorConfig or (joint) JointConfig.
-    direction_loss_weight: joint only, the weight of the direction cross-entropy."""
-    return task_class(kind).create(model_config, direction_loss_weight)
+    direction_loss_weight: joint only, the weight of the direction cross-entropy; steer_loss_weight:
+    direction and joint, the weight of the steer head's loss."""
+    return task_class(kind).create(model_config, direction_loss_weight, steer_loss_weight)
 
 
 def default_model_config(kind: str, trunk_weights: str, input_size: tuple[int, int] | None,
