@@ -73,7 +73,7 @@ class DaggerConfig:
     traffic: float = 2.0
     stopped_per_km: float = 1.0
     train_seconds: float = 600.0  #: training steps per round (sized from a timed probe; 0: no probe)
-    min_batches: int = 4  #: ... but at least this many batches (with train_seconds 0: exactly this many)
+    min_batches: int = 5  #: ... but at least this many batches (with train_seconds 0: exactly this many)
     lr: float = 5e-4  #: peak learning rate of the fine-tune (one-cycle)
     batch_size: int = 32
     takeover_weight: float = 3.0  #: the expert's takeover frames are drawn this many times as often
@@ -255,8 +255,15 @@ def _plan_epoch_frames(config: DaggerConfig, stem: Path) -> tuple[int, float]:
     height, width = (int(s) for s in card.input_size)
     rate = measure_train_rate(DemoConfig(input_height=height, input_width=width, batch_size=config.batch_size,
                                          device=config.device))
+    return _epoch_frames(config, rate), rate
+
+
+def _epoch_frames(config: DaggerConfig, rate: float) -> int:
+    """Whole batches for ``train_seconds`` at ``rate`` img/s (rate 0: ``min_batches``), at least
+    ``min_batches``; never 4 steps: the one-cycle schedule's 25 % warm-up would be one step, where
+    torch's OneCycleLR divides by zero."""
     batches = max(config.min_batches, int(config.train_seconds * rate / config.batch_size))
-    return batches * config.batch_size, rate
+    return (batches + (batches == 4)) * config.batch_size
 
 
 def fine_tune(config: DaggerConfig, init: Path, sessions: list[str], val: list[str], run_dir: Path,
@@ -412,12 +419,11 @@ def _run_dagger(config: DaggerConfig, recipe: dict | None) -> dict:
         drive_s = time.monotonic() - t0
         sessions += [d["session"] for d in drives]
         if config.train_seconds <= 0:  # no probe: min_batches only
-            epoch_frames, rate = config.min_batches * config.batch_size, 0.0
+            epoch_frames, rate = _epoch_frames(config, 0.0), 0.0
         elif rate is None:
             epoch_frames, rate = _plan_epoch_frames(config, stem)
         else:
-            epoch_frames = max(config.min_batches, int(config.train_seconds * rate / config.batch_size)) \
-                * config.batch_size
+            epoch_frames = _epoch_frames(config, rate)
         t0 = time.monotonic()
         new_stem, summary = fine_tune(config, stem, sessions, val, round_dir / "train", epoch_frames, k)
         train_s = time.monotonic() - t0

@@ -137,3 +137,13 @@ def test_the_card_puts_stopped_vehicles_on_its_routes():
     assert any(v.stopped and v.s < world.truck.s for v in world.vehicles)  # one stood on it, and was passed
     args = get_args_parser().parse_args(["--stopped-per-km", "1.5", "--traffic", "2", "--route-m", "2000"])
     assert (args.stopped_per_km, args.traffic, args.route_m) == (1.5, 2.0, 2000.0)
+
+
+def test_the_round_is_sized_in_whole_batches_never_four():
+    from agent.apps.dagger import _epoch_frames
+
+    config = DaggerConfig(train_seconds=60.0, batch_size=8, min_batches=2)
+    assert _epoch_frames(config, 10.0) == 75 * 8  # 60 s x 10 img/s = 600 images = 75 batches
+    assert _epoch_frames(config, 0.1) == 2 * 8  # at least min_batches
+    # 4 steps would make the one-cycle warm-up one step, where torch's OneCycleLR divides by zero
+    assert _epoch_frames(DaggerConfig(train_seconds=0.0, batch_size=8, min_batches=4), 0.0) == 5 * 8
