@@ -134,3 +134,17 @@ def test_window_recording_stores_the_games_telemetry_and_marks_paused_frames(xvf
     assert paused == list(range(paused[0], paused[-1] + 1))  # one pause, in one piece
     assert f"{len(paused)} frames were recorded while the game was paused" in caplog.text
     assert len(samples_from_session(out)) == len(records) - len(paused)
+    # the session's export holds the continuous labels, a row per frame
+    import csv
+
+    from training.sessions.export import CONTROLS_COLUMNS, export_session
+
+    exported = export_session(session, tmp_path / "export")
+    with open(tmp_path / "export" / "labels_controls.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert exported.controls_rows == len(rows) == len(records) and tuple(rows[0]) == CONTROLS_COLUMNS
+    running_rows = [row for row in rows if row["paused"] == "False"]
+    assert len(running_rows) == len(running)
+    assert all((float(row["steer_label"]), float(row["steer"]), float(row["wheel"]), float(row["throttle"]),
+                float(row["speed_m_s"]), row["source"]) == (-0.25, -0.25, -0.125, 0.75, 12.5, "scs")
+               for row in running_rows)
