@@ -13,9 +13,14 @@ Obstacles: a car, truck or person whose box bottom overlaps the ego corridor
 (a trapezoid from the frame bottom up to the horizon, narrowing with
 perspective, so oncoming traffic in the next lane is not in it) is tracked from frame to frame; its
 time-to-collision from box growth, TTC = h / (dh/dt), is estimated from the
-smoothed growth rate of log(h); TTC below ``ttc_brake_s`` brakes (throttle
+smoothed growth rate of log(h); TTC below the braking threshold brakes (throttle
 off) and keeps braking for ``brake_hold_s`` after the last trigger. A static
-or shrinking box has no finite TTC and never brakes.
+or shrinking box has no finite TTC and never brakes. The threshold is
+``ttc_brake_s`` without a speed; with the truck's real speed v (the simulator,
+a game's telemetry) it is the time the truck needs to stop from v at
+``brake_decel_mps2`` plus ``reaction_s``: TTC < v / (2 a) + t_r (the obstacle
+taken as standing, the worst case: closing at v, stopping takes v / (2 a) of
+the time to reach it), so a fast truck brakes earlier and a slow one later.
 
 Keys: binary keys approximate continuous values by pulse-width modulation
 (``KeyPwm``): over any window of at least ``pwm_period_s`` the key is down for
@@ -57,7 +62,11 @@ class ControllerConfig:
     corridor_bottom_width: float = _help("ego corridor width at the frame bottom, fraction of frame width", 0.5)
     corridor_top_width: float = _help("ego corridor width at its top (the horizon), fraction of frame width", 0.04)
     corridor_top: float = _help("ego corridor top (about the horizon), fraction of frame height from the top", 0.45)
-    ttc_brake_s: float = _help("brake when time-to-collision drops below this, s", 2.0)
+    ttc_brake_s: float = _help("brake when time-to-collision drops below this, s (when the speed is unknown)", 2.0)
+    brake_decel_mps2: float = _help(
+        "with a known speed v: the deceleration the brakes are counted on, m/s^2; brake when TTC < v / (2 x this) "
+        "+ reaction_s", 3.0)
+    reaction_s: float = _help("with a known speed: margin added to the stopping time, s", 0.5)
     growth_tau_s: float = _help("time constant (s) of the EMA on the box growth rate d ln(h)/dt", 0.2)
     track_iou: float = _help("IoU with the previous box to count as the same object", 0.3)
     brake_hold_s: float = _help("keep braking this long after the last TTC trigger, s", 1.0)
@@ -69,6 +78,16 @@ class ControllerConfig:
             raise ValueError(f"need 0 <= steer_exit ({self.steer_exit}) < steer_enter ({self.steer_enter}) <= 1")
         if self.pwm_period_s <= 0 or self.steer_tau_s < 0 or self.growth_tau_s < 0:
             raise ValueError("pwm_period_s must be > 0 and time constants >= 0")
+        if self.brake_decel_mps2 <= 0 or self.reaction_s < 0:
+            raise ValueError(f"need brake_decel_mps2 > 0 (got {self.brake_decel_mps2}) and reaction_s >= 0 "
+                             f"(got {self.reaction_s})")
+
+    def ttc_threshold(self, speed_mps: float | None) -> float:
+        """The TTC (s) below which the truck brakes: ``ttc_brake_s`` without a speed, else the time to
+        stop from ``speed_mps`` at ``brake_decel_mps2`` plus ``reaction_s`` (see the module doc)."""
+        if speed_mps is None:
+            return self.ttc_brake_s
+        return max(0.0, float(speed_mps)) / (2.0 * self.brake_decel_mps2) + self.reaction_s
 
     @classmethod
     def help(cls) -> dict[str, str]:
@@ -232,7 +251,8 @@ class Controller:
         extent = self.corridor_at(y2, width, height)
         return extent is not None and x2 > extent[0] and x1 < extent[1]
 
-    def _obstacle(self, detections, now: float, width: int, height: int) -> ObstacleState:
+    def _obstacle(self, detections, now: float, width: int, height: int,
+                  speed_mps: float | None = None) -> ObstacleState:
         c = self.config
         candidates = [d for d in detections if self._in_path(d, width, height)]
         if not candidates:
@@ -257,7 +277,7 @@ class Controller:
             self._growth = 0.0
         self._track_box, self._track_time = box, now
         ttc = 1.0 / self._growth if self._growth > 1e-6 else math.inf
-        if ttc < c.ttc_brake_s:
+        if ttc < c.ttc_threshold(speed_mps):
             self._brake_until = now + c.brake_hold_s
         return ObstacleState(box, nearest.label, ttc, now < self._brake_until)
 
@@ -270,7 +290,7 @@ class Controller:
         dt = 0.0 if self._last_time is None else now - self._last_time
         self._last_time = now
         steer = self._steer(perception.direction_probs, dt)
-        self.obstacle = self._obstacle(perception.detections, now, width, height)
+        self.obstacle = self._obstacle(perception.detections, now, width, height, speed_mps)
         if self.obstacle.braking:
             return Action(steer=steer, throttle=0.0, brake=1.0)
         if speed_mps is not None:

@@ -118,6 +118,21 @@ def test_growing_box_in_path_triggers_brake():
     assert ctl.obstacle.ttc_s < ctl.config.ttc_brake_s
 
 
+@pytest.mark.parametrize("speed,brakes", [(None, False), (3.0, False), (15.0, True)])
+def test_with_the_real_speed_the_ttc_threshold_is_the_stopping_time(speed, brakes):
+    """A box closing at TTC ~2.5 s: past the 2 s of an unknown speed; at 15 m/s the truck needs
+    15 / (2 x 3) + 0.5 = 3 s to stop, so it brakes; at 3 m/s 1 s, so it need not yet."""
+    c = ControllerConfig()
+    assert c.ttc_threshold(None) == c.ttc_brake_s
+    assert c.ttc_threshold(15.0) == pytest.approx(15.0 / (2 * c.brake_decel_mps2) + c.reaction_s) == pytest.approx(3.0)
+    ctl = Controller()
+    rate = math.exp(0.05 / 2.5)  # d ln h / dt = 0.4 / s
+    actions = [ctl.update(straight([car(W / 2, 250 + i, 40 * rate ** i)]), i * 0.05, (W, H), speed_mps=speed)
+               for i in range(40)]
+    assert ctl.obstacle.ttc_s == pytest.approx(2.5, rel=0.05)
+    assert (actions[-1].brake == 1.0) is brakes, (speed, ctl.obstacle)
+
+
 @pytest.mark.parametrize("growth", [1.0, 0.97])
 def test_static_or_shrinking_box_does_not_brake(growth):
     ctl = Controller()
