@@ -15,8 +15,12 @@ SCS SDK input plugin (scs-sdk-controller): it makes the plugin's controls block
 at PATH and reads its steering, accelerator and brake axes every frame
 (``sim.scs_controls``). A held steering key overrides the steering axis; each
 pedal is the larger of its key and its axis (``mix_controls``). With the axes
-neutral the keyboard drives exactly as without the option. Left: a pygame
-joystick as a third input.
+neutral the keyboard drives exactly as without the option.
+
+A joystick or gamepad is a third input (``--joystick auto``, the default: the first
+one SDL finds; ``sim.joystick``): its steering and pedal axes are mixed in the same
+way, each axis taking whichever analog input (the block or the joystick) asks for
+more.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ import time
 from .config import DEFAULT_DT, TIMES_OF_DAY, WEATHERS, SimConfig, parse_size
 from .scs_controls import ControlsDevice, mix_controls
 from .scs_controls_layout import LAYOUTS, NEWEST
+from .joystick import JoystickInput, JoystickLayout, strongest
 from .scs_telemetry import TelemetryPublisher, frame_from_sim
 from .judge import RouteJudge, Verdict
 from .steplog import StepLog, StepRecord, frame_print, keys_text
@@ -69,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --judge: end the route after this many steps (the scorecard's time budget)")
     p.add_argument("--summary", metavar="PATH", default=None,
                    help="write the run's summary as JSON here at exit (with --judge: the route's counts)")
+    p.add_argument("--joystick", default="auto", metavar="auto|off|N",
+                   help="drive with a joystick / gamepad's axes too: auto (default: the first SDL finds, if any), "
+                        "off, or joystick N")
+    p.add_argument("--joystick-axes", default="0,5,2", metavar="S,T,B",
+                   help="the joystick's steering, accelerator and brake axes (SDL order; default 0,5,2: an Xbox "
+                        "pad on Linux, and TruckPilot's uinput gamepad; -1: no such pedal)")
     p.add_argument("--scs-controls-version", choices=list(LAYOUTS), default=NEWEST,
                    help=f"the plugin version whose block --scs-controls makes (default {NEWEST}, the newest)")
     p.add_argument("--contact-sheet", metavar="PNG", default=None,
@@ -99,6 +110,12 @@ def drive(args) -> dict:
                        traffic_density=args.traffic, window_title=args.title, human_scale=args.scale,
                        **({"route_length_m": args.route_m} if args.route_m else {}))
     publisher = TelemetryPublisher(args.telemetry) if args.telemetry else None  # a bad path fails before the window
+    try:  # a bad --joystick / --joystick-axes, or no such joystick: one line, before any window opens
+        joystick = JoystickInput.open(args.joystick, JoystickLayout.parse(args.joystick_axes))
+    except ValueError as exc:
+        raise SystemExit(f"truckpilot sim: {exc}") from None
+    if joystick is not None:
+        log.info("joystick %r drives too (axes steer/throttle/brake %s)", joystick.name, args.joystick_axes)
     device = ControlsDevice(args.scs_controls, args.scs_controls_version) if args.scs_controls else None
     env = TruckSimEnv(render_mode="human", config=config)
     expert = Expert(seed=args.seed, dt=config.dt) if args.autopilot else None
@@ -133,8 +150,9 @@ def drive(args) -> dict:
             keys = [pressed[pygame.K_LEFT] or pressed[pygame.K_a], pressed[pygame.K_RIGHT] or pressed[pygame.K_d],
                     pressed[pygame.K_UP] or pressed[pygame.K_w], pressed[pygame.K_DOWN] or pressed[pygame.K_s]]
             keys_down_steps += any(keys)
-            if device is not None:  # the plugin's axes, mixed with the keys
-                reading = device.read()
+            reading = strongest(device.read() if device is not None else None,
+                                joystick.read() if joystick is not None else None)
+            if reading is not None:  # the plugin's axes and the joystick's, mixed with the keys
                 analog_steps += (reading.steering, reading.aforward, reading.abackward) != (0.0, 0.0, 0.0)
                 controls = mix_controls(reading, left=bool(keys[0]), right=bool(keys[1]), throttle=bool(keys[2]),
                                         brake=bool(keys[3]))
@@ -198,6 +216,8 @@ def drive(args) -> dict:
             publisher.close()
         if device is not None:
             device.close()
+        if joystick is not None:
+            joystick.close()
     summary = {"steps": steps, "episodes": episodes, "distance_m": round(info["distance"], 2),
                "speed_m_s": round(info["speed"], 2), "keys_down_steps": keys_down_steps,
                "analog_steps": analog_steps, "events": events_seen,
