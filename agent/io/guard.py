@@ -93,6 +93,7 @@ from agent.io.guard_protocol import (
     Ready,
     ReleaseReason,
     Released,
+    SetAxes,
     SetKeys,
     ToParent,
     Unlock,
@@ -128,6 +129,10 @@ class GuardConfig:
     host_keys: bool | None = None
     """run the key backend itself inside the guard process (the parent sends key states over
     the pipe); None: only when the guard cannot release the backend's keys from outside (uinput)"""
+    host_axes: bool | None = None
+    """run the analog output inside the guard process (the parent sends each axes state over the
+    pipe); None: only when no other process can open it to centre it (a uinput gamepad belongs to
+    the process that made it) but the guard process can make it (``recipe()``)"""
     ready_timeout_s: float = 10.0
     """how long to wait for the guard process to start"""
 
@@ -167,7 +172,11 @@ def axes_from_spec(spec: dict):
         from agent.io.axes.scs_controls import ScsControlsOutput
 
         return ScsControlsOutput.open(spec["path"], version=spec.get("version"))
-    raise ValueError(f"guard process cannot centre axes of output kind {kind!r}")
+    if kind == "uinput-gamepad":
+        from agent.io.axes.uinput_gamepad import UinputGamepadOutput
+
+        return UinputGamepadOutput(**{k: v for k, v in spec.items() if k != "kind"})
+    raise ValueError(f"guard process cannot open axes of output kind {kind!r}")
 
 
 def frame_is_fresh(frame_timestamp: float, now: float, period_s: float, max_periods: float = 3.0) -> bool:
@@ -200,6 +209,30 @@ class HostedKeys(KeyBackend):
 
     def _flush(self) -> None:
         self._guard._host_apply(self.held())
+
+
+class HostedAxes:
+    """Stand-in for an analog output that lives in the guard process (``host_axes``): every send
+    goes over the pipe (``SetAxes``) and waits for the acknowledgement, like ``HostedKeys``."""
+
+    def __init__(self, guard: "SafetyGuard", inner_kind: str) -> None:
+        from agent.io.axes import NEUTRAL
+
+        self._guard = guard
+        self.inner_kind = inner_kind
+        self.last = NEUTRAL
+
+    def send(self, axes) -> None:
+        self._guard._host_axes(axes)
+        self.last = axes
+
+    def neutral(self) -> None:
+        from agent.io.axes import NEUTRAL
+
+        self.send(NEUTRAL)
+
+    def close(self) -> None:
+        self.neutral()  # the guard process closes the device itself when it exits
 
 
 class SafetyGuard:
@@ -279,9 +312,15 @@ class SafetyGuard:
                 raise ValueError(f"backend {backend.kind!r} cannot be hosted in the guard process")
         else:
             spec = backend.guard_spec() if config.guard_process else None
-        axes_spec = None
+        axes_spec, self.axes_hosted = None, False
         if axes is not None:
-            axes_spec = axes.guard_spec() if hasattr(axes, "guard_spec") else None
+            outside = axes.guard_spec() if hasattr(axes, "guard_spec") else None
+            recipe = axes.recipe() if hasattr(axes, "recipe") else None
+            host_axes = config.host_axes if config.host_axes is not None else (outside is None and recipe is not None)
+            if host_axes and recipe is None:
+                raise ValueError(f"the analog output {type(axes).__name__} cannot be hosted in the guard process")
+            self.axes_hosted = bool(host_axes and spec is not None)
+            axes_spec = recipe if self.axes_hosted else outside
             if axes_spec is None or spec is None:
                 log.warning("the analog output %s cannot be centred from outside this process: a kill -9 or "
                             "SIGSTOP of the agent leaves its axes where they are", type(axes).__name__)
@@ -290,6 +329,9 @@ class SafetyGuard:
                 if self.hosted:
                     backend.close()  # frees the device / connection; the guard process makes its own
                     self.backend = HostedKeys(self, backend.keymap, spec["kind"])
+                if self.axes_hosted:
+                    axes.close()  # the guard process makes its own device and holds the axes
+                    self.axes = HostedAxes(self, axes_spec["kind"])
                 self._start_process(spec, axes_spec)
             except Exception:
                 if self._owns_keyboard:
@@ -306,6 +348,8 @@ class SafetyGuard:
             cmd.append("--hosted")
         if axes_spec is not None:
             cmd += ["--axes-spec", json.dumps(axes_spec)]
+            if self.axes_hosted:
+                cmd.append("--hosted-axes")
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         # a thread reads the guard's news (portable: Windows cannot select() on pipes)
@@ -323,7 +367,7 @@ class SafetyGuard:
                                     f"run `{sys.executable} -m agent.io.guard --help` to see why")
         log.info("guard process %d %s %s keys%s, stall after %.0f ms", self._proc.pid,
                  "hosting" if self.hosted else "watching", spec["kind"],
-                 f" and {axes_spec['kind']} axes" if axes_spec else "",
+                 f", {'hosting' if self.axes_hosted else 'centring'} {axes_spec['kind']} axes" if axes_spec else "",
                  1e3 * self.config.period_s * self.config.stall_periods)
 
     @property
@@ -348,10 +392,21 @@ class SafetyGuard:
 
     def _host_apply(self, keys: KeysHeld) -> None:
         """Hosted mode: send the key state, wait for the guard process to apply it."""
+        self._host_roundtrip(lambda seq: SetKeys(keys, seq), f"key state {mask_of(keys)}", any(keys.as_array()))
+
+    def _host_axes(self, axes) -> None:
+        """Hosted axes: send the axes, wait for the guard process to hold them."""
+        deflected = (axes.steer, axes.throttle, axes.brake) != (0.0, 0.0, 0.0)
+        self._host_roundtrip(lambda seq: SetAxes(axes.steer, axes.throttle, axes.brake, seq),
+                             f"axes {axes.steer:.2f}/{axes.throttle:.2f}/{axes.brake:.2f}", deflected)
+
+    def _host_roundtrip(self, message_for, what: str, active: bool) -> None:
+        """Send ``message_for(seq)`` to the hosting guard process and wait for its ``Ack(seq)``;
+        ``active``: it presses or deflects something (a locked Ack then counts as a stall release)."""
         if self._host_failed is not None:
             return
         self._seq += 1
-        if not self._send(SetKeys(keys, self._seq)):
+        if not self._send(message_for(self._seq)):
             self._host_failed = Disengagement(DisengageReason.GUARD_DIED)
             return
         deadline = time.monotonic() + self.config.period_s * self.config.stall_periods
@@ -361,14 +416,14 @@ class SafetyGuard:
             except queue.Empty:
                 # as stalled as a stalled loop: hang up, so it releases as soon as it runs
                 self._host_failed = Disengagement(DisengageReason.GUARD_UNRESPONSIVE)
-                log.error("guard process did not acknowledge key state %s: hanging up", mask_of(keys))
+                log.error("guard process did not acknowledge %s: hanging up", what)
                 try:
                     self._proc.stdin.close()
                 except OSError:
                     pass
                 return
             if isinstance(news, Ack) and news.seq == self._seq:
-                if news.locked and any(keys.as_array()):
+                if news.locked and active:
                     self._stash.append(Released(ReleaseReason.STALL_LOCKED, 0.0))
                 return
             self._stash.append(news)  # a release, an error, or a late Ack: for check()
@@ -420,8 +475,8 @@ class SafetyGuard:
             log.warning("not engaging: %s", refusal, extra={LOG_REASON_ATTR: refusal.reason})
             self.disengagement = refusal
             return False
-        if self.hosted:
-            self._send(Unlock())  # the guard process accepts key presses again
+        if self.hosted or self.axes_hosted:
+            self._send(Unlock())  # the guard process accepts key presses (and axes) again
         self._engaged = True
         self.disengagement = None
         self.events.append("engaged")
@@ -604,7 +659,8 @@ RELEASE_MARGIN_S: float = 0.01
 
 
 def run_guard_process(spec: dict, period_s: float, stall_periods: float, stdin_fd: int = 0,
-                      hosted: bool = False, stdout_fd: int = 1, axes_spec: dict | None = None) -> int:
+                      hosted: bool = False, stdout_fd: int = 1, axes_spec: dict | None = None,
+                      hosted_axes: bool = False) -> int:
     """Body of ``python -m agent.io.guard``: watch heartbeats on ``stdin_fd``, answer on ``stdout_fd``.
 
     hosted: the backend is the agent's own (uinput): ``SetKeys`` applies a key state and
@@ -614,7 +670,9 @@ def run_guard_process(spec: dict, period_s: float, stall_periods: float, stdin_f
     A line that is not a parent -> guard message of this protocol version releases the
     keys (``Released(PROTOCOL_ERROR)``) and ends the process with exit code 2.
 
-    axes_spec: the agent's analog output (``axes_from_spec``), centred with every release."""
+    axes_spec: the agent's analog output (``axes_from_spec``), centred with every release.
+    hosted_axes: that output is the agent's own (a uinput gamepad): ``SetAxes`` holds axes and is
+    answered by ``Ack(seq)`` (neutral and ``locked`` after a stall release, until ``Unlock``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the parent's; its exit closes our pipe
     backend = backend_from_spec(spec)
     axes = axes_from_spec(axes_spec) if axes_spec is not None else None
@@ -625,9 +683,10 @@ def run_guard_process(spec: dict, period_s: float, stall_periods: float, stdin_f
 
     def release(why: ReleaseReason) -> None:
         start = time.monotonic()
+        if hosted or hosted_axes:
+            watch.locked = why is ReleaseReason.STALL
         if hosted:
             backend.release_all()  # we hold the keys ourselves
-            watch.locked = why is ReleaseReason.STALL
         else:
             backend.force_release(watch.held)  # only what the agent held: a person keeps theirs
         if axes is not None:
@@ -675,8 +734,13 @@ def run_guard_process(spec: dict, period_s: float, stall_periods: float, stdin_f
                 return 0
             try:
                 message = decode(raw, TO_GUARD)
-                if not hosted and isinstance(message, (SetKeys, Unlock)):
+                if not hosted and isinstance(message, SetKeys):
                     raise ProtocolError(f"a {message.TYPE.value!r} message needs a hosting guard process (--hosted)")
+                if not hosted_axes and isinstance(message, SetAxes):
+                    raise ProtocolError(f"a {message.TYPE.value!r} message needs a guard process hosting the axes "
+                                        "(--hosted-axes)")
+                if not (hosted or hosted_axes) and isinstance(message, Unlock):
+                    raise ProtocolError(f"a {message.TYPE.value!r} message needs a hosting guard process")
             except ProtocolError as exc:
                 release(ReleaseReason.PROTOCOL_ERROR)
                 print(f"guard process: {exc}", file=sys.stderr, flush=True)
@@ -693,6 +757,13 @@ def run_guard_process(spec: dict, period_s: float, stall_periods: float, stdin_f
                 keys = KeysHeld() if watch.locked else message.keys
                 backend.apply(keys)
                 watch.held = keys
+                watch.last_beat = time.monotonic()
+                watch.released = False
+                _say(stdout_fd, Ack(message.seq, locked=watch.locked))
+            elif isinstance(message, SetAxes):
+                from agent.io.axes import NEUTRAL, Axes
+
+                axes.send(NEUTRAL if watch.locked else Axes(message.steer, message.throttle, message.brake))
                 watch.last_beat = time.monotonic()
                 watch.released = False
                 _say(stdout_fd, Ack(message.seq, locked=watch.locked))
@@ -714,6 +785,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stall-periods", type=float, default=3.0, help="silence in periods before releasing")
     parser.add_argument("--hosted", action="store_true",
                         help="own the key backend: apply the key states the parent sends (uinput)")
+    parser.add_argument("--hosted-axes", action="store_true",
+                        help="own the analog output --axes-spec names: hold the axes the parent sends (uinput gamepad)")
     parser.add_argument("--axes-spec", default=None,
                         help='the agent\'s analog output as JSON, centred with every release, e.g. '
                              '{"kind": "scs-controls", "path": "/dev/shm/SCS/SCSControls", "version": "..."}')
@@ -722,7 +795,8 @@ def main(argv: list[str] | None = None) -> int:
     pipe_fd = os.dup(sys.stdout.fileno())
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     return run_guard_process(json.loads(args.spec), args.period, args.stall_periods, hosted=args.hosted,
-                             stdout_fd=pipe_fd, axes_spec=json.loads(args.axes_spec) if args.axes_spec else None)
+                             stdout_fd=pipe_fd, axes_spec=json.loads(args.axes_spec) if args.axes_spec else None,
+                             hosted_axes=args.hosted_axes)
 
 
 if __name__ == "__main__":

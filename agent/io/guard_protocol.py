@@ -15,12 +15,14 @@ travel in that direction.
 
     parent -> guard  Heartbeat(keys)          alive; the keys that may be down
                      SetKeys(keys, seq)       hosted: apply this key state (also a heartbeat)
+                     SetAxes(steer, throttle, brake, seq)
+                                              hosted axes: hold these analog axes (also a heartbeat)
                      Unlock()                 hosted: accept presses again after a stall release
                      Quit()                   release and exit
     guard -> parent  Ready()                  the guard process runs
                      Released(reason, took_ms) it released the keys
-                     Ack(seq, locked)         hosted: key state ``seq`` applied (locked: refused,
-                                              every key up, until Unlock)
+                     Ack(seq, locked)         hosted: key state / axes ``seq`` applied (locked:
+                                              refused, every key up and the axes neutral, until Unlock)
 """
 from __future__ import annotations
 
@@ -32,8 +34,8 @@ from typing import Callable, ClassVar, Union
 
 from agent.types import DRIVING_KEYS, KeysHeld
 
-#: Version of the pipe encoding; both ends must speak the same one.
-PROTOCOL_VERSION: int = 1
+#: Version of the pipe encoding; both ends must speak the same one (2: SetAxes).
+PROTOCOL_VERSION: int = 2
 
 
 class ProtocolError(ValueError):
@@ -134,6 +136,7 @@ class MessageType(enum.Enum):
 
     HEARTBEAT = "heartbeat"
     SET_KEYS = "set_keys"
+    SET_AXES = "set_axes"
     UNLOCK = "unlock"
     QUIT = "quit"
     READY = "ready"
@@ -155,6 +158,18 @@ class SetKeys:
 
     TYPE: ClassVar[MessageType] = MessageType.SET_KEYS
     keys: KeysHeld
+    seq: int
+
+
+@dataclass(frozen=True)
+class SetAxes:
+    """Parent -> guard hosting the analog output: hold these axes (steer [-1, 1] + = right, pedals
+    [0, 1]); answered by ``Ack(seq)``. Also a heartbeat."""
+
+    TYPE: ClassVar[MessageType] = MessageType.SET_AXES
+    steer: float
+    throttle: float
+    brake: float
     seq: int
 
 
@@ -197,11 +212,11 @@ class Ack:
     locked: bool = False
 
 
-ToGuard = Union[Heartbeat, SetKeys, Unlock, Quit]
+ToGuard = Union[Heartbeat, SetKeys, SetAxes, Unlock, Quit]
 ToParent = Union[Ready, Released, Ack]
 Message = Union[ToGuard, ToParent]
 
-TO_GUARD: tuple[type, ...] = (Heartbeat, SetKeys, Unlock, Quit)
+TO_GUARD: tuple[type, ...] = (Heartbeat, SetKeys, SetAxes, Unlock, Quit)
 TO_PARENT: tuple[type, ...] = (Ready, Released, Ack)
 _BY_TYPE: dict[MessageType, type] = {cls.TYPE: cls for cls in TO_GUARD + TO_PARENT}
 
@@ -236,6 +251,15 @@ def _ms_in(value) -> float:
     return float(value)
 
 
+def _axis_in(lo: float) -> Callable:
+    def parse(value) -> float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
+                or not lo <= value <= 1.0:
+            raise ProtocolError(f"an axis must be a finite number in [{lo:g}, 1], got {value!r}")
+        return float(value)
+    return parse
+
+
 def _reason_in(value) -> ReleaseReason:
     try:
         return ReleaseReason(value)
@@ -248,6 +272,8 @@ def _reason_in(value) -> ReleaseReason:
 _FIELDS: dict[type, tuple[tuple[str, Callable, Callable], ...]] = {
     Heartbeat: (("keys", _keys_out, _keys_in),),
     SetKeys: (("keys", _keys_out, _keys_in), ("seq", int, _seq_in)),
+    SetAxes: (("steer", float, _axis_in(-1.0)), ("throttle", float, _axis_in(0.0)), ("brake", float, _axis_in(0.0)),
+              ("seq", int, _seq_in)),
     Unlock: (),
     Quit: (),
     Ready: (),

@@ -57,7 +57,7 @@ DEFLECTED = (0.8, 0.5, 0.0)
 def run_child(period_s: float, use_guard: bool, hosted: bool = False, axes_path: str | None = None) -> int:
     """The child agent: hold Left (and with ``axes_path`` the ``DEFLECTED`` axes on that SCS controls
     block) under a SafetyGuard; print HELD <guard pid>. hosted: the guard process hosts the keys
-    (as it does for uinput)."""
+    and the axes (as it does for uinput keys and a uinput gamepad)."""
     from agent.io.axes import Axes
     from agent.io.guard import GuardConfig, SafetyGuard
     from agent.io.keys.x11 import X11Keys
@@ -82,7 +82,8 @@ def run_child(period_s: float, use_guard: bool, hosted: bool = False, axes_path:
         print("HELD 0", flush=True)
         while True:
             time.sleep(period_s)
-    guard = SafetyGuard(backend, period_s, config=GuardConfig(host_keys=hosted), axes=axis_out)
+    guard = SafetyGuard(backend, period_s, config=GuardConfig(host_keys=hosted, host_axes=hosted or None),
+                        axes=axis_out)
     guard.engage(frame_fresh=True)
     guard.apply(keys, axes=axes)
     print("HELD", guard.guard_pid, flush=True)
@@ -232,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--display", default=None, help="X display (default: start a private Xvfb)")
     parser.add_argument("--no-guard", action="store_true", help="control: run the child without the guard")
     parser.add_argument("--hosted", action="store_true",
-                        help="the guard process hosts the keys (the uinput arrangement, here with X11 keys)")
+                        help="the guard process hosts the keys and the axes (the uinput arrangement, here with X11 keys "
+                             "and the SCS block)")
     parser.add_argument("--axes", metavar="PATH", default=None,
                         help="also deflect an analog steering axis on an SCS controls block made at PATH (the game's "
                              "side, sim.scs_controls.ControlsDevice) and time until it reads neutral")

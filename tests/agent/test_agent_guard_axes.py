@@ -92,3 +92,36 @@ def test_estop_and_takeover_centre_the_axes_in_process(reader, block):
         assert reads(block) == pytest.approx((-0.3, 0.0, 0.0))
     assert reads(block) == (0.0, 0.0, 0.0)  # close went neutral
     assert read_held_keys() == KeysHeld()
+
+
+def test_hosted_axes_kill9_and_sigstop_centre_them(reader, block):
+    """The guard process holding the axes itself (what it does for a uinput gamepad, which belongs to
+    the process that made it; there is no /dev/uinput here, so the hosted output is the SCS block)."""
+    kill = kill_trial(reader, PERIOD, hosted=True, device=block)
+    assert not kill.axes_left_deflected and kill.axes_latency_ms is not None and kill.guard_exited, kill
+    stall = stall_trial(reader, PERIOD, hosted=True, device=block)
+    assert stall.axes_latency_ms is not None and stall.axes_latency_ms <= 1e3 * 4 * PERIOD, stall
+    assert stall.note.startswith("DISENGAGED guard process released the keys"), stall
+    assert not stall.axes_left_deflected
+
+
+def test_hosted_axes_are_held_by_the_guard_process_and_refused_after_a_stall(reader, block):
+    from agent.io.guard import GuardConfig
+
+    with X11Keys() as backend, ScsControlsOutput.open(block.path) as axes, \
+            SafetyGuard(backend, PERIOD, config=GuardConfig(host_axes=True), axes=axes) as guard:
+        assert guard.axes_hosted and type(guard.axes).__name__ == "HostedAxes"
+        assert guard.engage(frame_fresh=True)
+        guard.apply(KeysHeld(), axes=STEER)  # acknowledged: the guard process wrote it
+        assert reads(block) == pytest.approx((0.8, 0.5, 0.0))
+        import time
+
+        time.sleep(5 * PERIOD)  # no heartbeat: the guard process centres the axes and locks them
+        assert reads(block) == (0.0, 0.0, 0.0)
+        guard.apply(KeysHeld(), axes=STEER)
+        assert not guard.engaged and guard.disengagement.reason is DisengageReason.GUARD_RELEASED
+        assert reads(block) == (0.0, 0.0, 0.0)
+        assert guard.engage(frame_fresh=True)  # Unlock
+        guard.apply(KeysHeld(), axes=Axes(steer=0.1))
+        assert reads(block) == pytest.approx((0.1, 0.0, 0.0))
+    assert reads(block) == (0.0, 0.0, 0.0)

@@ -26,6 +26,7 @@ from agent.io.guard_protocol import (
     Ready,
     ReleaseReason,
     Released,
+    SetAxes,
     SetKeys,
     Unlock,
     decode,
@@ -38,6 +39,8 @@ ALL_KEYS = [KeysHeld(*bits) for bits in itertools.product((False, True), repeat=
 MESSAGES = (
     [Heartbeat(k) for k in ALL_KEYS]
     + [SetKeys(k, seq) for k in ALL_KEYS for seq in (0, 1, 2**40)]
+    + [SetAxes(steer, throttle, brake, 3) for steer in (-1.0, 0.0, 0.25) for throttle in (0.0, 0.5)
+       for brake in (0.0, 1.0)]
     + [Unlock(), Quit(), Ready()]
     + [Released(reason, ms) for reason in ReleaseReason for ms in (0.0, 1.5, 12.345)]
     + [Ack(seq, locked) for seq in (0, 7) for locked in (False, True)]
@@ -82,6 +85,9 @@ def _line(**body) -> bytes:
     (_line(type="ack", seq=True, locked=False), "seq must be"),
     (_line(type="ack", seq=1, locked="yes"), "expected a boolean"),
     (_line(type="released", reason="stall", took_ms=float("nan")), "took_ms must be"),
+    (_line(type="set_axes", steer=1.5, throttle=0.0, brake=0.0, seq=1), "an axis must be"),
+    (_line(type="set_axes", steer=0.0, throttle=-0.1, brake=0.0, seq=1), "an axis must be"),
+    (_line(type="set_axes", steer=0.0, throttle=0.0, brake=True, seq=1), "an axis must be"),
 ])
 def test_a_line_out_of_protocol_is_a_clear_error(line, error):
     with pytest.raises(ProtocolError, match=error):

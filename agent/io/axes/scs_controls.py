@@ -170,6 +170,11 @@ class ScsControlsOutput:
         recipe for ``agent.io.guard.axes_from_spec``."""
         return {"kind": "scs-controls", "path": self.path, "version": self.layout.version}
 
+    def recipe(self) -> dict:
+        """The same block, for a guard process told to hold the axes itself (``GuardConfig.host_axes``);
+        it need not: any process can open the block (``guard_spec``)."""
+        return self.guard_spec()
+
     def _write(self, axes: Axes) -> None:
         if self._mm.closed:
             raise ControlsError(f"SCS controls block {self.path} is closed; open it again", self.path)

@@ -149,11 +149,18 @@ class UinputGamepadOutput:
         self._ev_abs = ecodes.EV_ABS
         self._codes = {name: getattr(ecodes, name) for name in (STEER_AXIS, THROTTLE_AXIS, BRAKE_AXIS)}
         self.device_name = device_name
+        self._identity = {"vendor": vendor, "product": product, "version": version, "bustype": bustype}
         self.device = uinput_factory(gamepad_capabilities(ecodes), name=device_name, vendor=vendor, product=product,
                                      version=version, bustype=bustype, phys="truckpilot/gamepad")
         self.last = NEUTRAL
         self._closed = False
         self._write(NEUTRAL)
+
+    def recipe(self) -> dict:
+        """How the safety guard's process makes the same pad to hold the axes itself (a uinput device
+        belongs to the process that made it, so no other can centre this one): JSON-ready, for
+        ``agent.io.guard.axes_from_spec``."""
+        return {"kind": self.kind, "device_name": self.device_name, **self._identity}
 
     def _write(self, axes: Axes) -> None:
         if self._closed:
