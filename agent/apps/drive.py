@@ -384,8 +384,8 @@ def drive_window(perceiver, *, window_title: str | None = None, region: tuple[in
     sim --scs-controls PATH``), "uinput-gamepad" or "vgamepad". The continuous steer and pedals go
     through ``AxisShaper(axis_config)`` (rate, jerk and lateral-acceleration limits, smoothing)
     under the same SafetyGuard: it centres them on every disengagement; its guard process also
-    centres the SCS block on a stall or kill of the agent (a uinput pad vanishes with its process;
-    neither gamepad is centred on a SIGSTOP, said in the log). No key is pressed; the keyboard
+    centres the SCS block on a stall or kill of the agent, and hosts a uinput pad (which only its
+    maker can move) to do the same; a vgamepad pad is centred in process only (said in the log). No key is pressed; the keyboard
     still gives the e-stop and a person's takeover.
 
     telemetry: the game's SCS Telemetry block ("auto": where the plugin puts it, when it is there;
