@@ -121,7 +121,8 @@ def test_the_agent_decider_drives_axes_from_the_continuous_steer_signal_and_pres
     decider = AgentDecider(FixedPerceiver(probs), Controller(), use_speed=False, axes=AxisShaper())
     decisions = [decider.decide(observation(i)) for i in range(30)]
     assert all(d.keys == KeysHeld() for d in decisions)
-    assert decisions[-1].axes.steer == pytest.approx(AxisConfig().steer_gain * 0.5, abs=1e-3)  # gain x signal
+    c = AxisConfig()
+    assert decisions[-1].axes.steer == pytest.approx(c.steer_gain * 0.5 + c.steer_gain_cubic * 0.5 ** 3, abs=1e-3)
     assert decisions[-1].axes.throttle > 0  # the controller's cruise duty, as a pedal
     keys_only = AgentDecider(FixedPerceiver(probs), Controller(), use_speed=False)
     assert keys_only.decide(observation(0)).axes is None
