@@ -30,8 +30,10 @@ def test_the_agent_drives_the_sim_window_through_the_scs_controls_block_with_no_
     leaning = drive_live(right_leaning, route, driver="analog", display=xvfb_display, workdir=tmp_path / "right",
                          max_seconds=40.0)
     for drive in (straight, leaning):
-        # the sim read no key at all: the truck moved on the accelerator axis alone
-        assert {s.keys for s in drive.steps} == {"----"}, sorted({s.keys for s in drive.steps})
+        # no key reached the sim window (its keyboard; the step log's keys also show the judge's expert
+        # rescuing), and the agent held none: the truck moved on the accelerator axis
+        assert drive.summary["keys_down_steps"] == 0 and drive.summary["analog_steps"] > 0, drive.summary
+        assert {t.keys for t in drive.ticks} == {"----"}
         assert drive.summary["judge"]["distance_m"] > 50.0, drive.summary
         assert drive.stats is not None and drive.stats.engaged_steps > 0
     # the steering axis steered: leaning right drifts right of the straight drive's line and the
