@@ -28,7 +28,8 @@ follow the keys: ``apply(keys, health, axes)`` holds them while engaged; every d
 (stall, e-stop, takeover, lost focus, stale capture) and ``close`` centres the wheel and releases
 the pedals. An output that another process can open (``guard_spec()``, as the SCS controls block)
 is opened by the guard process too, which centres it on a stall, kill -9 or SIGSTOP of the agent,
-as it releases the keys.
+as it releases the keys; one only its maker can move (a uinput gamepad) is made and held by the
+guard process (``host_axes``, ``SetAxes`` on the pipe), as uinput keys are.
 
 A driving loop puts the pieces together like this::
 
@@ -250,8 +251,10 @@ class SafetyGuard:
         agent disengages, so keys never land in another window. Not closed here.
     axes: an analog output (``agent.io.axes.AxisOutput``) driven beside the keys, or None; it is
         centred on every disengagement and closed by ``close``. With a ``guard_spec()`` it is also
-        centred by the guard process (stall, kill -9, SIGSTOP); without one only in process, said
-        in the log.
+        centred by the guard process (stall, kill -9, SIGSTOP); one that only its maker can move
+        but the guard process can make (``recipe()``: a uinput gamepad) is hosted there
+        (``host_axes``: ``guard.axes`` is then a ``HostedAxes``); otherwise it is centred only in
+        process, said in the log.
 
     With ``host_keys`` (automatic for uinput) the given backend is closed and
     rebuilt inside the guard process; ``guard.backend`` is then a HostedKeys
