@@ -399,9 +399,10 @@ class SafetyGuard:
 
     def _host_axes(self, axes) -> None:
         """Hosted axes: send the axes, wait for the guard process to hold them."""
-        deflected = (axes.steer, axes.throttle, axes.brake) != (0.0, 0.0, 0.0)
+        from agent.io.axes import NEUTRAL
+
         self._host_roundtrip(lambda seq: SetAxes(axes.steer, axes.throttle, axes.brake, seq),
-                             f"axes {axes.steer:.2f}/{axes.throttle:.2f}/{axes.brake:.2f}", deflected)
+                             f"axes {axes.steer:.2f}/{axes.throttle:.2f}/{axes.brake:.2f}", axes != NEUTRAL)
 
     def _host_roundtrip(self, message_for, what: str, active: bool) -> None:
         """Send ``message_for(seq)`` to the hosting guard process and wait for its ``Ack(seq)``;
@@ -507,8 +508,9 @@ class SafetyGuard:
         self.axes_held = NEUTRAL
 
     def _axes_deflected(self) -> bool:
-        a = self.axes_held
-        return a.steer != 0.0 or a.throttle != 0.0 or a.brake != 0.0
+        from agent.io.axes import NEUTRAL
+
+        return self.axes_held != NEUTRAL
 
     def heartbeat(self, keys_held: KeysHeld) -> None:
         """Tell the guard process we are alive and what we hold."""

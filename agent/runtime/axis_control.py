@@ -26,14 +26,11 @@ key-oriented hysteresis.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from agent.io.axes import Axes
+from agent.runtime.controller import config_field, ema_alpha
 from agent.types import Action
-
-
-def _help(text: str, default):
-    return field(default=default, metadata={"help": text})
 
 
 @dataclass(frozen=True)
@@ -41,31 +38,31 @@ class AxisConfig:
     """Every setting of analog control; ``field.metadata['help']`` explains each. Rates are in
     units of the axis range per second (steer: full lock = 1; pedals: full travel = 1)."""
 
-    steer_gain: float = _help(
+    steer_gain: float = config_field(
         "multiplier on the smoothed p_right - p_left s before the limits (steer = steer_gain x s + "
         "steer_gain_cubic x s^3): the class probabilities saturate in any bend, where the wheel needs "
         "0.05-0.25 of full lock (built-in sim, radii 170-700 m). Tuned in-process without a speed on seeds "
         "201-212 day/clear, 600 m (demo model): 0.15 + 0.15 s^3 gave 0 interventions and mean |offset| "
         "0.14 m (keys: 3, 0.28 m); 0.2 alone 14 interventions; 0.2 + 0.15 s^3 0.28 m; 0.25 + 0.1 s^3 0.31 m", 0.15)
-    steer_gain_cubic: float = _help(
+    steer_gain_cubic: float = config_field(
         "multiplier on s^3: more lock where the classifier is sure (s near +-1: a sharp bend) without "
         "more gain on the small, noisy s of a straight", 0.15)
-    head_steer_gain: float = _help("multiplier on the steering head's value (already the expert's steer, "
+    head_steer_gain: float = config_field("multiplier on the steering head's value (already the expert's steer, "
                                    "full lock = 1) when the direction model has that head", 1.0)
-    steer_tau_s: float = _help("time constant (s) of the EMA smoothing of the steer target", 0.1)
-    steer_rate_up: float = _help("steer rate limit away from centre, full lock per s", 1.6)
-    steer_rate_down: float = _help("steer rate limit back toward centre, full lock per s", 3.2)
-    max_lat_accel_mps2: float = _help("lateral acceleration cap (ISO 11270), m/s^2; needs the speed", 3.0)
-    max_lat_jerk_up_mps3: float = _help("lateral jerk cap steering away from centre, m/s^3; needs the speed", 2.5)
-    max_lat_jerk_down_mps3: float = _help("lateral jerk cap steering back toward centre, m/s^3; needs the speed", 5.0)
-    wheelbase_m: float = _help("the vehicle's wheelbase, m (the built-in simulator's truck: 6.0)", 6.0)
-    full_lock_rad: float = _help("road-wheel angle at full steering lock, rad (the built-in simulator: 0.15)", 0.15)
-    pedal_tau_s: float = _help("time constant (s) of the EMA smoothing of the throttle target (the brake is "
+    steer_tau_s: float = config_field("time constant (s) of the EMA smoothing of the steer target", 0.1)
+    steer_rate_up: float = config_field("steer rate limit away from centre, full lock per s", 1.6)
+    steer_rate_down: float = config_field("steer rate limit back toward centre, full lock per s", 3.2)
+    max_lat_accel_mps2: float = config_field("lateral acceleration cap (ISO 11270), m/s^2; needs the speed", 3.0)
+    max_lat_jerk_up_mps3: float = config_field("lateral jerk cap steering away from centre, m/s^3; needs the speed", 2.5)
+    max_lat_jerk_down_mps3: float = config_field("lateral jerk cap steering back toward centre, m/s^3; needs the speed", 5.0)
+    wheelbase_m: float = config_field("the vehicle's wheelbase, m (the built-in simulator's truck: 6.0)", 6.0)
+    full_lock_rad: float = config_field("road-wheel angle at full steering lock, rad (the built-in simulator: 0.15)", 0.15)
+    pedal_tau_s: float = config_field("time constant (s) of the EMA smoothing of the throttle target (the brake is "
                                "only rate limited: braking is never smoothed away)", 0.05)
-    throttle_rate_up: float = _help("throttle rate limit pressing, travel per s (longitudinal jerk limit)", 2.0)
-    throttle_rate_down: float = _help("throttle rate limit releasing, travel per s", 5.0)
-    brake_rate_up: float = _help("brake rate limit pressing, travel per s (full brake in 0.1 s)", 10.0)
-    brake_rate_down: float = _help("brake rate limit releasing, travel per s", 3.0)
+    throttle_rate_up: float = config_field("throttle rate limit pressing, travel per s (longitudinal jerk limit)", 2.0)
+    throttle_rate_down: float = config_field("throttle rate limit releasing, travel per s", 5.0)
+    brake_rate_up: float = config_field("brake rate limit pressing, travel per s (full brake in 0.1 s)", 10.0)
+    brake_rate_down: float = config_field("brake rate limit releasing, travel per s", 3.0)
 
     def __post_init__(self) -> None:
         for name in self.__dataclass_fields__:
@@ -76,11 +73,6 @@ class AxisConfig:
                      "brake_rate_up", "brake_rate_down", "wheelbase_m", "full_lock_rad"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"AxisConfig.{name} must be > 0 (a rate of 0 would freeze the axis)")
-
-    @classmethod
-    def help(cls) -> dict[str, str]:
-        """Field name -> help text (for CLIs)."""
-        return {f.name: f.metadata["help"] for f in cls.__dataclass_fields__.values()}
 
     def to_record(self) -> dict:
         """These settings as JSON values (for a recorded drive's manifest)."""
@@ -109,10 +101,6 @@ class AxisConfig:
         if self.max_lat_jerk_down_mps3 > 0:
             down = min(down, self.max_lat_jerk_down_mps3 / per_rate)
         return up, down
-
-
-def _ema_alpha(dt: float, tau: float) -> float:
-    return 1.0 if tau <= 0 else 1.0 - math.exp(-max(dt, 0.0) / tau)
 
 
 def slew(value: float, target: float, dt: float, rate_up: float, rate_down: float, neutral: float = 0.0) -> float:
@@ -180,7 +168,7 @@ class AxisShaper:
                min(1.0, max(0.0, action.brake)))
         taus = (c.steer_tau_s, c.pedal_tau_s, 0.0)
         for i, (target, tau) in enumerate(zip(raw, taus)):
-            self._targets[i] = target if first else self._targets[i] + _ema_alpha(dt, tau) * (target - self._targets[i])
+            self._targets[i] = target if first else self._targets[i] + ema_alpha(dt, tau) * (target - self._targets[i])
         if first:  # the first decision starts from neutral: the axes only move with time
             return self.axes
         up, down = c.steer_rate_caps(speed_mps)

@@ -36,7 +36,8 @@ from perception.boxes import pair_iou
 from perception.types import Detection, Perception
 
 
-def _help(text: str, default):
+def config_field(text: str, default):
+    """A dataclass field with ``default`` and its help text in ``metadata["help"]`` (the configs' CLIs print it)."""
     return field(default=default, metadata={"help": text})
 
 
@@ -44,34 +45,34 @@ def _help(text: str, default):
 class ControllerConfig:
     """Every controller setting; ``field.metadata['help']`` explains each."""
 
-    steer_tau_s: float = _help("time constant (s) of the EMA smoothing steer = p_right - p_left", 0.15)
-    steer_enter: float = _help("|smoothed steer| above which steering starts", 0.35)
-    steer_exit: float = _help("|smoothed steer| below which steering stops (< steer_enter)", 0.15)
-    steer_gain: float = _help(
+    steer_tau_s: float = config_field("time constant (s) of the EMA smoothing steer = p_right - p_left", 0.15)
+    steer_enter: float = config_field("|smoothed steer| above which steering starts", 0.35)
+    steer_exit: float = config_field("|smoothed steer| below which steering stops (< steer_enter)", 0.15)
+    steer_gain: float = config_field(
         "multiplier on the smoothed steer while steering (clipped to [-1, 1]); 0.5 tames the bang-bang "
         "weaving of a 3-class direction signal (built-in sim: 0 vs 5 collisions in 8 x 100 s at 1.0)", 0.5)
-    target_speed_mps: float = _help("speed to hold when speed is known, m/s", 12.0)
-    speed_kp: float = _help("throttle per m/s of speed below target", 0.25)
-    brake_kp: float = _help("brake per m/s of speed above target + speed_deadband_mps", 0.15)
-    speed_deadband_mps: float = _help("overspeed tolerated before braking, m/s", 1.5)
-    cruise_throttle: float = _help("throttle duty when speed is unknown", 0.6)
-    turn_slowdown: float = _help("fraction of throttle removed at full steer", 0.5)
-    obstacle_labels: tuple[str, ...] = _help("detection labels that can block the ego path", ("car", "truck", "person"))
-    min_score: float = _help("ignore detections scoring below this", 0.4)
-    corridor_center: float = _help("ego corridor centre as a fraction of frame width", 0.5)
-    corridor_bottom_width: float = _help("ego corridor width at the frame bottom, fraction of frame width", 0.5)
-    corridor_top_width: float = _help("ego corridor width at its top (the horizon), fraction of frame width", 0.04)
-    corridor_top: float = _help("ego corridor top (about the horizon), fraction of frame height from the top", 0.45)
-    ttc_brake_s: float = _help("brake when time-to-collision drops below this, s (when the speed is unknown)", 2.0)
-    brake_decel_mps2: float = _help(
+    target_speed_mps: float = config_field("speed to hold when speed is known, m/s", 12.0)
+    speed_kp: float = config_field("throttle per m/s of speed below target", 0.25)
+    brake_kp: float = config_field("brake per m/s of speed above target + speed_deadband_mps", 0.15)
+    speed_deadband_mps: float = config_field("overspeed tolerated before braking, m/s", 1.5)
+    cruise_throttle: float = config_field("throttle duty when speed is unknown", 0.6)
+    turn_slowdown: float = config_field("fraction of throttle removed at full steer", 0.5)
+    obstacle_labels: tuple[str, ...] = config_field("detection labels that can block the ego path", ("car", "truck", "person"))
+    min_score: float = config_field("ignore detections scoring below this", 0.4)
+    corridor_center: float = config_field("ego corridor centre as a fraction of frame width", 0.5)
+    corridor_bottom_width: float = config_field("ego corridor width at the frame bottom, fraction of frame width", 0.5)
+    corridor_top_width: float = config_field("ego corridor width at its top (the horizon), fraction of frame width", 0.04)
+    corridor_top: float = config_field("ego corridor top (about the horizon), fraction of frame height from the top", 0.45)
+    ttc_brake_s: float = config_field("brake when time-to-collision drops below this, s (when the speed is unknown)", 2.0)
+    brake_decel_mps2: float = config_field(
         "with a known speed v: the deceleration the brakes are counted on, m/s^2; brake when TTC < v / (2 x this) "
         "+ reaction_s", 3.0)
-    reaction_s: float = _help("with a known speed: margin added to the stopping time, s", 0.5)
-    growth_tau_s: float = _help("time constant (s) of the EMA on the box growth rate d ln(h)/dt", 0.2)
-    track_iou: float = _help("IoU with the previous box to count as the same object", 0.3)
-    brake_hold_s: float = _help("keep braking this long after the last TTC trigger, s", 1.0)
-    pwm_period_s: float = _help("key PWM period: window over which duty ~ |value|, s", 0.25)
-    pwm_deadzone: float = _help("|value| below this gives no key press at all", 0.05)
+    reaction_s: float = config_field("with a known speed: margin added to the stopping time, s", 0.5)
+    growth_tau_s: float = config_field("time constant (s) of the EMA on the box growth rate d ln(h)/dt", 0.2)
+    track_iou: float = config_field("IoU with the previous box to count as the same object", 0.3)
+    brake_hold_s: float = config_field("keep braking this long after the last TTC trigger, s", 1.0)
+    pwm_period_s: float = config_field("key PWM period: window over which duty ~ |value|, s", 0.25)
+    pwm_deadzone: float = config_field("|value| below this gives no key press at all", 0.05)
 
     def __post_init__(self) -> None:
         if not 0 <= self.steer_exit < self.steer_enter <= 1:
@@ -110,7 +111,7 @@ class ControllerConfig:
         return cls(**{name: tuple(v) if isinstance(v, list) else v for name, v in record.items()})
 
 
-def _ema_alpha(dt: float, tau: float) -> float:
+def ema_alpha(dt: float, tau: float) -> float:
     """Weight of the new sample for an EMA with time constant tau over dt."""
     if tau <= 0:
         return 1.0
@@ -214,7 +215,7 @@ class Controller:
         if self._steer_ema is None:
             self._steer_ema = raw
         else:
-            self._steer_ema += _ema_alpha(dt, c.steer_tau_s) * (raw - self._steer_ema)
+            self._steer_ema += ema_alpha(dt, c.steer_tau_s) * (raw - self._steer_ema)
         s = self._steer_ema
         if self._steer_dir == 0:
             if abs(s) > c.steer_enter:
@@ -272,7 +273,7 @@ class Controller:
             h_prev = self._track_box[3] - self._track_box[1]
             dt = now - self._track_time
             rate = (math.log(h) - math.log(h_prev)) / dt if h_prev > 0 else 0.0
-            self._growth += _ema_alpha(dt, c.growth_tau_s) * (rate - self._growth)
+            self._growth += ema_alpha(dt, c.growth_tau_s) * (rate - self._growth)
         else:
             self._growth = 0.0
         self._track_box, self._track_time = box, now

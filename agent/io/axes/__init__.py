@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Axes", "AxisOutput", "NEUTRAL", "AXIS_BACKENDS", "AxisBackendUnavailable", "open_axis_output",
+__all__ = ["Axes", "AxisOutput", "AxisWriter", "NEUTRAL", "AXIS_BACKENDS", "AxisBackendUnavailable", "open_axis_output",
            "axis_backend_problem", "axis_backend_problems"]
 
 #: the analog output backends ``open_axis_output`` knows, by name
@@ -77,6 +77,31 @@ class AxisOutput(Protocol):
     def neutral(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+class AxisWriter:
+    """What the device backends share: ``send`` and ``neutral`` write one state through the
+    backend's ``_write(axes)``; a context manager whose exit is the backend's ``close``."""
+
+    def _write(self, axes: Axes) -> None:
+        raise NotImplementedError
+
+    def send(self, axes: Axes) -> None:
+        """Hold ``axes`` (steer + = right, pedals [0, 1]) until the next send."""
+        self._write(axes)
+
+    def neutral(self) -> None:
+        """Centre the steering and release both pedals."""
+        self._write(NEUTRAL)
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class AxisBackendUnavailable(RuntimeError):

@@ -39,7 +39,7 @@ import struct
 import sys
 from typing import Callable
 
-from agent.io.axes import NEUTRAL, Axes
+from agent.io.axes import NEUTRAL, Axes, AxisWriter
 from sim.scs_controls_layout import (AXIS_FORMAT, LAYOUTS, LINUX_PATH, NEWEST, PLUGIN_HINT, WINDOWS_TAGNAME,
                                      ControlsLayout, layout_for_size)
 
@@ -122,7 +122,7 @@ def probe_path(platform: str = sys.platform) -> str:
     return WINDOWS_TAGNAME if platform == "win32" else LINUX_PATH
 
 
-class ScsControlsOutput:
+class ScsControlsOutput(AxisWriter):
     """An open controls block; an ``AxisOutput``. Use ``ScsControlsOutput.open``.
 
     ``last``: the axes written last (``NEUTRAL`` after open, neutral() and close()).
@@ -189,14 +189,6 @@ class ScsControlsOutput:
         _AXIS.pack_into(self._mm, o.clutch, 0.0)
         self.last = axes
 
-    def send(self, axes: Axes) -> None:
-        """Hold ``axes`` (steer + = right, pedals [0, 1]) until the next send."""
-        self._write(axes)
-
-    def neutral(self) -> None:
-        """Centre the wheel and release both pedals."""
-        self._write(NEUTRAL)
-
     def close(self) -> None:
         """Go neutral and unmap the block (the file stays: it is the plugin's). Closing twice is a no-op."""
         if self._mm.closed:
@@ -209,11 +201,6 @@ class ScsControlsOutput:
                 os.close(self._fd)
                 self._fd = None
 
-    def __enter__(self) -> "ScsControlsOutput":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 __all__ = ["ScsControlsOutput", "ControlsError", "ControlsNotFound", "ControlsTooShort", "ControlsVersionUnknown",

@@ -69,7 +69,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable
 
-from agent.io.axes import NEUTRAL, AxisBackendUnavailable, Axes
+from agent.io.axes import NEUTRAL, AxisBackendUnavailable, Axes, AxisWriter
 from agent.io.keys.uinput import uinput_problem
 
 #: stick axes: -STICK_MAX .. STICK_MAX, 0 = centred
@@ -125,7 +125,7 @@ def gamepad_capabilities(ecodes: Any = None) -> dict[int, list]:
     return {ecodes.EV_KEY: [getattr(ecodes, n) for n in BUTTONS], ecodes.EV_ABS: sorted(axes, key=lambda a: a[0])}
 
 
-class UinputGamepadOutput:
+class UinputGamepadOutput(AxisWriter):
     """A uinput virtual gamepad; an ``AxisOutput``. ``last``: the axes written last.
 
     ``uinput_factory(events, name=, vendor=, product=, version=, bustype=, phys=)``
@@ -172,14 +172,6 @@ class UinputGamepadOutput:
         self.device.syn()  # one report: the game sees the three values together
         self.last = axes
 
-    def send(self, axes: Axes) -> None:
-        """Hold ``axes`` (steer + = right, pedals [0, 1]) until the next send."""
-        self._write(axes)
-
-    def neutral(self) -> None:
-        """Centre the stick and release both pedals."""
-        self._write(NEUTRAL)
-
     def close(self) -> None:
         """Go neutral and destroy the device. Closing twice is a no-op."""
         if self._closed:
@@ -190,11 +182,6 @@ class UinputGamepadOutput:
             self._closed = True
             self.device.close()
 
-    def __enter__(self) -> "UinputGamepadOutput":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 __all__ = ["UinputGamepadOutput", "GamepadUnavailable", "gamepad_capabilities", "gamepad_problem", "stick_value",

@@ -38,7 +38,7 @@ import sys
 from types import ModuleType
 from typing import Any, Callable
 
-from agent.io.axes import NEUTRAL, AxisBackendUnavailable, Axes
+from agent.io.axes import NEUTRAL, AxisBackendUnavailable, Axes, AxisWriter
 
 INSTALL_HINT = ("pip install vgamepad (on Windows its installer also installs the ViGEmBus driver; or install "
                 "ViGEmBus 1.17.333 from https://github.com/nefarius/ViGEmBus/releases)")
@@ -74,7 +74,7 @@ def vgamepad_problem(import_module: Callable[[str], ModuleType] = importlib.impo
     return None
 
 
-class VgamepadOutput:
+class VgamepadOutput(AxisWriter):
     """A virtual Xbox 360 pad through vgamepad; an ``AxisOutput``. ``last``: the axes sent last.
 
     ``module``: the vgamepad module to use (default: imported here; a parameter so
@@ -103,10 +103,6 @@ class VgamepadOutput:
         pad.update()
         self.last = axes
 
-    def send(self, axes: Axes) -> None:
-        """Hold ``axes`` (steer + = right, pedals [0, 1]) until the next send."""
-        self._write(axes)
-
     def neutral(self) -> None:
         """Centre the stick and release both triggers (vgamepad's ``reset`` + ``update``)."""
         pad = self._pad
@@ -124,12 +120,6 @@ class VgamepadOutput:
             self.neutral()
         finally:
             self._pad = None  # the last reference: VX360Gamepad.__del__ removes the pad from the bus
-
-    def __enter__(self) -> "VgamepadOutput":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 __all__ = ["VgamepadOutput", "VgamepadUnavailable", "import_vgamepad", "vgamepad_problem", "INSTALL_HINT"]
