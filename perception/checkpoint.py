@@ -120,6 +120,13 @@ def save_model(path: str | os.PathLike, model: nn.Module, card: ModelCard | None
     card = card if card is not None else ModelCard.for_model(model)
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     payload = save(tensors, metadata={CARD_KEY: card.to_json()})
+    return write_atomically(path, payload)
+
+
+def write_atomically(path: str | os.PathLike, payload: bytes) -> Path:
+    """Write ``payload`` to ``path`` so that a crash leaves the old file or the new one, never a torn
+    one: a temp file in the same folder, flushed and fsynced, renamed over ``path``, the folder fsynced."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
