@@ -36,6 +36,9 @@ class SimConfig:
     route_length_m: float = 5000.0  #: the episode terminates when this distance is driven
     max_episode_steps: int | None = None  #: truncate after this many steps (None = no limit)
     road_seed: int | None = None  #: None = the road follows the reset seed
+    #: None = the road is generated from the seed; a number = a road of this constant curvature
+    #: (1/m, + = right; 0 = straight) without zebra crossings, for scripted scenarios
+    road_curvature: float | None = None
     window_title: str = "TruckPilot sim"  #: window title in human render mode
     human_scale: float = 1.0  #: window size = frame size x this, in human mode
     fov_deg: float = 62.0  #: horizontal field of view of the cab camera

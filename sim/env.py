@@ -23,6 +23,7 @@ from .config import RENDER_MODES, TIMES_OF_DAY, WEATHERS, SimConfig
 from .expert import Expert
 from .labels import CLASSES
 from .render import Renderer
+from .road import constant_road
 from .truck import TruckControls
 from .world import World
 
@@ -79,7 +80,9 @@ class TruckSimEnv(gymnasium.Env):
         c = self.config
         self.world = World(episode_seed, route_length_m=c.route_length_m, traffic_density=c.traffic_density,
                            pedestrian_density=c.pedestrian_density, road_seed=c.road_seed,
-                           stopped_per_km=c.stopped_per_km)
+                           stopped_per_km=c.stopped_per_km,
+                           road=None if c.road_curvature is None else constant_road(c.road_curvature,
+                                                                                    c.route_length_m))
         if self._renderer is None or (self.time_of_day, self.weather) != (tod, weather):
             self._renderer = Renderer(c.width, c.height, tod, weather, fov_deg=c.fov_deg,
                                       camera_height_m=c.camera_height_m, draw_distance_m=c.draw_distance_m,

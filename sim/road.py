@@ -114,6 +114,15 @@ class Road:
         return float(self.crossings[i]) if i < len(self.crossings) else float("inf")
 
 
+def constant_road(curvature: float, route_length_m: float) -> Road:
+    """A road of constant ``curvature`` (1/m, + = right; 0: straight) long enough for the route,
+    without zebra crossings: the scripted scenarios' road."""
+    n = int(np.ceil((route_length_m + ROAD_MARGIN_M) / SAMPLE_SPACING_M)) + 1
+    kind = "straight" if curvature == 0 else "right" if curvature > 0 else "left"
+    piece = RoadPiece(0.0, (n - 1) * SAMPLE_SPACING_M, kind, float("inf") if curvature == 0 else 1.0 / abs(curvature))
+    return Road(np.full(n, float(curvature)), (piece,), np.array([]))
+
+
 def generate_road(seed: int, route_length_m: float) -> Road:
     """A road of straights and left/right bends of varied radius, from ``seed``.
 

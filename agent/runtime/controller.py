@@ -71,6 +71,14 @@ class ControllerConfig:
     growth_tau_s: float = config_field("time constant (s) of the EMA on the box growth rate d ln(h)/dt", 0.2)
     track_iou: float = config_field("IoU with the previous box to count as the same object", 0.3)
     brake_hold_s: float = config_field("keep braking this long after the last TTC trigger, s", 1.0)
+    stop_hold_mps: float = config_field(
+        "with a known speed: braking for a tracked in-path obstacle below this speed (m/s) holds the truck "
+        "at a standstill until the obstacle pulls away or leaves the path", 2.0)
+    stop_hold_min_height: float = config_field(
+        "... and only for an obstacle this near: its box at least this fraction of the frame height (a car "
+        "~25 m ahead in the simulator's 62 deg view; a far box's pixel steps fake a TTC)", 0.06)
+    release_growth: float = config_field(
+        "a held obstacle pulls away when its box shrinks faster than this, d ln(h)/dt in 1/s", -0.05)
     pwm_period_s: float = config_field("key PWM period: window over which duty ~ |value|, s", 0.25)
     pwm_deadzone: float = config_field("|value| below this gives no key press at all", 0.05)
 
@@ -280,6 +288,11 @@ class Controller:
         ttc = 1.0 / self._growth if self._growth > 1e-6 else math.inf
         if ttc < c.ttc_threshold(speed_mps):
             self._brake_until = now + c.brake_hold_s
+        elif (self.obstacle.braking and speed_mps is not None and speed_mps < c.stop_hold_mps
+              and h >= c.stop_hold_min_height * height and self._growth >= c.release_growth):
+            # stopping behind it (a broken-down vehicle, a queue): hold the standstill, or the truck
+            # creeps on as the stopped box stops growing and drives into it
+            self._brake_until = max(self._brake_until, now + 1e-3)
         return ObstacleState(box, nearest.label, ttc, now < self._brake_until)
 
     # ---- the step -----------------------------------------------------------
