@@ -22,10 +22,13 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "drive": ("agent.apps.drive", "the live driving loop"),
     "replay": ("agent.apps.replay", "replay a recorded drive through perception and control; compare with it"),
     "eval": ("agent.apps.scorecard", "closed-loop scorecard in the simulator"),
+    "scenario": ("agent.apps.stop_scenario", "scripted scenarios in the simulator: stopped-vehicle (does it brake?)"),
     "doctor": ("agent.apps.doctor", "check display, capture, keys, GPU and weights"),
     "demo": ("agent.apps.demo", "record, train and drive on the simulator; write a report"),
     "dagger": ("agent.apps.dagger", "DAgger in the simulator: the agent drives, the expert labels and takes over, "
                                     "fine-tune, score each round"),
+    "pretrain": ("agent.apps.pretrain", "make the starting pair on the simulator; --publish packs it (fp16) with "
+                                        "its model card"),
     "bench": ("agent.apps.bench", "speed benchmarks"),
     "telemetry": ("agent.apps.telemetry", "print the game's SCS telemetry (or the simulator's): speed, inputs, pause"),
 }

@@ -25,7 +25,9 @@ labels the states the learner itself visits. Each round:
 Round 0 is the starting agent scored before any DAgger data: ``--model``/``--detector``
 checkpoints (with ``--data`` / ``--val-data``: the sessions they were trained on, kept in every
 round's data), or, without them, the demo's recipe (``truckpilot demo``'s recording and
-training, sized by ``--start-train-seconds``).
+training, sized by ``--start-train-seconds``; like the demo it fine-tunes from the published
+starting pair, ``perception/weights/start.safetensors``, at that pair's input size, when the
+checkout has one).
 
 Output in ``--out``: ``dagger.json`` (the config, and one row per round: frames added, takeover
 frames, interventions in the new data, train seconds, the checkpoint and the one it was
@@ -319,12 +321,12 @@ def _start(config: DaggerConfig, out: Path, recipe: dict) -> tuple[Path, list[st
             raise ValueError(f"--model {config.model} has no detector beside it: give --detector too")
         how = {"from": "checkpoints", **{part: str(p) for part, p in sources.items()}}
     else:
-        from agent.apps.demo import DemoConfig, record_sessions, train_models
+        from agent.apps.demo import DemoConfig, record_sessions, train_models, with_starting_pair
 
-        recipe = DemoConfig(**{"out": str(out / "start"), "input_height": config.input_height,
+        recipe = with_starting_pair(DemoConfig(**{"out": str(out / "start"), "input_height": config.input_height,
                                "input_width": config.input_width, "trunk_weights": config.trunk_weights,
                                "train_budget_s": config.start_train_seconds, "device": config.device,
-                               "seed": config.seed, **recipe})
+                               "seed": config.seed, **recipe}))
         log.info("dagger: no --model: the demo's recipe makes the starting pair (%.0f s of training)",
                  config.start_train_seconds)
         demo_train, demo_val = record_sessions(recipe, out / "sessions" / "start")

@@ -49,8 +49,12 @@ class DemoConfig:
     val_frames_per_session: int = _opt(300, "frames recorded per validation session")
     input_height: int = _opt(96, "model input height, px (the frames are 320x240)")
     input_width: int = _opt(128, "model input width, px")
-    trunk_weights: str = _opt("imagenet", "trunk initialisation: imagenet (random with a warning when it "
-                                          "cannot be loaded) | none | PATH")
+    start: str = _opt("auto", "fine-tune from a starting pair: auto = the published one "
+                              "(perception/weights/start.safetensors) when this checkout has it | none = "
+                              "--trunk-weights | PATH = a packed pair; its input size replaces --input-height/width")
+    start_lr: float = _opt(5e-4, "peak learning rate when fine-tuning from a starting pair")
+    trunk_weights: str = _opt("imagenet", "trunk initialisation without a starting pair: imagenet (random with a "
+                                          "warning when it cannot be loaded) | none | PATH")
     train_budget_s: float = _opt(270.0, "seconds of training steps to aim for (sizes the epoch from a timed probe; "
                                         "0: one pass over the recorded frames)")
     max_passes: float = _opt(10.0, "at most this many passes over the recorded frames, however fast the machine")
@@ -179,6 +183,43 @@ def plan_epoch_frames(config: DemoConfig, recorded_frames: int, images_per_s: fl
     return max(frames // config.batch_size, 20) * config.batch_size
 
 
+def starting_pair_file(config: DemoConfig) -> Path | None:
+    """The packed starting pair ``config.start`` names (None: start from ``trunk_weights``)."""
+    from perception.starting_pair import published_pair
+
+    if config.start == "none":
+        return None
+    if config.start == "auto":
+        return published_pair()
+    path = Path(config.start)
+    if not path.is_file():
+        raise FileNotFoundError(f"--start {path}: no such file; give auto, none or a packed pair "
+                                "(`truckpilot pretrain --publish DIR` writes DIR/start.safetensors)")
+    return path
+
+
+def starting_stem(config: DemoConfig) -> Path | None:
+    """The unpacked starting pair's stem (``.../best``, for ``train joint --init``), or None."""
+    from perception.starting_pair import unpack_pair
+
+    packed = starting_pair_file(config)
+    return None if packed is None else unpack_pair(packed)["direction"].with_name("best")
+
+
+def with_starting_pair(config: DemoConfig) -> DemoConfig:
+    """``config`` as it runs: with a starting pair, the pair's input size and ``start_lr``."""
+    from dataclasses import replace
+
+    from perception.starting_pair import read_pair_meta
+
+    packed = starting_pair_file(config)
+    if packed is None:
+        return config
+    height, width = read_pair_meta(packed)["cards"]["direction"]["input_size"]
+    log.info("demo: fine-tuning from the starting pair %s (%dx%d input)", packed, height, width)
+    return replace(config, input_height=int(height), input_width=int(width), lr=config.start_lr)
+
+
 def train_models(config: DemoConfig, train: list[str], val: list[str], out: Path) -> dict:
     """``truckpilot train joint`` through the same code as the CLI, sized to the budget; returns its summary
     (with ``best_checkpoints``: {"direction": path, "detector": path})."""
@@ -193,10 +234,11 @@ def train_models(config: DemoConfig, train: list[str], val: list[str], out: Path
         log.info("training probe: %.1f img/s; %d epoch(s) of %d frames (%d steps each) for a %.0f s budget "
                  "(%d frames recorded)", rate, config.epochs, epoch_frames, epoch_frames // config.batch_size,
                  config.train_budget_s, recorded)
+    init = str(starting_stem(config) or "")
     train_config = TrainConfig(
         task="joint", data=DataConfig(sessions=tuple(train), val_sessions=tuple(val), epoch_frames=epoch_frames),
-        model=ModelConfig(trunk_weights=config.trunk_weights, input_height=config.input_height,
-                          input_width=config.input_width),
+        model=ModelConfig(init=init, trunk_weights=config.trunk_weights,
+                          input_height=0 if init else config.input_height, input_width=0 if init else config.input_width),
         optim=OptimConfig(epochs=config.epochs, freeze_epochs=config.freeze_epochs, batch_size=config.batch_size,
                           lr=config.lr, trunk_lr_div=config.trunk_lr_div,
                           direction_loss_weight=config.direction_loss_weight),
@@ -270,6 +312,7 @@ def run_demo(config: DemoConfig) -> Path:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    config = with_starting_pair(config)
     times = StepTimes()
     train, val = times.run("record", record_sessions, config, out / "sessions")
     run_dir = out / "runs" / "joint"

@@ -281,7 +281,9 @@ def _int8_networks(model: str | None, detector: str | None, engine: str, threads
 
 def add_perceiver_args(p: argparse.ArgumentParser) -> None:
     """--model, --detector, --device, --engine, --threads (read back by ``perceiver_from_args``)."""
-    p.add_argument("--model", metavar="CKPT", help="direction classifier checkpoint (.safetensors)")
+    p.add_argument("--model", metavar="CKPT", help="direction classifier checkpoint (.safetensors); without "
+                                                   "--model and --detector: the published starting pair "
+                                                   "(perception/weights/start.safetensors) when there is one")
     p.add_argument("--detector", metavar="CKPT", help="SSD detector checkpoint (.safetensors)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--engine", choices=ENGINE_CHOICES, default="auto",
@@ -301,8 +303,24 @@ def set_torch_threads(args: argparse.Namespace) -> None:
         torch.set_num_threads(max(1, args.threads))
 
 
+def use_starting_pair(args: argparse.Namespace) -> None:
+    """Neither --model nor --detector: set both to the published starting pair
+    (``perception.starting_pair``, unpacked once into the user's cache) when this checkout has one."""
+    if args.model or args.detector:
+        return
+    from perception.starting_pair import published_pair, unpack_pair
+
+    packed = published_pair()
+    if packed is None:
+        return
+    pair = unpack_pair(packed)
+    args.model, args.detector = str(pair["direction"]), str(pair["detector"])
+    log.info("no --model/--detector: the starting pair %s", packed)
+
+
 def perceiver_from_args(args: argparse.Namespace):
-    """``load_perceiver`` with the options ``add_perceiver_args`` defined."""
+    """``load_perceiver`` with the options ``add_perceiver_args`` defined (``use_starting_pair`` first)."""
+    use_starting_pair(args)
     return load_perceiver(args.model, args.detector, args.device, engine=args.engine, threads=args.threads)
 
 
@@ -659,8 +677,10 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = get_args_parser().parse_args(argv)
     set_torch_threads(args)
+    use_starting_pair(args)
     if not args.model and not args.detector:
-        print("truckpilot drive: give --model CKPT (direction classifier) and/or --detector CKPT", file=sys.stderr)
+        print("truckpilot drive: give --model CKPT (direction classifier) and/or --detector CKPT (this checkout "
+              "has no starting pair: `truckpilot pretrain --publish perception/weights` makes one)", file=sys.stderr)
         return EXIT_USAGE
     from agent.runtime.controller import ControllerConfig
     from perception.checkpoint import CheckpointError

@@ -1,0 +1,145 @@
+"""Make the project's starting checkpoint: the joint pair (one ResNet34 trunk, direction and detector
+heads) trained on the simulator, published as fp16 safetensors in ``perception/weights/``.
+
+    truckpilot pretrain --out /tmp/start     # record + train (~1 CPU hour)
+    truckpilot pretrain --out /tmp/start --publish perception/weights
+
+The recipe is the demo's (``agent.apps.demo``: its recording, conditions and joint training) with
+more of everything: ``--seeds`` autopilot sessions of ``--frames-per-session`` frames under the
+demo's six training conditions, validated on the demo's own validation sessions (seeds 101 and 102,
+dusk/fog and night/rain), trained for ``--train-seconds`` at ``--input-height`` x ``--input-width``.
+Seeds 101-102 (validation), 201-202 (the demo's drives), 301-305 (the DAgger card) and 1000 up
+(DAgger's drives) are never trained on.
+
+``--publish DIR`` (after training, or on an existing ``--out``) converts the best pair to fp16 and
+writes ``DIR/start.direction.safetensors``, ``DIR/start.detector.safetensors`` and ``DIR/MODEL_CARD.md``
+(recipe, data, validation figures, sizes). The trunk is stored once per file: the pair is two
+checkpoints because every TruckPilot tool loads a pair (``perception.checkpoint``), and the detector
+file's trunk is the same tensor data as the direction file's.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger("truckpilot.pretrain")
+
+#: the seeds the recipe records for training by default: none of the held-out ones (see the module doc)
+DEFAULT_SEEDS = tuple(range(1, 101)) + tuple(range(501, 601))
+
+
+def recipe_config(out: Path, seeds: tuple[int, ...], frames_per_session: int, train_seconds: float,
+                  input_height: int, input_width: int, epochs: int, seed: int):
+    """The DemoConfig the recipe runs (the demo's defaults, sized up)."""
+    from agent.apps.demo import DemoConfig
+
+    return DemoConfig(out=str(out), train_seeds=tuple(seeds), frames_per_session=frames_per_session,
+                      train_budget_s=train_seconds, input_height=input_height, input_width=input_width,
+                      epochs=epochs, max_passes=20.0, seed=seed, start="none")
+
+
+def make(config, out: Path) -> dict:
+    """Record and train; returns the training summary (``best_checkpoints``, ``val``)."""
+    from agent.apps.demo import record_sessions, train_models
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "recipe.json").write_text(json.dumps(config.to_dict(), indent=2))
+    t0 = time.monotonic()
+    train, val = record_sessions(config, out / "sessions")
+    log.info("recorded %d training and %d validation sessions in %.0f s", len(train), len(val),
+             time.monotonic() - t0)
+    t0 = time.monotonic()
+    summary = train_models(config, train, val, out / "run")
+    summary["train_wall_s"] = round(time.monotonic() - t0, 1)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def publish(out: Path, folder: Path) -> Path:
+    """Pack ``out``'s best pair into ``folder/start.safetensors`` (``perception.starting_pair``) with
+    the recipe and validation figures in its notes, and write ``folder/MODEL_CARD.md``. Returns the file."""
+    from perception.starting_pair import pack_pair
+
+    summary = json.loads((out / "summary.json").read_text())
+    recipe = json.loads((out / "recipe.json").read_text())
+    best = summary["best_checkpoints"]
+    val = summary.get("val") or {}
+    detector, direction = val.get("detector") or {}, val.get("direction") or {}
+    notes = {"recipe": recipe, "command": f"truckpilot pretrain --out OUT --publish {folder}",
+             "train_wall_s": summary.get("train_wall_s"),
+             "val": {"direction_accuracy": direction.get("accuracy"), "map_50": detector.get("map_50"),
+                     "ap_50": detector.get("ap_50")}}
+    path = pack_pair(best["direction"], best["detector"], folder / "start.safetensors", notes)
+    (folder / "MODEL_CARD.md").write_text(model_card_text(path, notes))
+    return path
+
+
+def model_card_text(path: Path, notes: dict) -> str:
+    """The Markdown model card of the packed pair at ``path``."""
+    from perception.starting_pair import read_pair_meta
+
+    recipe, val = notes["recipe"], notes["val"]
+    height, width = read_pair_meta(path)["cards"]["direction"]["input_size"]
+    seeds = recipe["train_seeds"]
+    ap = ", ".join(f"{k} {v:.3f}" for k, v in (val.get("ap_50") or {}).items())
+    return "\n".join([
+        "# TruckPilot starting pair", "",
+        f"`{path.name}`: {path.stat().st_size / 1e6:.1f} MB. One ResNet34 trunk (stored once) with the direction head "
+        "(left / straight / right, and the steer head) and the SSD detector head (car, truck, person, sign), "
+        "fp16. `truckpilot drive --sim` and `truckpilot eval` use it when no `--model`/`--detector` is "
+        "given; `truckpilot demo` and `truckpilot dagger` fine-tune from it (`perception.starting_pair` "
+        "unpacks it once into `~/.cache/truckpilot`).", "",
+        "## Recipe", "",
+        f"`{notes['command']}` (`agent/apps/pretrain.py`): the demo's recipe sized up. "
+        f"Input {width}x{height} px (the simulator's 320x240 frames resized), "
+        f"trunk initialised `{recipe['trunk_weights']}` (ImageNet when it can be downloaded, else random with a "
+        f"warning), one joint run (both heads on one trunk) of {recipe['epochs']} epochs sized to "
+        f"{recipe['train_budget_s']:.0f} s of training steps, batch {recipe['batch_size']}, peak lr {recipe['lr']} "
+        f"(one-cycle), direction loss weight {recipe['direction_loss_weight']}; "
+        f"{notes.get('train_wall_s') or 0:.0f} s of wall time on the machine that made it.", "",
+        "## Data", "",
+        f"{len(seeds)} headless autopilot sessions of the built-in simulator (seeds {seeds[0]}-{seeds[-1]} as listed "
+        f"in the notes), {recipe['frames_per_session']} frames each at 320x240, under day/clear, dusk/clear, "
+        f"day/rain, night/clear, day/fog and dusk/rain in turn, with {recipe['perturb']} steering disturbances "
+        "per simulated second; labels are the simulator's ground truth (the expert's direction, the "
+        "visible objects' boxes). Never trained on: seeds 101-102 (validation), 201-202 (the demo's drives), "
+        "301-305 (the DAgger card), 1000 and up (DAgger's drives).", "",
+        "## Validation", "",
+        f"Seeds {recipe['val_seeds']} under dusk/fog and night/rain ({recipe['val_frames_per_session']} frames each): "
+        f"direction accuracy {val.get('direction_accuracy') or 0:.3f}, detector mAP@0.5 {val.get('map_50') or 0:.3f} "
+        f"({ap}).", "",
+        "## Limits", "",
+        "Simulator frames only: on a real game it is a starting point for fine-tuning on recorded play "
+        "(`truckpilot train joint --init`), not a driver.", ""])
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="truckpilot pretrain", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="working directory: sessions/, run/, recipe.json, summary.json")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS), help="training seeds")
+    p.add_argument("--frames-per-session", type=int, default=200)
+    p.add_argument("--train-seconds", type=float, default=3600.0,
+                   help="training budget, s (sizes the epochs from a timed probe, as the demo does)")
+    p.add_argument("--epochs", type=int, default=4, help="epochs sharing the budget (validated after each)")
+    p.add_argument("--input-height", type=int, default=144)
+    p.add_argument("--input-width", type=int, default=192)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--publish", default="", help="write the fp16 pair and its model card into this directory")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    config = recipe_config(out, tuple(args.seeds), args.frames_per_session, args.train_seconds,
+                           args.input_height, args.input_width, args.epochs, args.seed)
+    if not (out / "summary.json").exists():
+        make(config, out)
+    if args.publish:
+        print(publish(out, Path(args.publish)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
