@@ -37,9 +37,36 @@ def test_the_probe_is_batch_size_over_the_median_timed_step():
     assert rate >= 4 / (time.perf_counter() - called), rate
 
 
-def test_a_small_demo_records_trains_drives_and_reports(tmp_path):
+def _tiny_packed_pair(tmp_path, size=(64, 64)):
+    """A joint network's two checkpoints (one trunk), packed as the published starting pair is."""
+    import torch
+
+    from perception.checkpoint import ModelCard, save_model
+    from perception.config import DetectorConfig, DirectionConfig, TrunkConfig
+    from perception.starting_pair import pack_pair
+    from training.tasks.joint import JointConfig, JointTask
+
+    torch.manual_seed(3)
+    trunk = TrunkConfig(weights="none")
+    model = JointTask(JointConfig(DirectionConfig(input_size=size, trunk=trunk),
+                                  DetectorConfig(input_size=size, trunk=trunk))).build_model(init_trunk_weights=False)
+    paths = {}
+    for part in ("direction", "detector"):
+        net = getattr(model, part)
+        paths[part] = save_model(tmp_path / "pair" / f"best.{part}.safetensors", net, ModelCard.for_model(net))
+    return pack_pair(paths["direction"], paths["detector"], tmp_path / "start.safetensors", {"recipe": "tiny"})
+
+
+def test_a_small_demo_fine_tunes_from_a_starting_pair_records_trains_drives_reports_and_publishes(tmp_path,
+                                                                                                     monkeypatch):
+    from agent.apps.pretrain import publish
+    from perception.checkpoint import read_card
+    from perception.starting_pair import read_pair_meta, unpack_pair
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # where the pair is unpacked
+    packed = _tiny_packed_pair(tmp_path)
     config = DemoConfig(out=str(tmp_path / "demo"), train_seeds=(1, 2), val_seeds=(101,), frames_per_session=40,
-                        val_frames_per_session=16, input_height=64, input_width=64, trunk_weights="none", start="none",
+                        val_frames_per_session=16, input_height=96, input_width=128, start=str(packed),
                         batch_size=8, train_budget_s=0.2, eval_seeds=(201,), route_m=60.0, gif_steps=6,
                         device="cpu")
     report = run_demo(config)
@@ -61,57 +88,19 @@ def test_a_small_demo_records_trains_drives_and_reports(tmp_path):
     run = json.loads((out / "runs" / "joint" / "config.json").read_text())
     assert run["data"]["epoch_frames"] == 20 * 8
     assert run["optim"]["direction_loss_weight"] == config.direction_loss_weight
-    metrics = json.loads((out / "runs" / "joint" / "metrics.json").read_text())
-    assert metrics["history"], metrics
-    assert {"train_history.png", "train_confusion_matrix.png", "train_pr_curves.png"} <= \
-        {p.name for p in out.glob("*.png")}
-
-
-def _tiny_packed_pair(tmp_path, size=(64, 64)):
-    """A joint network's two checkpoints (one trunk), packed as the published starting pair is."""
-    import torch
-
-    from perception.checkpoint import ModelCard, save_model
-    from perception.config import DetectorConfig, DirectionConfig, TrunkConfig
-    from perception.starting_pair import pack_pair
-    from training.tasks.joint import JointConfig, JointTask
-
-    torch.manual_seed(3)
-    trunk = TrunkConfig(weights="none")
-    model = JointTask(JointConfig(DirectionConfig(input_size=size, trunk=trunk),
-                                  DetectorConfig(input_size=size, trunk=trunk))).build_model(init_trunk_weights=False)
-    paths = {}
-    for part in ("direction", "detector"):
-        net = getattr(model, part)
-        paths[part] = save_model(tmp_path / "pair" / f"best.{part}.safetensors", net, ModelCard.for_model(net))
-    return pack_pair(paths["direction"], paths["detector"], tmp_path / "start.safetensors", {"recipe": "tiny"})
-
-
-def test_the_demo_fine_tunes_from_a_starting_pair_at_its_input_size_and_publish_packs_the_result(tmp_path,
-                                                                                                 monkeypatch):
-    from agent.apps.pretrain import publish
-    from perception.starting_pair import read_pair_meta, unpack_pair
-
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # where the pair is unpacked
-    packed = _tiny_packed_pair(tmp_path)
-    config = DemoConfig(out=str(tmp_path / "demo"), train_seeds=(1,), val_seeds=(101,), frames_per_session=24,
-                        val_frames_per_session=16, input_height=96, input_width=128, start=str(packed),
-                        batch_size=8, train_budget_s=0.0, max_passes=1, eval_seeds=(201,), route_m=60.0,
-                        gif_steps=2, device="cpu")
-    run_demo(config)
-    run = json.loads((tmp_path / "demo" / "runs" / "joint" / "config.json").read_text())
     # it started from the unpacked pair, at the pair's 64x64 (not the 96x128 asked for), at start_lr
     assert run["model"]["init"] == str(unpack_pair(packed)["direction"].with_name("best"))
     assert (run["model"]["input_height"], run["model"]["input_width"]) == (0, 0)
     assert run["optim"]["lr"] == config.start_lr
-    from perception.checkpoint import read_card
-
-    assert read_card(tmp_path / "demo" / "runs" / "joint" / "best.detector.safetensors").input_size == (64, 64)
+    assert read_card(out / "runs" / "joint" / "best.detector.safetensors").input_size == (64, 64)
+    metrics = json.loads((out / "runs" / "joint" / "metrics.json").read_text())
+    assert metrics["history"], metrics
+    assert {"train_history.png", "train_confusion_matrix.png", "train_pr_curves.png"} <= \
+        {p.name for p in out.glob("*.png")}
     with pytest.raises(FileNotFoundError, match="--start"):
         run_demo(DemoConfig(out=str(tmp_path / "none"), start=str(tmp_path / "missing.safetensors")))
 
     # publish (truckpilot pretrain --publish) packs a run's best pair with its recipe and validation
-    metrics = json.loads((tmp_path / "demo" / "runs" / "joint" / "metrics.json").read_text())
     work = tmp_path / "work"
     work.mkdir()
     (work / "recipe.json").write_text(json.dumps(config.to_dict()))
@@ -119,7 +108,7 @@ def test_the_demo_fine_tunes_from_a_starting_pair_at_its_input_size_and_publish_
     path = publish(work, tmp_path / "weights")
     assert path == tmp_path / "weights" / "start.safetensors"
     notes = read_pair_meta(path)["notes"]
-    assert notes["recipe"]["train_seeds"] == [1] and "truckpilot pretrain" in notes["command"]
+    assert notes["recipe"]["train_seeds"] == [1, 2] and "truckpilot pretrain" in notes["command"]
     assert notes["val"]["map_50"] == metrics["val"]["detector"]["map_50"]
-    card = (tmp_path / "weights" / "MODEL_CARD.md").read_text()
-    assert "seeds 1-1" in card and "Input 64x64 px" in card  # the size the pair reads, whatever was asked
+    model_card = (tmp_path / "weights" / "MODEL_CARD.md").read_text()
+    assert "seeds 1-2" in model_card and "Input 64x64 px" in model_card  # the size the pair reads
