@@ -7,9 +7,13 @@ and that the sim window applies to a driver in another process (``truckpilot sim
 * an intervention is a moment the expert must take over: "off_road", "oncoming_lane" (the
   truck's centre left of the centreline), or |lateral offset| > ``intervention_offset_m`` for
   more than ``offset_grace_s`` (a lane change crosses the line faster; a drift does not);
+* with ``stall_s`` > 0, also standing still (under ``stall_speed_mps``) for more than ``stall_s``:
+  the driver is stuck (behind a broken-down vehicle it will not pass), and the expert drives it
+  on; off by default (0), so cards without stopped vehicles judge as they always did;
 * the expert then drives at least ``recover_s``, and until the truck is back within
   ``settled_offset_m`` of a lane centre (off-road and oncoming lanes cleared), at most
-  ``max_recover_s``, then hands back;
+  ``max_recover_s``, then hands back; after a stall, until it has also driven ``stall_recover_m``
+  further, at most ``stall_max_recover_s``;
 * a collision ends the route; so does the route's end (finished) or the env's truncation.
 
 Per route the judge counts (units: m, steps of ``dt`` s): distance, the distance the driver
@@ -36,6 +40,10 @@ class JudgeConfig:
     max_recover_s: float = 6.0  #: ... and until back within settled_offset_m of a lane centre, at most this long
     settled_offset_m: float = 0.5
     reversal_gap: float = 0.02  #: the wheel must turn back this much (full lock = 1) to count a reversal
+    stall_s: float = 0.0  #: standing still longer than this is an intervention (0: never)
+    stall_speed_mps: float = 0.5  #: ... standing: slower than this
+    stall_recover_m: float = 60.0  #: after a stall the expert drives at least this far (round what held it)
+    stall_max_recover_s: float = 40.0  #: ... at most this long (it may wait for the passing lane to clear)
 
 
 class Verdict(enum.Enum):
@@ -73,6 +81,8 @@ class RouteJudge:
         self.distance_m = 0.0
         self.finished = False
         self._over_limit = 0  # consecutive driver steps beyond the offset limit
+        self._standing = 0  # consecutive driver steps standing still
+        self._recover_to_m: float | None = None  # after a stall: the distance the expert drives to
         self._recovering = 0  # steps the rescuer has driven in this recovery (0 = the driver drives)
         self._last_steer: int | None = None
         self._wheel_extreme: float | None = None  # the wheel's last extreme (reversal counting)
@@ -109,15 +119,25 @@ class RouteJudge:
             return Verdict.END
         if in_control:
             self._over_limit = self._over_limit + 1 if abs(offset) > c.intervention_offset_m else 0
-            if "off_road" in events or "oncoming_lane" in events or self._over_limit > self.grace_steps:
+            self._standing = self._standing + 1 if c.stall_s > 0 and float(info["speed"]) < c.stall_speed_mps else 0
+            stalled = c.stall_s > 0 and self._standing * self.dt > c.stall_s
+            if ("off_road" in events or "oncoming_lane" in events or self._over_limit > self.grace_steps
+                    or stalled):
                 self.interventions += 1
-                self._recovering, self._over_limit = 1, 0
+                self._recovering, self._over_limit, self._standing = 1, 0, 0
+                self._recover_to_m = self.distance_m + c.stall_recover_m if stalled else None
                 return Verdict.TAKEOVER
             return Verdict.GO_ON
         self._recovering += 1
         settled = abs(offset) < c.settled_offset_m and "off_road" not in events and "oncoming_lane" not in events
-        if (self._recovering > self.min_recover and settled) or self._recovering > self.max_recover:
+        if self._recover_to_m is not None:  # after a stall
+            done = (settled and self.distance_m >= self._recover_to_m) or \
+                self._recovering * self.dt > c.stall_max_recover_s
+        else:
+            done = (self._recovering > self.min_recover and settled) or self._recovering > self.max_recover
+        if done:
             self._recovering = 0
+            self._recover_to_m = None
             self._last_steer = None
             self._wheel_extreme, self._wheel_dir = None, 0
             return Verdict.HANDBACK

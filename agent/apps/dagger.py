@@ -11,7 +11,9 @@ labels the states the learner itself visits. Each round:
    the keys the agent held, and the model's own output (``extra.model_direction`` /
    ``model_probs``). Where the agent leaves the lane, the expert takes over as the scorecard's
    does (``agent.runtime.drivers.Rescue`` judged by ``sim.judge.RouteJudge``: off the road, in
-   the oncoming lanes, or |offset| > 1.5 m for 1 s); those frames carry ``extra.takeover`` and
+   the oncoming lanes, or |offset| > 1.5 m for 1 s), and where it stands still for ``--stall-s``
+   (behind a broken-down vehicle: the agent brakes for it but never passes, the expert drives
+   round it); those frames carry ``extra.takeover`` and
    the expert's keys, the 15 frames before each takeover ``extra.pre_takeover``, so ``truckpilot sessions ls`` counts each run of them as an intervention
    (``training.sessions.interventions``) and ``--takeover-weight`` draws them more often.
 2. **aggregate and fine-tune**: the round's sessions join the data (the starting data, every
@@ -74,6 +76,9 @@ class DaggerConfig:
     conditions: str = CARD_CONDITIONS  #: TIME/WEATHER list the DAgger drives cycle through
     traffic: float = 2.0
     stopped_per_km: float = 1.0
+    #: standing still longer than this (s) is an intervention, drives and card: the expert drives the
+    #: truck round what holds it (``sim.judge``; the agent brakes for a broken-down vehicle but never passes)
+    stall_s: float = 5.0
     train_seconds: float = 600.0  #: training steps per round (sized from a timed probe; 0: no probe)
     min_batches: int = 5  #: ... but at least this many batches (with train_seconds 0: exactly this many)
     lr: float = 5e-4  #: peak learning rate of the fine-tune (one-cycle)
@@ -183,7 +188,8 @@ class DaggerRecorder:
 
 
 def dagger_drive(perceiver, out: Path, *, seed: int, time_of_day: str, weather: str, frames: int,
-                 route_m: float, traffic: float, stopped_per_km: float, size: tuple[int, int] = (320, 240),
+                 route_m: float, traffic: float, stopped_per_km: float, stall_s: float = 0.0,
+                 size: tuple[int, int] = (320, 240),
                  controller_config=None, meta: dict | None = None) -> dict:
     """The agent drives one route (``seed``, condition) for at most ``frames`` ticks, the expert
     labelling every frame and taking over where the agent leaves the lane (the scorecard's rules),
@@ -195,10 +201,10 @@ def dagger_drive(perceiver, out: Path, *, seed: int, time_of_day: str, weather: 
     from agent.runtime.parts import AgentDecider
     from agent.apps.scorecard import ScorecardConfig
     from perception.types import DEFAULT_DETECTION_CLASSES, DIRECTIONS
-    from sim.judge import JudgeConfig, RouteJudge
+    from sim.judge import RouteJudge
     from training.sessions import SessionWriter
 
-    rules = ScorecardConfig()
+    rules = ScorecardConfig(stall_s=stall_s)
     source, keys_out = open_sim(seed=seed, size=size, time_of_day=time_of_day, weather=weather, traffic=traffic,
                                 route_m=route_m, stopped_per_km=stopped_per_km)
     try:
@@ -211,9 +217,7 @@ def dagger_drive(perceiver, out: Path, *, seed: int, time_of_day: str, weather: 
                          **(meta or {})},
             width=first.frame.image.shape[1], height=first.frame.image.shape[0], fps=0.0,
             classes=DEFAULT_DETECTION_CLASSES, directions=DIRECTIONS, image_format="png")
-        judge = RouteJudge(route_m, source.dt, JudgeConfig(
-            intervention_offset_m=rules.intervention_offset_m, offset_grace_s=rules.offset_grace_s,
-            recover_s=rules.recover_s, max_recover_s=rules.max_recover_s, settled_offset_m=rules.settled_offset_m))
+        judge = RouteJudge(route_m, source.dt, rules.judge_config())
         rescue = Rescue(AgentDecider(perceiver, Controller(controller_config)),
                         ExpertDecider(source.env, seed=seed, dt=source.dt), judge)
         rescue.reset()
@@ -301,7 +305,8 @@ def score(config: DaggerConfig, stem: Path) -> dict:
     t0 = time.monotonic()
     card = run_scorecard(perceiver, parse_seeds(config.eval_seeds), parse_conditions(config.eval_conditions),
                          config.eval_route_m, drivers=("agent",), progress=config.progress,
-                         config=ScorecardConfig(traffic_density=config.traffic, stopped_per_km=config.stopped_per_km))
+                         config=ScorecardConfig(traffic_density=config.traffic, stopped_per_km=config.stopped_per_km,
+                                                stall_s=config.stall_s))
     return {**card["agent"], "eval_s": round(time.monotonic() - t0, 1)}
 
 
@@ -413,6 +418,7 @@ def _run_dagger(config: DaggerConfig, recipe: dict | None) -> dict:
             path = out / "sessions" / f"round{k}-seed{seed}-{tod}-{weather}"
             drive = dagger_drive(perceiver, path, seed=seed, time_of_day=tod, weather=weather, frames=per_seed,
                                  route_m=config.route_m, traffic=config.traffic, stopped_per_km=config.stopped_per_km,
+                                 stall_s=config.stall_s,
                                  meta={"dagger_round": k, "model": str(stem)})
             drive["data_interventions"] = len(session_interventions(Session.open(path)))
             log.info("dagger round %d: seed %d %s/%s: %d frames (%d the expert's), %d interventions", k, seed, tod,
@@ -553,6 +559,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                                                                     f"{d.traffic})")
     p.add_argument("--stopped-per-km", type=float, default=d.stopped_per_km,
                    help=f"stopped vehicles in the truck's lane per km, drives and card (default {d.stopped_per_km})")
+    p.add_argument("--stall-s", type=float, default=d.stall_s,
+                   help=f"standing still longer than this is an intervention, drives and card (default {d.stall_s}; "
+                        "0: never)")
     p.add_argument("--start-train-seconds", type=float, default=d.start_train_seconds,
                    help="without --model: the demo recipe's training budget, s")
     p.add_argument("--input-height", type=int, default=d.input_height, help="without --model: the recipe's input height")
@@ -577,6 +586,7 @@ def main(argv: list[str]) -> int:
             train_seconds=args.train_seconds, lr=args.lr, batch_size=args.batch_size,
             takeover_weight=args.takeover_weight, eval_seeds=args.eval_seeds, eval_conditions=args.eval_conditions,
             eval_route_m=args.eval_route_m, traffic=args.traffic, stopped_per_km=args.stopped_per_km,
+            stall_s=args.stall_s,
             start_train_seconds=args.start_train_seconds, input_height=args.input_height,
             input_width=args.input_width, trunk_weights=args.trunk_weights, engine=args.engine, device=args.device,
             threads=args.threads, seed=args.seed, progress=not args.no_progress)

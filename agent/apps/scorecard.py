@@ -75,6 +75,15 @@ class ScorecardConfig:
     recover_s: float = 2.0  #: the expert drives at least this long after an intervention
     max_recover_s: float = 6.0  #: ... and until back within 0.5 m of a lane centre, at most this long
     settled_offset_m: float = 0.5
+    stall_s: float = 0.0  #: standing still longer than this is an intervention (0: never; sim.judge)
+
+    def judge_config(self):
+        """The ``sim.judge.JudgeConfig`` of these rules."""
+        from sim.judge import JudgeConfig
+
+        return JudgeConfig(intervention_offset_m=self.intervention_offset_m, offset_grace_s=self.offset_grace_s,
+                           recover_s=self.recover_s, max_recover_s=self.max_recover_s,
+                           settled_offset_m=self.settled_offset_m, stall_s=self.stall_s)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -158,7 +167,7 @@ def drive_route(driver: DriverSpec, seed: int, time_of_day: str, weather: str, b
     driver's ``name``); on_tick: as ``LoopParts.on_tick`` (tests). analog: the env takes continuous
     controls (the driver's ``Decision.axes``; the rescuing expert drives it the same way).
     """
-    from sim.judge import JudgeConfig, RouteJudge
+    from sim.judge import RouteJudge
 
     source, keys_out = open_sim(seed=seed, size=(config.width, config.height), time_of_day=time_of_day,
                                 weather=weather, traffic=config.traffic_density, route_m=config.route_m,
@@ -167,9 +176,7 @@ def drive_route(driver: DriverSpec, seed: int, time_of_day: str, weather: str, b
     t0 = time.perf_counter()
     try:
         decider = driver if hasattr(driver, "decide") else driver(source.env)
-        judge = RouteJudge(config.route_m, source.dt, JudgeConfig(
-            intervention_offset_m=config.intervention_offset_m, offset_grace_s=config.offset_grace_s,
-            recover_s=config.recover_s, max_recover_s=config.max_recover_s, settled_offset_m=config.settled_offset_m))
+        judge = RouteJudge(config.route_m, source.dt, config.judge_config())
         rescue = Rescue(decider, ExpertDecider(source.env, seed=seed, dt=source.dt, analog=analog), judge)
         rescue.reset()
         # budget_steps sim steps: their outcomes come with the next grab, so one tick more (its keys go nowhere)
@@ -333,6 +340,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--traffic", type=float, default=1.0, help="traffic density (default 1)")
     p.add_argument("--stopped-per-km", type=float, default=0.0,
                    help="broken-down vehicles standing in the truck's lane among the traffic, per km (default 0)")
+    p.add_argument("--stall-s", type=float, default=0.0,
+                   help="standing still longer than this (s) is an intervention: the expert drives round what "
+                        "holds the truck (default 0: never)")
     p.add_argument("--budget-factor", type=float, default=2.0, help="time budget = this x the expert's time")
     p.add_argument("--target-speed", type=float, help="speed the agent's controller holds, m/s (default 12)")
     p.add_argument("--json", nargs="?", const="-", metavar="FILE",
@@ -363,7 +373,7 @@ def main(argv: list[str]) -> int:
 
             controller_config = ControllerConfig(target_speed_mps=args.target_speed)
         config = ScorecardConfig(route_m=args.route_m, traffic_density=args.traffic, budget_factor=args.budget_factor,
-                                 stopped_per_km=args.stopped_per_km)
+                                 stopped_per_km=args.stopped_per_km, stall_s=args.stall_s)
         if args.live and args.stopped_per_km:
             raise ValueError("--stopped-per-km is in-process only: the live card's sim window has no stopped vehicles")
         if args.live:

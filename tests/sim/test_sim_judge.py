@@ -53,6 +53,32 @@ def test_off_road_is_an_intervention_at_once_and_the_route_end_finishes():
     assert judge.finished
 
 
+def test_standing_still_past_stall_s_is_an_intervention_and_the_expert_drives_on_past_stall_recover_m():
+    config = JudgeConfig(stall_s=5.0, stall_recover_m=60.0)
+    judge = RouteJudge(route_m=1000.0, dt=DT, config=config)
+    stand = {"speed": 0.0}
+    steps = int(5.0 / DT)  # 75 steps standing = 5.0 s: not yet more than stall_s
+    assert all(judge.step(False, False, 100, {**info(100), **stand}, False, False) is Verdict.GO_ON
+               for _ in range(steps))
+    assert judge.step(False, False, 100, {**info(100), **stand}, False, False) is Verdict.TAKEOVER
+    assert judge.interventions == 1 and not judge.in_control
+    # settled in a lane, but only 30 m on: the expert keeps driving (round what held the truck)
+    for d in range(101, 131):
+        assert judge.step(False, False, d - 1, {**info(d, offset=0.1), "speed": 8.0}, False, False) is Verdict.GO_ON
+    verdicts = [judge.step(False, False, d - 1, {**info(d, offset=0.1), "speed": 8.0}, False, False)
+                for d in range(131, 170)]
+    assert verdicts.index(Verdict.HANDBACK) == 160 - 131  # 60 m past where it took over (at 100 m)
+    assert judge.in_control and judge.interventions == 1
+    # slow but moving is not standing; and without stall_s nobody counts standing at all
+    for _ in range(200):
+        judge.step(False, False, 170, {**info(170.1), "speed": 0.6}, False, False)
+    assert judge.interventions == 1
+    off = RouteJudge(route_m=1000.0, dt=DT)
+    for _ in range(300):
+        off.step(False, False, 10, info(10), False, False)  # no "speed" needed when the rule is off
+    assert off.interventions == 0 and off.in_control
+
+
 def test_the_sim_window_judges_its_route_and_logs_every_step(tmp_path):
     """``python -m sim --autopilot --judge``: the expert drives 150 m; the summary holds the
     judge's counts; the step log has one line per step with the frame's fingerprint."""
