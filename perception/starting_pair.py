@@ -36,8 +36,22 @@ _TRUNK = "trunk."
 PUBLISHED_PAIR = Path(__file__).resolve().parent / "weights" / "start.safetensors"
 
 
+#: environment variable naming another packed pair to use instead, or "none" for no starting pair
+START_ENV = "TRUCKPILOT_START"
+
+
 def published_pair() -> Path | None:
-    """The repository's starting pair file, or None when this checkout has none."""
+    """The starting pair the tools default to: ``$TRUCKPILOT_START`` when set ("none": no pair; a
+    path: that packed pair, which must exist), else the repository's file when this checkout has it."""
+    chosen = os.environ.get(START_ENV, "")
+    if chosen == "none":
+        return None
+    if chosen:
+        path = Path(chosen)
+        if not path.is_file():
+            raise CheckpointError(f"${START_ENV}={chosen}: no such file; give a packed pair "
+                                  f"(`truckpilot pretrain --publish DIR` writes DIR/start.safetensors) or 'none'")
+        return path
     return PUBLISHED_PAIR if PUBLISHED_PAIR.is_file() else None
 
 

@@ -677,13 +677,18 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = get_args_parser().parse_args(argv)
     set_torch_threads(args)
-    use_starting_pair(args)
+    from perception.checkpoint import CheckpointError
+
+    try:
+        use_starting_pair(args)
+    except CheckpointError as exc:
+        print(f"truckpilot drive: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     if not args.model and not args.detector:
         print("truckpilot drive: give --model CKPT (direction classifier) and/or --detector CKPT (this checkout "
               "has no starting pair: `truckpilot pretrain --publish perception/weights` makes one)", file=sys.stderr)
         return EXIT_USAGE
     from agent.runtime.controller import ControllerConfig
-    from perception.checkpoint import CheckpointError
 
     config = ControllerConfig() if args.target_speed is None else ControllerConfig(target_speed_mps=args.target_speed)
     try:

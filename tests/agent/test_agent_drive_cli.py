@@ -69,8 +69,10 @@ def test_drive_sim_records_and_prints_latency(direction_checkpoint, tmp_path):
 
 
 def test_drive_usage_errors(tmp_path):
-    r = truckpilot("drive", "--sim", "--steps", "3")
+    r = truckpilot("drive", "--sim", "--steps", "3", env={"TRUCKPILOT_START": "none"})  # no starting pair
     assert r.returncode == 2 and "--model" in r.stderr
+    r = truckpilot("drive", "--sim", "--steps", "3", env={"TRUCKPILOT_START": str(tmp_path / "gone.safetensors")})
+    assert r.returncode == 1 and "TRUCKPILOT_START" in r.stderr and "gone.safetensors" in r.stderr
     bad = tmp_path / "broken.safetensors"
     bad.write_bytes(b"not a checkpoint at all")
     r = truckpilot("drive", "--model", str(bad), "--sim", "--steps", "3")
