@@ -220,9 +220,10 @@ def with_starting_pair(config: DemoConfig) -> DemoConfig:
     return replace(config, input_height=int(height), input_width=int(width), lr=config.start_lr)
 
 
-def train_models(config: DemoConfig, train: list[str], val: list[str], out: Path) -> dict:
+def train_models(config: DemoConfig, train: list[str], val: list[str], out: Path, init: Path | None = None) -> dict:
     """``truckpilot train joint`` through the same code as the CLI, sized to the budget; returns its summary
-    (with ``best_checkpoints``: {"direction": path, "detector": path})."""
+    (with ``best_checkpoints``: {"direction": path, "detector": path}). init: a pair's stem RUN/best to
+    start from (default: ``config``'s starting pair, if any)."""
     from training.cli import run_training
     from training.config import DataConfig, ModelConfig, OptimConfig, RunConfig, RuntimeConfig, TrainConfig
 
@@ -234,7 +235,7 @@ def train_models(config: DemoConfig, train: list[str], val: list[str], out: Path
         log.info("training probe: %.1f img/s; %d epoch(s) of %d frames (%d steps each) for a %.0f s budget "
                  "(%d frames recorded)", rate, config.epochs, epoch_frames, epoch_frames // config.batch_size,
                  config.train_budget_s, recorded)
-    init = str(starting_stem(config) or "")
+    init = str(init or starting_stem(config) or "")
     train_config = TrainConfig(
         task="joint", data=DataConfig(sessions=tuple(train), val_sessions=tuple(val), epoch_frames=epoch_frames),
         model=ModelConfig(init=init, trunk_weights=config.trunk_weights,

@@ -50,6 +50,7 @@ def make(config, out: Path) -> dict:
     (out / "recipe.json").write_text(json.dumps(config.to_dict(), indent=2))
     t0 = time.monotonic()
     train, val = record_sessions(config, out / "sessions")
+    (out / "sessions.json").write_text(json.dumps({"train": train, "val": val}, indent=1))
     log.info("recorded %d training and %d validation sessions in %.0f s", len(train), len(val),
              time.monotonic() - t0)
     t0 = time.monotonic()
@@ -59,23 +60,59 @@ def make(config, out: Path) -> dict:
     return summary
 
 
+def refine(config, out: Path, seconds: float, lr: float) -> dict:
+    """Stage 2: one more joint run on the same sessions, initialised from stage 1's best pair, one
+    one-cycle epoch sized to ``seconds`` at peak ``lr`` (the low-lr tail that stage 1's schedule
+    ends too soon for); returns its summary (also ``refine_summary.json``)."""
+    from dataclasses import replace
+
+    from agent.apps.demo import train_models
+
+    sessions = json.loads((out / "sessions.json").read_text())
+    stage2 = replace(config, train_budget_s=seconds, lr=lr, epochs=1)
+    t0 = time.monotonic()
+    summary = train_models(stage2, sessions["train"], sessions["val"], out / "refine", init=out / "run" / "best")
+    summary["train_wall_s"] = round(time.monotonic() - t0, 1)
+    (out / "refine_summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
 def publish(out: Path, folder: Path) -> Path:
     """Pack ``out``'s best pair into ``folder/start.safetensors`` (``perception.starting_pair``) with
     the recipe and validation figures in its notes, and write ``folder/MODEL_CARD.md``. Returns the file."""
     from perception.starting_pair import pack_pair
 
-    summary = json.loads((out / "summary.json").read_text())
+    stage2 = out / "refine_summary.json"
+    summary = json.loads((stage2 if stage2.exists() else out / "summary.json").read_text())
     recipe = json.loads((out / "recipe.json").read_text())
     best = summary["best_checkpoints"]
     val = summary.get("val") or {}
     detector, direction = val.get("detector") or {}, val.get("direction") or {}
+    stage1 = json.loads((out / "summary.json").read_text())
     notes = {"recipe": recipe, "command": f"truckpilot pretrain --out OUT --publish {folder}",
-             "train_wall_s": summary.get("train_wall_s"),
+             "train_wall_s": (stage1.get("train_wall_s") or 0) + (summary.get("train_wall_s") or 0
+                                                                   if stage2.exists() else 0),
+             "refine": (json.loads((out / "refine" / "config.json").read_text())["optim"]
+                        if stage2.exists() else None),
              "val": {"direction_accuracy": direction.get("accuracy"), "map_50": detector.get("map_50"),
                      "ap_50": detector.get("ap_50")}}
     path = pack_pair(best["direction"], best["detector"], folder / "start.safetensors", notes)
     (folder / "MODEL_CARD.md").write_text(model_card_text(path, notes))
     return path
+
+
+def seed_ranges(seeds: list[int]) -> str:
+    """[1, 2, 3, 7, 9, 10] -> "1-3, 7, 9-10"."""
+    parts: list[str] = []
+    last: int | None = None
+    for seed in sorted(seeds):
+        if last is not None and seed == last + 1:
+            first = parts[-1].split("-")[0]
+            parts[-1] = f"{first}-{seed}"
+        else:
+            parts.append(str(seed))
+        last = seed
+    return ", ".join(parts)
 
 
 def model_card_text(path: Path, notes: dict) -> str:
@@ -99,11 +136,13 @@ def model_card_text(path: Path, notes: dict) -> str:
         f"trunk initialised `{recipe['trunk_weights']}` (ImageNet when it can be downloaded, else random with a "
         f"warning), one joint run (both heads on one trunk) of {recipe['epochs']} epochs sized to "
         f"{recipe['train_budget_s']:.0f} s of training steps, batch {recipe['batch_size']}, peak lr {recipe['lr']} "
-        f"(one-cycle), direction loss weight {recipe['direction_loss_weight']}; "
-        f"{notes.get('train_wall_s') or 0:.0f} s of wall time on the machine that made it.", "",
+        f"(one-cycle), direction loss weight {recipe['direction_loss_weight']}"
+        + (f"; then a second one-epoch run from its best pair at peak lr {notes['refine']['lr']}"
+           if notes.get("refine") else "")
+        + f"; {notes.get('train_wall_s') or 0:.0f} s of training wall time on the machine that made it.", "",
         "## Data", "",
-        f"{len(seeds)} headless autopilot sessions of the built-in simulator (seeds {seeds[0]}-{seeds[-1]} as listed "
-        f"in the notes), {recipe['frames_per_session']} frames each at 320x240, under day/clear, dusk/clear, "
+        f"{len(seeds)} headless autopilot sessions of the built-in simulator (seeds {seed_ranges(seeds)}), "
+        f"{recipe['frames_per_session']} frames each at 320x240, under day/clear, dusk/clear, "
         f"day/rain, night/clear, day/fog and dusk/rain in turn, with {recipe['perturb']} steering disturbances "
         "per simulated second; labels are the simulator's ground truth (the expert's direction, the "
         "visible objects' boxes). Never trained on: seeds 101-102 (validation), 201-202 (the demo's drives), "
@@ -128,6 +167,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--epochs", type=int, default=4, help="epochs sharing the budget (validated after each)")
     p.add_argument("--input-height", type=int, default=144)
     p.add_argument("--input-width", type=int, default=192)
+    p.add_argument("--refine-seconds", type=float, default=1080.0,
+                   help="stage 2: a second run from stage 1's best at --refine-lr, sized to this many seconds (0: none)")
+    p.add_argument("--refine-lr", type=float, default=5e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--publish", default="", help="write the fp16 pair and its model card into this directory")
     args = p.parse_args(argv)
@@ -136,6 +178,8 @@ def main(argv: list[str]) -> int:
                            args.input_height, args.input_width, args.epochs, args.seed)
     if not (out / "summary.json").exists():
         make(config, out)
+    if args.refine_seconds > 0 and not (out / "refine_summary.json").exists():
+        refine(config, out, args.refine_seconds, args.refine_lr)
     if args.publish:
         print(publish(out, Path(args.publish)))
     return 0
