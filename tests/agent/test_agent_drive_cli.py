@@ -215,3 +215,18 @@ def test_sigterm_mid_drive_releases_the_keys_and_prints_the_latency(xvfb_display
     assert drive.returncode == 0, err
     assert "stopped by signal" in out and "frame_to_key" in out, out
     assert held_after == KeysHeld()
+
+
+def test_drive_without_a_model_drives_with_the_published_starting_pair(tmp_path):
+    from perception.starting_pair import PUBLISHED_PAIR, read_pair_meta
+
+    assert PUBLISHED_PAIR.is_file(), f"{PUBLISHED_PAIR} is part of the product: `truckpilot pretrain --publish`"
+    r = truckpilot("drive", "--sim", "--steps", "5", "--engine", "torch", env={"XDG_CACHE_HOME": str(tmp_path)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "the starting pair" in r.stderr
+    unpacked = sorted((tmp_path / "truckpilot").glob("start-*/best.*.safetensors"))
+    assert [p.name for p in unpacked] == ["best.detector.safetensors", "best.direction.safetensors"]
+    from perception.checkpoint import read_card
+
+    cards = read_pair_meta(PUBLISHED_PAIR)["cards"]
+    assert read_card(unpacked[0]).input_size == tuple(cards["detector"]["input_size"])
