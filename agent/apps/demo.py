@@ -62,6 +62,8 @@ class DemoConfig:
     freeze_epochs: int = _opt(0, "first epochs with the trunk frozen (worth it only with pretrained trunk weights)")
     perturb: float = _opt(0.4, "autopilot steering disturbances per simulated second while recording "
                                "(frames of the way back to the lane centre)")
+    stopped_per_km: float = _opt(0.0, "broken-down vehicles per km in the training sessions (frames of a vehicle "
+                                      "standing close ahead; the validation sessions have none)")
     direction_loss_weight: float = _opt(4.0, "joint loss = this x direction cross-entropy + detector loss (4: the "
                                              "detector loss is ~10x the direction loss at the start)")
     batch_size: int = _opt(32, "images per step")
@@ -116,14 +118,14 @@ def record_sessions(config: DemoConfig, root: Path) -> tuple[list[str], list[str
     """Headless autopilot sessions: (training session dirs, validation session dirs)."""
     from agent.recording.recorder import record_sim
 
-    def record(seed: int, tod: str, weather: str, frames: int) -> str:
+    def record(seed: int, tod: str, weather: str, frames: int, stopped_per_km: float = 0.0) -> str:
         out = root / f"seed{seed:03d}-{tod}-{weather}"
         result = record_sim(out, seed=seed, time_of_day=tod, weather=weather, autopilot=True, headless=True,
-                            frames=frames, progress=False, perturb=config.perturb)
+                            frames=frames, progress=False, perturb=config.perturb, stopped_per_km=stopped_per_km)
         log.info("recorded %s: %d frames at %.0f fps", out.name, result.frames, result.fps)
         return str(out)
 
-    train = [record(s, *CONDITIONS[i % len(CONDITIONS)], config.frames_per_session)
+    train = [record(s, *CONDITIONS[i % len(CONDITIONS)], config.frames_per_session, config.stopped_per_km)
              for i, s in enumerate(config.train_seeds)]
     val = [record(s, *VAL_CONDITIONS[i % len(VAL_CONDITIONS)], config.val_frames_per_session)
            for i, s in enumerate(config.val_seeds)]

@@ -33,13 +33,13 @@ DEFAULT_SEEDS = tuple(range(1, 101)) + tuple(range(501, 601))
 
 
 def recipe_config(out: Path, seeds: tuple[int, ...], frames_per_session: int, train_seconds: float,
-                  input_height: int, input_width: int, epochs: int, seed: int):
+                  input_height: int, input_width: int, epochs: int, seed: int, stopped_per_km: float = 0.0):
     """The DemoConfig the recipe runs (the demo's defaults, sized up)."""
     from agent.apps.demo import DemoConfig
 
     return DemoConfig(out=str(out), train_seeds=tuple(seeds), frames_per_session=frames_per_session,
                       train_budget_s=train_seconds, input_height=input_height, input_width=input_width,
-                      epochs=epochs, max_passes=20.0, seed=seed, start="none")
+                      epochs=epochs, max_passes=20.0, seed=seed, start="none", stopped_per_km=stopped_per_km)
 
 
 def make(config, out: Path) -> dict:
@@ -144,7 +144,9 @@ def model_card_text(path: Path, notes: dict) -> str:
         f"{len(seeds)} headless autopilot sessions of the built-in simulator (seeds {seed_ranges(seeds)}), "
         f"{recipe['frames_per_session']} frames each at 320x240, under day/clear, dusk/clear, "
         f"day/rain, night/clear, day/fog and dusk/rain in turn, with {recipe['perturb']} steering disturbances "
-        "per simulated second; labels are the simulator's ground truth (the expert's direction, the "
+        "per simulated second"
+        + (f" and {recipe['stopped_per_km']} broken-down vehicles per km" if recipe.get("stopped_per_km") else "")
+        + "; labels are the simulator's ground truth (the expert's direction, the "
         "visible objects' boxes). Never trained on: seeds 101-102 (validation), 201-202 (the demo's drives), "
         "301-305 (the DAgger card), 1000 and up (DAgger's drives).", "",
         "## Validation", "",
@@ -170,12 +172,14 @@ def main(argv: list[str]) -> int:
     p.add_argument("--refine-seconds", type=float, default=1080.0,
                    help="stage 2: a second run from stage 1's best at --refine-lr, sized to this many seconds (0: none)")
     p.add_argument("--refine-lr", type=float, default=5e-4)
+    p.add_argument("--stopped-per-km", type=float, default=0.0,
+                   help="broken-down vehicles per km in the training sessions (the published pair: 0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--publish", default="", help="write the fp16 pair and its model card into this directory")
     args = p.parse_args(argv)
     out = Path(args.out)
     config = recipe_config(out, tuple(args.seeds), args.frames_per_session, args.train_seconds,
-                           args.input_height, args.input_width, args.epochs, args.seed)
+                           args.input_height, args.input_width, args.epochs, args.seed, args.stopped_per_km)
     if not (out / "summary.json").exists():
         make(config, out)
     if args.refine_seconds > 0 and not (out / "refine_summary.json").exists():

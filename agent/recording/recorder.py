@@ -186,8 +186,14 @@ def record_sim(
     progress: bool = True,
     perturb: float = 0.0,
     min_box_height_px: float = 4.0,
+    traffic: float = 1.0,
+    stopped_per_km: float = 0.0,
 ) -> RecordResult:
     """Record the simulator into a new session at ``out``.
+
+    traffic: traffic density (sim's ``traffic_density``); stopped_per_km: broken-down vehicles standing
+    in the truck's lane per km (the autopilot waits behind them and pulls out round them: frames of
+    a vehicle standing close ahead, which the autopilot's headway otherwise never shows).
 
     min_box_height_px: boxes shorter than this many frame pixels are not labelled (the sim's
     default, 4, is meant for 320x240; 8 at 640x480 labels the same objects at twice the pixels).
@@ -217,7 +223,8 @@ def record_sim(
         raise ValueError(f"--min-box-height must be > 0 frame pixels, got {min_box_height_px}")
     _check_budget(frames, seconds)
     sim_source, keys_out = open_sim(seed=seed, size=(width, height), time_of_day=time_of_day, weather=weather,
-                                    route_m=None, restart=True, min_box_height_px=min_box_height_px)
+                                    traffic=traffic, route_m=None, restart=True, min_box_height_px=min_box_height_px,
+                                    stopped_per_km=stopped_per_km)
     expert = perturbation = None
     if autopilot:
         from sim.expert import Expert
@@ -235,6 +242,7 @@ def record_sim(
             "kind": "sim", "seed": seed, "time_of_day": info.get("time_of_day", time_of_day),
             "weather": info.get("weather", weather), "driver": "autopilot" if autopilot else "human",
             "headless": headless, "dt": dt, "perturb_per_s": perturb, "min_box_height_px": min_box_height_px,
+            "traffic": traffic, "stopped_per_km": stopped_per_km,
         }
         writer = SessionWriter.create(out, source=source, width=obs.shape[1], height=obs.shape[0],
                                       fps=0.0 if headless else fps, classes=DEFAULT_DETECTION_CLASSES,

@@ -60,6 +60,27 @@ def test_min_box_height_labels_the_same_objects_at_twice_the_size(tmp_path, caps
     assert "--min-box-height must be > 0" in capsys.readouterr().err
 
 
+def test_stopped_vehicles_put_a_vehicle_standing_close_ahead_into_the_recording(tmp_path, capsys):
+    """--stopped-per-km: the autopilot waits behind broken-down vehicles and pulls out round them, so
+    the session holds what its headway otherwise never shows: a vehicle a few metres ahead, its box
+    tall in the frame. Same seed, no traffic: without them no vehicle box at all."""
+    base = ["record", "--autopilot", "--headless", "--frames", "600", "--seed", "402", "--time-of-day", "day",
+            "--weather", "clear", "--traffic", "0", "--no-progress"]
+    heights = {}
+    for per_km in ("0", "4"):
+        out = tmp_path / f"s{per_km}"
+        assert main([*base, "--out", str(out), "--stopped-per-km", per_km]) == 0
+        session = Session.open(out)
+        assert session.manifest.source["stopped_per_km"] == float(per_km) and session.manifest.source["traffic"] == 0
+        heights[per_km] = [y1 - y0 for r in session.records() for (_, y0, _, y1), label in zip(r.boxes, r.labels)
+                           if label in ("car", "truck")]
+    assert heights["0"] == []
+    assert max(heights["4"]) > 0.5 * 240 and sum(h > 30 for h in heights["4"]) >= 10, sorted(heights["4"])[-12:]
+    capsys.readouterr()
+    assert main([*base, "--out", str(tmp_path / "bad"), "--stopped-per-km", "-1"]) == 1
+    assert "stopped_per_km" in capsys.readouterr().err
+
+
 def test_record_sim_window_path_runs(tmp_path):
     """The windowed sim path (autopilot driving, frames shown in a pygame window; dummy video driver)."""
     from agent.recording.recorder import record_sim
