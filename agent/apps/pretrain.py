@@ -11,11 +11,13 @@ dusk/fog and night/rain), trained for ``--train-seconds`` at ``--input-height`` 
 Seeds 101-102 (validation), 201-202 (the demo's drives), 301-305 (the DAgger card) and 1000 up
 (DAgger's drives) are never trained on.
 
-``--publish DIR`` (after training, or on an existing ``--out``) converts the best pair to fp16 and
-writes ``DIR/start.direction.safetensors``, ``DIR/start.detector.safetensors`` and ``DIR/MODEL_CARD.md``
-(recipe, data, validation figures, sizes). The trunk is stored once per file: the pair is two
-checkpoints because every TruckPilot tool loads a pair (``perception.checkpoint``), and the detector
-file's trunk is the same tensor data as the direction file's.
+Stage 2 (``--refine-seconds``, default 18 min; 0: none) is one more one-epoch run on the same
+sessions from stage 1's best pair at a low peak lr (``--refine-lr``). Each stage is skipped when its
+summary is already in ``--out``, so a second call goes on where the first stopped.
+
+``--publish DIR`` (after training, or on an existing ``--out``) packs the best pair (stage 2's when
+there is one) into ``DIR/start.safetensors`` (``perception.starting_pair``: fp16, the shared trunk
+stored once, the recipe and validation figures in its metadata) and writes ``DIR/MODEL_CARD.md``.
 """
 from __future__ import annotations
 
