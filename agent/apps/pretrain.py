@@ -12,8 +12,8 @@ Seeds 101-102 (validation), 201-202 (the demo's drives), 301-305 (the DAgger car
 (DAgger's drives) are never trained on.
 
 Stage 2 (``--refine-seconds``, default 18 min; 0: none) is one more one-epoch run on the same
-sessions from stage 1's best pair at a low peak lr (``--refine-lr``). Each stage is skipped when its
-summary is already in ``--out``, so a second call goes on where the first stopped.
+sessions from stage 1's best pair at a low peak lr (``--refine-lr``). A finished stage (its summary in
+``--out``) is skipped, so a second call adds stage 2 or publishes without training again.
 
 ``--publish DIR`` (after training, or on an existing ``--out``) packs the best pair (stage 2's when
 there is one) into ``DIR/start.safetensors`` (``perception.starting_pair``: fp16, the shared trunk
