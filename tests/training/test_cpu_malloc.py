@@ -81,6 +81,7 @@ def test_the_train_and_evaluate_commands_offer_it():
         assert "--cpu-malloc" in done.stdout
 
 
+@pytest.mark.slow  # 18 s: the benchmark tool itself; test_keep_stops_the_page_faults covers the setting
 def test_malloc_bench_reports_both_modes_side_by_side(tmp_path):
     out = tmp_path / "bench.json"
     done = subprocess.run([sys.executable, "-m", "training.tools.malloc_bench", "--input-height", "64", "--input-width",
