@@ -17,7 +17,6 @@ file's content digest (once; later calls reuse them), and returns their paths.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 import torch
 
 from perception.checkpoint import CARD_KEY, CheckpointError, ModelCard, read_card, write_atomically
+from perception.quantize import checkpoint_digest
 
 #: header metadata key of the packed pair
 PAIR_KEY = "truckpilot_pair"
@@ -114,7 +114,7 @@ def unpack_pair(path: str | os.PathLike, cache_dir: str | os.PathLike | None = N
 
     path = Path(path)
     meta = read_pair_meta(path)
-    folder = Path(cache_dir or default_cache_dir()) / f"start-{_digest(path)}"
+    folder = Path(cache_dir or default_cache_dir()) / f"start-{checkpoint_digest(path)[:16]}"
     out = {part: folder / f"best.{part}.safetensors" for part in PARTS}
     if all(p.is_file() for p in out.values()):
         return out
@@ -132,11 +132,3 @@ def unpack_pair(path: str | os.PathLike, cache_dir: str | os.PathLike | None = N
 
 def _half(t: torch.Tensor) -> torch.Tensor:
     return (t.half() if t.is_floating_point() else t).contiguous()
-
-
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]

@@ -40,7 +40,6 @@ figures per round); ``sessions/``, ``round0/`` (the starting pair, copied), ``ro
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import math
@@ -237,14 +236,6 @@ def dagger_drive(perceiver, out: Path, *, seed: int, time_of_day: str, weather: 
 
 
 # ----------------------------------------------------------------------------- the run
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
 
 
 def _pair(stem: Path) -> dict[str, Path]:
@@ -448,6 +439,8 @@ def _run_dagger(config: DaggerConfig, recipe: dict | None) -> dict:
 
 
 def _row(k: int, stem: Path, init: Path | None, drives: list[dict], train_s: float, card: dict, more: dict) -> dict:
+    from perception.quantize import checkpoint_digest
+
     pair = _pair(stem)
     return {
         "round": k, "frames_added": sum(d["frames"] for d in drives),
@@ -459,7 +452,7 @@ def _row(k: int, stem: Path, init: Path | None, drives: list[dict], train_s: flo
         "mean_abs_offset_m": card["mean_abs_offset_m"], "route_completion": card["route_completion"],
         "km_driven": card["km_driven"], "eval_s": card["eval_s"],
         "checkpoint": str(stem), "init": str(init) if init is not None else None,
-        "sha256": {part: _file_digest(p) for part, p in pair.items()},
+        "sha256": {part: checkpoint_digest(p)[:16] for part, p in pair.items()},
         "drives": drives, **more,
     }
 
