@@ -44,6 +44,10 @@ FPS = 10.0
 """loop rate of the test drives: xclock -update 1 draws once a second, so at 10 ticks/s a
 steady clock never shows the guard's 15 identical frames (its frozen-while-driving limit)"""
 RELEASE_TICKS = 2
+OTHER_AT = (1500, 900)
+"""where the other program's 200x200 window sits: clear of the game window wherever the script moves
+it (a clock overlapping the captured region changes its pixels every second, and the frozen-capture
+step then waited for the second hand to leave the overlap: 59 ticks instead of 17 on one CI run)"""
 """a hidden, resized or unfocused window has every key up within this many loop ticks"""
 
 
@@ -305,7 +309,7 @@ def live_steps(window_id: int, pid: int, other_id: int, width: int, height: int)
 
 def test_live_events_on_a_third_party_window(big_display, caplog):
     game = ThirdPartyWindow("TP xclock game", 640, 360)
-    other = ThirdPartyWindow("TP other app", 200, 200, x=900, y=600)
+    other = ThirdPartyWindow("TP other app", 200, 200, x=OTHER_AT[0], y=OTHER_AT[1])
     try:
         steps = live_steps(game.info.window_id, game.proc.pid, other.info.window_id, 640, 360)
         stats = run_script("TP xclock game", steps, caplog)
@@ -320,7 +324,7 @@ def test_live_events_on_a_third_party_window(big_display, caplog):
 
 def test_live_events_on_the_sim_window(big_display, caplog):
     game = SimWindow("TP sim game", 640, 480)
-    other = ThirdPartyWindow("TP other app", 200, 200, x=900, y=600)
+    other = ThirdPartyWindow("TP other app", 200, 200, x=OTHER_AT[0], y=OTHER_AT[1])
     try:
         steps = live_steps(game.info.window_id, game.proc.pid, other.info.window_id, 640, 480)
         run_script("TP sim game", steps, caplog)
@@ -452,7 +456,7 @@ def test_minimise_and_activate_under_a_window_manager(window_manager, caplog):
     game must take keyboard focus and keep drawing (xclock and xlogo ask for no focus, and a static
     picture is the frozen-capture case, covered above)."""
     game = SimWindow("TP sim wm game", 640, 480)
-    other = ThirdPartyWindow("TP other app", 200, 200, x=900, y=600, program=("xlogo",))
+    other = ThirdPartyWindow("TP other app", 200, 200, x=OTHER_AT[0], y=OTHER_AT[1], program=("xlogo",))
     try:
         wid, other_id = str(game.info.window_id), str(other.info.window_id)
         xdotool("windowactivate", "--sync", wid)
