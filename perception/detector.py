@@ -336,3 +336,42 @@ class SSDNet(nn.Module):
         return decode_detections_batch(scores, box_deltas.float(), self.anchors.float(),
                                        tuple(self.config.input_size), score_threshold, iou_threshold, top_k,
                                        self.config.variances)
+
+
+def with_added_levels(config: DetectorConfig, strides: tuple[int, ...], sizes: tuple[float, ...]) -> DetectorConfig:
+    """``config`` with the anchor levels ``strides`` (sizes: their base side as a fraction of the input's
+    shorter side), which must keep every level ``config`` has at its size, with the same scales and
+    ratios: a trained detector then keeps all its heads and only the added levels start fresh
+    (:func:`grown_state`). Raises ValueError naming the level that would change."""
+    from dataclasses import replace
+
+    old = config.anchors
+    new = replace(old, feature_strides=tuple(int(s) for s in strides), sizes=tuple(float(s) for s in sizes))
+    for stride, size in zip(old.feature_strides, old.sizes):
+        if stride not in new.feature_strides:
+            raise ValueError(f"--anchor-strides {list(new.feature_strides)} drops the checkpoint's stride-{stride} "
+                             f"level: with --init, --anchor-strides may only add levels to {list(old.feature_strides)}")
+        kept = new.sizes[new.feature_strides.index(stride)]
+        if abs(kept - size) > 1e-9:
+            raise ValueError(f"--anchor-sizes gives the stride-{stride} level size {kept}, the checkpoint's is "
+                             f"{size}: with --init, keep the sizes of its levels {list(old.sizes)}")
+    if config.layout != "default" and new.feature_strides != old.feature_strides:
+        raise ValueError(f"anchor levels can be added to the 'default' layout only, not {config.layout!r}")
+    return replace(config, anchors=new)
+
+
+def grown_state(state: dict[str, Tensor], old: DetectorConfig, new: DetectorConfig) -> tuple[dict[str, Tensor], tuple[str, ...]]:
+    """An SSDNet state dict for ``old``, renamed for ``new`` (``old`` with anchor levels added, see
+    :func:`with_added_levels`): ``heads.i.*`` moves to the index of the same stride in ``new``.
+    Returns (state, prefixes of the modules only ``new`` has: its added heads and, for stride 4,
+    ``fine.``), which a caller loads with ``strict=False`` and lets start fresh."""
+    old_strides, new_strides = old.anchors.feature_strides, new.anchors.feature_strides
+    index = {f"heads.{i}.": f"heads.{new_strides.index(s)}." for i, s in enumerate(old_strides)}
+    renamed = {}
+    for key, value in state.items():
+        prefix = next((p for p in index if key.startswith(p)), None)
+        renamed[index[prefix] + key[len(prefix):] if prefix else key] = value
+    fresh = tuple(f"heads.{j}." for j, s in enumerate(new_strides) if s not in old_strides)
+    if 4 in new_strides and 4 not in old_strides:
+        fresh += ("fine.",)
+    return renamed, fresh

@@ -60,6 +60,8 @@ def resolve_model_config(config: TrainConfig, train_samples):
             from training.tasks.direction import with_steer_head
 
             model_config = with_steer_head(model_config, f"--init {model.init}: ")
+        else:
+            model_config = _with_added_levels(model_config, model)
         return _at_input_size(model_config, model.input_size)
     return default_model_config(config.task, model.trunk_weights, model.input_size, classes,
                                 model.detector_options())
@@ -84,7 +86,20 @@ def _joint_init_config(model: ModelConfig, classes):
         if part_config is None:
             fresh = default_model_config(part, model.trunk_weights, tuple(known.input_size), classes)
             parts[part] = replace(fresh, mean=known.mean, std=known.std, trunk=known.trunk)
+    parts["detector"] = _with_added_levels(parts["detector"], model)
     return JointConfig(*(_at_input_size(parts[part], model.input_size) for part in ("direction", "detector")))
+
+
+def _with_added_levels(detector_config, model: ModelConfig):
+    """--init's detector config with the levels --anchor-strides/--anchor-sizes add (unchanged without them)."""
+    if not model.anchor_strides:
+        return detector_config
+    from perception.detector import with_added_levels
+
+    grown = with_added_levels(detector_config, model.anchor_strides, model.anchor_sizes)
+    log.info("--init's anchor levels %s grow to %s: the added ones start fresh",
+             list(detector_config.anchors.feature_strides), list(grown.anchors.feature_strides))
+    return grown
 
 
 def _at_input_size(model_config, input_size):
@@ -104,13 +119,21 @@ def _at_input_size(model_config, input_size):
     return replace(model_config, input_size=tuple(int(s) for s in input_size))
 
 
-def load_init_state(model, state: dict, init) -> None:
+def load_init_state(model, state: dict, init, source_config=None) -> None:
     """--init's weights into ``model``, strictly, except that a direction checkpoint written before the
-    steer head lacks it (the head starts fresh)."""
+    steer head lacks it, and a detector given added anchor levels (``source_config``: the checkpoint's
+    DetectorConfig) lacks theirs: those start fresh."""
     from training.tasks.direction import STEER_HEAD_PREFIX
 
+    fresh: tuple[str, ...] = (STEER_HEAD_PREFIX,)
+    if source_config is not None and getattr(model, "config", None) is not None and hasattr(source_config, "anchors") \
+            and source_config.anchors != model.config.anchors:
+        from perception.detector import grown_state
+
+        state, added = grown_state(state, source_config, model.config)
+        fresh += added
     missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith(STEER_HEAD_PREFIX)]
+    missing = [k for k in missing if not k.startswith(fresh)]
     if missing or unexpected:
         raise ValueError(f"--init {init}: its weights do not fit the model (missing {missing[:3]}, unexpected "
                          f"{unexpected[:3]})")
@@ -133,7 +156,7 @@ def build_trainer(config: TrainConfig, runtime):
         from perception.checkpoint import load_model
 
         source, _ = load_model(init, "cpu")
-        load_init_state(model, source.state_dict(), init)
+        load_init_state(model, source.state_dict(), init, source_config=getattr(source, "config", None))
     model.to(runtime.device)
     if runtime.channels_last:
         model.to(memory_format=torch.channels_last)

@@ -266,12 +266,12 @@ class ModelConfig:
     input_height: int = option(0, "model input height in px (0: the model's default)")
     input_width: int = option(0, "model input width in px (0: the model's default)")
     anchor_strides: tuple[int, ...] = option(
-        (), "detector/joint, fresh models: feature strides of the anchor levels (empty: the default 8 16 32 64 "
-        "128; 8 is a level on ResNet layer2 for small, distant objects; 4 adds a level on layer1 merged with "
-        "layer2, for objects a few px wide)", nargs="*")
+        (), "detector/joint: feature strides of the anchor levels (empty: the default 8 16 32 64 128, or --init's; "
+        "8 is a level on ResNet layer2 for small, distant objects; 4 adds a level on layer1 merged with layer2, for "
+        "objects a few px wide). With --init: its levels plus added ones, which start fresh", nargs="*")
     anchor_sizes: tuple[float, ...] = option(
-        (), "detector/joint, fresh models: base anchor side of each level as a fraction of the input's shorter "
-        "side, one per --anchor-strides (empty: the default sizes)", nargs="*")
+        (), "detector/joint: base anchor side of each level as a fraction of the input's shorter side, one per "
+        "--anchor-strides (empty: the default sizes; with --init its levels keep theirs)", nargs="*")
     anchor_ratios: tuple[float, ...] = option(
         (), "detector/joint, fresh models: anchor width/height ratios (empty: the default 1 2 0.5)", nargs="*")
     match_iou: float = option(
@@ -286,9 +286,10 @@ class ModelConfig:
                              "(0: the model's default)")
         if not 0.0 <= self.match_iou <= 1.0:
             raise ValueError(f"--match-iou {self.match_iou} must lie in (0, 1], or be 0 for the default")
-        if self.fresh_detector_options and self.init:
-            raise ValueError("--anchor-* and --match-iou shape a fresh detector; with --init the checkpoint's "
-                             "anchors and matching are used: drop them or drop --init")
+        if (self.anchor_ratios or self.match_iou) and self.init:
+            raise ValueError("--anchor-ratios and --match-iou shape a fresh detector; with --init the checkpoint's "
+                             "ratios and matching are used: drop them or drop --init (--anchor-strides/--anchor-sizes "
+                             "may add levels to --init's detector)")
         if bool(self.anchor_strides) != bool(self.anchor_sizes):
             raise ValueError("give --anchor-strides and --anchor-sizes together (one size per stride), or neither")
         self.detector_options()  # AnchorConfig's own checks, at parse time

@@ -30,8 +30,9 @@ from pathlib import Path
 log = logging.getLogger("truckpilot.demo")
 
 
-def _opt(default, help_: str):
-    return field(default=default, metadata={"help": help_})
+def _opt(default, help_: str, item: type = int):
+    """A DemoConfig field and its flag's help; ``item``: the element type of a tuple field."""
+    return field(default=default, metadata={"help": help_, "item": item})
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,11 @@ class DemoConfig:
     freeze_epochs: int = _opt(0, "first epochs with the trunk frozen (worth it only with pretrained trunk weights)")
     perturb: float = _opt(0.4, "autopilot steering disturbances per simulated second while recording "
                                "(frames of the way back to the lane centre)")
+    anchor_strides: tuple[int, ...] = _opt((), "detector anchor levels (empty: the starting pair's, else the default "
+                                              "8 16 32 64 128); from a starting pair they may only add levels, e.g. "
+                                              "4 8 16 32 64 128 for walkers a few px wide")
+    anchor_sizes: tuple[float, ...] = _opt((), "base anchor side of each --anchor-strides level, as a fraction of the "
+                                               "input's shorter side (a starting pair's levels keep theirs)", float)
     stopped_per_km: float = _opt(0.0, "broken-down vehicles per km in the training sessions (frames of a vehicle "
                                       "standing close ahead; the validation sessions have none)")
     direction_loss_weight: float = _opt(4.0, "joint loss = this x direction cross-entropy + detector loss (4: the "
@@ -86,7 +92,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     for f in fields(DemoConfig):
         flag = "--" + f.name.replace("_", "-")
         if isinstance(f.default, tuple):
-            p.add_argument(flag, type=int, nargs="+", default=list(f.default), help=f.metadata["help"])
+            p.add_argument(flag, type=f.metadata["item"], nargs="+" if f.default else "*", default=list(f.default),
+                           help=f.metadata["help"])
         else:
             p.add_argument(flag, type=type(f.default), default=f.default, help=f.metadata["help"])
     return p
@@ -241,7 +248,8 @@ def train_models(config: DemoConfig, train: list[str], val: list[str], out: Path
     train_config = TrainConfig(
         task="joint", data=DataConfig(sessions=tuple(train), val_sessions=tuple(val), epoch_frames=epoch_frames),
         model=ModelConfig(init=init, trunk_weights=config.trunk_weights,
-                          input_height=0 if init else config.input_height, input_width=0 if init else config.input_width),
+                          input_height=0 if init else config.input_height, input_width=0 if init else config.input_width,
+                          anchor_strides=tuple(config.anchor_strides), anchor_sizes=tuple(config.anchor_sizes)),
         optim=OptimConfig(epochs=config.epochs, freeze_epochs=config.freeze_epochs, batch_size=config.batch_size,
                           lr=config.lr, trunk_lr_div=config.trunk_lr_div,
                           direction_loss_weight=config.direction_loss_weight),

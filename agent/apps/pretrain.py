@@ -35,28 +35,31 @@ DEFAULT_SEEDS = tuple(range(1, 101)) + tuple(range(501, 601))
 
 
 def recipe_config(out: Path, seeds: tuple[int, ...], frames_per_session: int, train_seconds: float,
-                  input_height: int, input_width: int, epochs: int, seed: int, stopped_per_km: float = 0.0):
+                  input_height: int, input_width: int, epochs: int, seed: int, stopped_per_km: float = 0.0,
+                  lr: float = 2e-3, anchor_strides: tuple[int, ...] = (), anchor_sizes: tuple[float, ...] = ()):
     """The DemoConfig the recipe runs (the demo's defaults, sized up)."""
     from agent.apps.demo import DemoConfig
 
     return DemoConfig(out=str(out), train_seeds=tuple(seeds), frames_per_session=frames_per_session,
                       train_budget_s=train_seconds, input_height=input_height, input_width=input_width,
-                      epochs=epochs, max_passes=20.0, seed=seed, start="none", stopped_per_km=stopped_per_km)
+                      epochs=epochs, max_passes=20.0, seed=seed, start="none", stopped_per_km=stopped_per_km,
+                      lr=lr, anchor_strides=tuple(anchor_strides), anchor_sizes=tuple(anchor_sizes))
 
 
-def make(config, out: Path) -> dict:
-    """Record and train; returns the training summary (``best_checkpoints``, ``val``)."""
+def make(config, out: Path, init: Path | None = None) -> dict:
+    """Record and train (from the pair stem ``init``, e.g. an earlier recipe's ``refine/best``, when given;
+    its input size then wins); returns the training summary (``best_checkpoints``, ``val``)."""
     from agent.apps.demo import record_sessions, train_models
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / "recipe.json").write_text(json.dumps(config.to_dict(), indent=2))
+    (out / "recipe.json").write_text(json.dumps({**config.to_dict(), "init": str(init) if init else None}, indent=2))
     t0 = time.monotonic()
     train, val = record_sessions(config, out / "sessions")
     (out / "sessions.json").write_text(json.dumps({"train": train, "val": val}, indent=1))
     log.info("recorded %d training and %d validation sessions in %.0f s", len(train), len(val),
              time.monotonic() - t0)
     t0 = time.monotonic()
-    summary = train_models(config, train, val, out / "run")
+    summary = train_models(config, train, val, out / "run", init=init)
     summary["train_wall_s"] = round(time.monotonic() - t0, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
@@ -176,14 +179,23 @@ def main(argv: list[str]) -> int:
     p.add_argument("--refine-lr", type=float, default=5e-4)
     p.add_argument("--stopped-per-km", type=float, default=0.0,
                    help="broken-down vehicles per km in the training sessions (the published pair: 0)")
+    p.add_argument("--lr", type=float, default=2e-3, help="stage 1's peak learning rate")
+    p.add_argument("--init", default="",
+                   help="stage 1 starts from this pair (a run's stem RUN/best, e.g. an earlier recipe's refine/best) "
+                        "instead of --trunk-weights; its input size replaces --input-height/--input-width")
+    p.add_argument("--anchor-strides", type=int, nargs="*", default=[],
+                   help="detector anchor levels (with --init: its levels plus added ones, e.g. 4 8 16 32 64 128)")
+    p.add_argument("--anchor-sizes", type=float, nargs="*", default=[],
+                   help="base anchor side per --anchor-strides level, a fraction of the input's shorter side")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--publish", default="", help="write the fp16 pair and its model card into this directory")
     args = p.parse_args(argv)
     out = Path(args.out)
     config = recipe_config(out, tuple(args.seeds), args.frames_per_session, args.train_seconds,
-                           args.input_height, args.input_width, args.epochs, args.seed, args.stopped_per_km)
+                           args.input_height, args.input_width, args.epochs, args.seed, args.stopped_per_km,
+                           args.lr, tuple(args.anchor_strides), tuple(args.anchor_sizes))
     if not (out / "summary.json").exists():
-        make(config, out)
+        make(config, out, Path(args.init) if args.init else None)
     if args.refine_seconds > 0 and not (out / "refine_summary.json").exists():
         refine(config, out, args.refine_seconds, args.refine_lr)
     if args.publish:

@@ -140,7 +140,34 @@ def test_anchor_and_matching_options_shape_a_fresh_detector(scene_sessions, tmp_
     with pytest.raises(SystemExit):
         _train("detector", scene_sessions, tmp_path / "bad", "--init", str(run / "last.safetensors"),
                "--anchor-ratios", "1", "0.5")
-    assert "checkpoint's anchors" in capsys.readouterr().err
+    assert "checkpoint's ratios" in capsys.readouterr().err
+
+
+def test_init_with_added_anchor_levels_keeps_every_trained_head(scene_sessions, tmp_path, capsys):
+    """--init plus --anchor-strides/--anchor-sizes that keep the checkpoint's levels and add a stride-4
+    one: the old heads move to their new index with their weights (--lr 1e-9: a step cannot change
+    them), the stride-4 level starts fresh; dropping a level or changing a size is refused by name."""
+    from perception.checkpoint import load_model
+
+    run, grown = tmp_path / "det", tmp_path / "det4"
+    assert _train("detector", scene_sessions, run, "--epochs", "1", "--freeze-epochs", "0", "--max-steps", "2",
+                  "--anchor-strides", "8", "16", "32", "--anchor-sizes", "0.1", "0.25", "0.5") == 0
+    assert _train("detector", scene_sessions, grown, "--epochs", "1", "--freeze-epochs", "0", "--max-steps", "1",
+                  "--lr", "1e-9", "--init", str(run / "last.safetensors"),
+                  "--anchor-strides", "4", "8", "16", "32", "--anchor-sizes", "0.05", "0.1", "0.25", "0.5") == 0
+    first, second = load_model(run / "last.safetensors")[0], load_model(grown / "last.safetensors")[0]
+    assert second.config.anchors.feature_strides == (4, 8, 16, 32) and second.fine is not None
+    for old_index in range(3):
+        for name in ("cls", "box"):
+            a, b = getattr(first.heads[old_index], name).weight, getattr(second.heads[old_index + 1], name).weight
+            assert torch.allclose(a, b, atol=1e-6), (old_index, name)
+    for bad, message in ((["--anchor-strides", "4", "8", "16", "--anchor-sizes", "0.05", "0.1", "0.25"],
+                          "drops the checkpoint's stride-32 level"),
+                         (["--anchor-strides", "4", "8", "16", "32", "--anchor-sizes", "0.05", "0.1", "0.3", "0.5"],
+                          "gives the stride-16 level size 0.3")):
+        assert _train("detector", scene_sessions, tmp_path / "bad", "--epochs", "1", "--max-steps", "1",
+                      "--init", str(run / "last.safetensors"), *bad) == 1
+        assert message in capsys.readouterr().err
 
 
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_state(scene_sessions, tmp_path, capsys):

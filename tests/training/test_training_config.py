@@ -227,7 +227,7 @@ def test_checks_name_the_flag_and_sit_with_their_section():
         RuntimeConfig(amp="fp8")
     with pytest.raises(ValueError, match="--input-height and --input-width"):
         ModelConfig(input_height=96)
-    with pytest.raises(ValueError, match="with --init the checkpoint's anchors"):
+    with pytest.raises(ValueError, match="with --init the checkpoint's ratios"):
         ModelConfig(init="x.safetensors", match_iou=0.4)
     with pytest.raises(ValueError, match="drop them for a direction run"):
         TrainConfig(task="direction", model=ModelConfig(match_iou=0.4))

@@ -388,8 +388,13 @@ class JointTask(Task):
             if card.kind != part:
                 raise ValueError(f"--init {path} is a {card.kind} checkpoint, expected a {part} one")
             target = getattr(model, part)
-            missing, unexpected = target.load_state_dict(source.state_dict(), strict=False)
-            missing = [k for k in missing if not (part == "direction" and k.startswith(STEER_HEAD_PREFIX))]
+            state, fresh = source.state_dict(), (STEER_HEAD_PREFIX,) if part == "direction" else ()
+            if part == "detector" and source.config.anchors != target.config.anchors:  # levels added (--anchor-strides)
+                from perception.detector import grown_state
+
+                state, fresh = grown_state(state, source.config, target.config)
+            missing, unexpected = target.load_state_dict(state, strict=False)
+            missing = [k for k in missing if not k.startswith(fresh)]
             if missing or unexpected:
                 raise ValueError(f"--init {path}: does not fit the joint model (missing {missing[:3]}, unexpected "
                                  f"{unexpected[:3]})")
