@@ -236,6 +236,37 @@ def test_joint_init_from_a_joint_pair_loads_both_parts(tmp_path):
         resolve_init_pair(str(tmp_path / "nothing"))
 
 
+def test_joint_init_grows_the_detectors_anchor_levels_and_keeps_its_outputs(tmp_path):
+    """A pair loaded into a joint model whose detector adds a stride-4 level (``with_added_levels``):
+    every weight of the pair is loaded, and in eval mode the detector's outputs on the old levels'
+    anchors are the pair's own, value for value; the stride-4 rows come first (the level order)."""
+    from dataclasses import replace
+
+    from perception.checkpoint import ModelCard, save_model
+    from perception.detector import with_added_levels
+
+    torch.manual_seed(1)
+    config = _joint_config()
+    source = JointTask(config).build_model(init_trunk_weights=False)
+    for part in ("direction", "detector"):
+        net = getattr(source, part)
+        save_model(tmp_path / f"best.{part}.safetensors", net, ModelCard.for_model(net))
+    old = config.detector.anchors
+    grown = with_added_levels(config.detector, (4, *old.feature_strides), (0.02, *old.sizes))
+    task = JointTask(replace(config, detector=grown))
+    target = task.build_model(init_trunk_weights=False)
+    task.load_init(target, str(tmp_path / "best"))
+    source.eval(), target.eval()
+    x = torch.randn(2, 3, *SIZE)
+    with torch.no_grad():
+        (d0, (c0, b0)), (d1, (c1, b1)) = source(x), target(x)
+    added = c1.shape[1] - c0.shape[1]
+    assert added > 0 and torch.allclose(d0, d1)
+    assert torch.allclose(c0, c1[:, added:], atol=1e-5) and torch.allclose(b0, b1[:, added:], atol=1e-5)
+    with pytest.raises(ValueError, match="drops the checkpoint's stride-8 level"):
+        with_added_levels(config.detector, (4, *old.feature_strides[1:]), (0.02, *old.sizes[1:]))
+
+
 def test_joint_config_refuses_networks_that_read_the_input_differently():
     trunk = TrunkConfig(weights="none")
     with pytest.raises(ValueError, match="input_size"):
