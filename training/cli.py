@@ -48,7 +48,7 @@ def resolve_model_config(config: TrainConfig, train_samples):
         schemas = {tuple(s.meta.get("classes", ())) for s in train_samples} - {()}
         classes = sorted(schemas)[0] if len(schemas) == 1 else DEFAULT_DETECTION_CLASSES
     if model.init and config.task == "joint":
-        return _joint_init_config(model, classes)
+        return joint_init_config(model, classes)
     if model.init:
         from perception.checkpoint import read_card
 
@@ -67,8 +67,10 @@ def resolve_model_config(config: TrainConfig, train_samples):
                                 model.detector_options())
 
 
-def _joint_init_config(model: ModelConfig, classes):
-    """JointConfig for ``joint --init``: the cards of the pair; a missing part is fresh, at the other's size."""
+def joint_init_config(model: ModelConfig, classes=None):
+    """JointConfig for ``joint --init``: the cards of the pair (at --input-height/width, with the levels
+    --anchor-strides adds); a missing part is fresh, at the other's size, for ``classes`` (None: the
+    default classes)."""
     from dataclasses import replace
 
     from perception.checkpoint import read_card

@@ -246,12 +246,13 @@ def _plan_epoch_frames(config: DaggerConfig, stem: Path) -> tuple[int, float]:
     """(frames of the round's one epoch, measured img/s): ``train_seconds`` x the probe's rate,
     whole batches, at least ``min_batches``."""
     from agent.apps.demo import DemoConfig, measure_train_rate
-    from perception.checkpoint import read_card
+    from training.cli import joint_init_config
+    from training.config import ModelConfig
 
-    card = read_card(str(_pair(stem)["direction"]))
-    height, width = (int(s) for s in card.input_size)
+    model_config = joint_init_config(ModelConfig(init=str(stem)))
+    height, width = (int(s) for s in model_config.direction.input_size)
     rate = measure_train_rate(DemoConfig(input_height=height, input_width=width, batch_size=config.batch_size,
-                                         device=config.device))
+                                         device=config.device), model_config=model_config)
     return _epoch_frames(config, rate), rate
 
 

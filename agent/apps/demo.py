@@ -139,12 +139,14 @@ def record_sessions(config: DemoConfig, root: Path) -> tuple[list[str], list[str
     return train, val
 
 
-def measure_train_rate(config: DemoConfig, steps: int = 5, clock: Callable[[], float] = time.perf_counter) -> float:
+def measure_train_rate(config: DemoConfig, steps: int = 5, clock: Callable[[], float] = time.perf_counter,
+                       model_config=None) -> float:
     """Images per second of one joint training step (forward, backward, AdamW) at the demo's input size and
     batch size, on random input: batch size / the median of ``steps`` timed steps after two warm-up steps
     (a mean of 3 right after recording read 22-30 img/s on one machine). Slightly optimistic: the real
     step also matches anchors to boxes and loads data. ``clock``: seconds, read before and after each
-    timed step."""
+    timed step. ``model_config``: the JointConfig the run trains (default: the defaults at ``config``'s
+    input size; a starting pair's anchor levels cost more)."""
     import torch
 
     from training.runtime import setup_runtime, teardown_runtime
@@ -152,7 +154,8 @@ def measure_train_rate(config: DemoConfig, steps: int = 5, clock: Callable[[], f
 
     runtime = setup_runtime(config.device, "auto", "auto")
     try:
-        task = make_task("joint", default_model_config("joint", "none", (config.input_height, config.input_width)))
+        task = make_task("joint", model_config or default_model_config("joint", "none",
+                                                                       (config.input_height, config.input_width)))
         model = task.build_model(init_trunk_weights=False).to(runtime.device)
         if runtime.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -236,20 +239,23 @@ def train_models(config: DemoConfig, train: list[str], val: list[str], out: Path
     from training.cli import run_training
     from training.config import DataConfig, ModelConfig, OptimConfig, RunConfig, RuntimeConfig, TrainConfig
 
+    from training.cli import joint_init_config
+
+    init = str(init or starting_stem(config) or "")
+    model = ModelConfig(init=init, trunk_weights=config.trunk_weights,
+                        input_height=0 if init else config.input_height, input_width=0 if init else config.input_width,
+                        anchor_strides=tuple(config.anchor_strides), anchor_sizes=tuple(config.anchor_sizes))
     epoch_frames = 0
     if config.train_budget_s > 0:
-        rate = measure_train_rate(config)
+        rate = measure_train_rate(config, model_config=joint_init_config(model) if init else None)
         recorded = len(train) * config.frames_per_session
         epoch_frames = plan_epoch_frames(config, recorded, rate)
         log.info("training probe: %.1f img/s; %d epoch(s) of %d frames (%d steps each) for a %.0f s budget "
                  "(%d frames recorded)", rate, config.epochs, epoch_frames, epoch_frames // config.batch_size,
                  config.train_budget_s, recorded)
-    init = str(init or starting_stem(config) or "")
     train_config = TrainConfig(
         task="joint", data=DataConfig(sessions=tuple(train), val_sessions=tuple(val), epoch_frames=epoch_frames),
-        model=ModelConfig(init=init, trunk_weights=config.trunk_weights,
-                          input_height=0 if init else config.input_height, input_width=0 if init else config.input_width,
-                          anchor_strides=tuple(config.anchor_strides), anchor_sizes=tuple(config.anchor_sizes)),
+        model=model,
         optim=OptimConfig(epochs=config.epochs, freeze_epochs=config.freeze_epochs, batch_size=config.batch_size,
                           lr=config.lr, trunk_lr_div=config.trunk_lr_div,
                           direction_loss_weight=config.direction_loss_weight),

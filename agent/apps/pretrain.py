@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -46,13 +47,14 @@ def recipe_config(out: Path, seeds: tuple[int, ...], frames_per_session: int, tr
                       lr=lr, anchor_strides=tuple(anchor_strides), anchor_sizes=tuple(anchor_sizes))
 
 
-def make(config, out: Path, init: Path | None = None) -> dict:
+def make(config, out: Path, init: Path | None = None, command: str = "") -> dict:
     """Record and train (from the pair stem ``init``, e.g. an earlier recipe's ``refine/best``, when given;
     its input size then wins); returns the training summary (``best_checkpoints``, ``val``)."""
     from agent.apps.demo import record_sessions, train_models
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / "recipe.json").write_text(json.dumps({**config.to_dict(), "init": str(init) if init else None}, indent=2))
+    (out / "recipe.json").write_text(json.dumps({**config.to_dict(), "init": str(init) if init else None,
+                                                 "command": command or None}, indent=2))
     t0 = time.monotonic()
     train, val = record_sessions(config, out / "sessions")
     (out / "sessions.json").write_text(json.dumps({"train": train, "val": val}, indent=1))
@@ -82,28 +84,51 @@ def refine(config, out: Path, seconds: float, lr: float) -> dict:
     return summary
 
 
+def recipe_notes(out: Path) -> dict:
+    """What the model card says about the recipe run in ``out``: its recipe (with the command when it was
+    recorded), stage 2's optimiser settings, training wall time, the best pair's validation figures and
+    files, and under "from" the same for the run whose pair ``--init`` continued (when that run's
+    directory is still there)."""
+    stage2 = out / "refine_summary.json"
+    summary = json.loads((stage2 if stage2.exists() else out / "summary.json").read_text())
+    recipe = json.loads((out / "recipe.json").read_text())
+    val = summary.get("val") or {}
+    detector, direction = val.get("detector") or {}, val.get("direction") or {}
+    stage1 = json.loads((out / "summary.json").read_text())
+    notes = {"recipe": recipe, "command": recipe.get("command") or "truckpilot pretrain --out OUT",
+             "train_wall_s": (stage1.get("train_wall_s") or 0) + ((summary.get("train_wall_s") or 0)
+                                                                   if stage2.exists() else 0),
+             "refine": (json.loads((out / "refine" / "config.json").read_text())["optim"]
+                        if stage2.exists() else None),
+             "best": summary["best_checkpoints"],
+             "val": {"direction_accuracy": direction.get("accuracy"), "map_50": detector.get("map_50"),
+                     "ap_50": detector.get("ap_50")}}
+    init = recipe.get("init")
+    if init and (Path(init).parent.parent / "recipe.json").exists():
+        notes["from"] = recipe_notes(Path(init).parent.parent)
+    return notes
+
+
 def publish(out: Path, folder: Path) -> Path:
     """Pack ``out``'s best pair into ``folder/start.safetensors`` (``perception.starting_pair``) with
     the recipe and validation figures in its notes, and write ``folder/MODEL_CARD.md``. Returns the file."""
     from perception.starting_pair import pack_pair
 
-    stage2 = out / "refine_summary.json"
-    summary = json.loads((stage2 if stage2.exists() else out / "summary.json").read_text())
-    recipe = json.loads((out / "recipe.json").read_text())
-    best = summary["best_checkpoints"]
-    val = summary.get("val") or {}
-    detector, direction = val.get("detector") or {}, val.get("direction") or {}
-    stage1 = json.loads((out / "summary.json").read_text())
-    notes = {"recipe": recipe, "command": f"truckpilot pretrain --out OUT --publish {folder}",
-             "train_wall_s": (stage1.get("train_wall_s") or 0) + (summary.get("train_wall_s") or 0
-                                                                   if stage2.exists() else 0),
-             "refine": (json.loads((out / "refine" / "config.json").read_text())["optim"]
-                        if stage2.exists() else None),
-             "val": {"direction_accuracy": direction.get("accuracy"), "map_50": detector.get("map_50"),
-                     "ap_50": detector.get("ap_50")}}
+    notes = recipe_notes(out)
+    best = notes.pop("best")
+    for earlier in _lineage(notes)[1:]:
+        earlier.pop("best", None)
     path = pack_pair(best["direction"], best["detector"], folder / "start.safetensors", notes)
     (folder / "MODEL_CARD.md").write_text(model_card_text(path, notes))
     return path
+
+
+def _lineage(notes: dict) -> list[dict]:
+    """[notes, the run it continued, that run's, ...]."""
+    chain = [notes]
+    while "from" in chain[-1]:
+        chain.append(chain[-1]["from"])
+    return chain
 
 
 def seed_ranges(seeds: list[int]) -> str:
@@ -124,43 +149,58 @@ def model_card_text(path: Path, notes: dict) -> str:
     """The Markdown model card of the packed pair at ``path``."""
     from perception.starting_pair import read_pair_meta
 
-    recipe, val = notes["recipe"], notes["val"]
-    height, width = read_pair_meta(path)["cards"]["direction"]["input_size"]
-    seeds = recipe["train_seeds"]
-    ap = ", ".join(f"{k} {v:.3f}" for k, v in (val.get("ap_50") or {}).items())
-    return "\n".join([
+    meta = read_pair_meta(path)["cards"]
+    height, width = meta["direction"]["input_size"]
+    strides = (meta["detector"].get("anchors") or {}).get("feature_strides")
+    chain = _lineage(notes)
+    lines = [
         "# TruckPilot starting pair", "",
         f"`{path.name}`: {path.stat().st_size / 1e6:.1f} MB. One ResNet34 trunk (stored once) with the direction head "
-        "(left / straight / right, and the steer head) and the SSD detector head (car, truck, person, sign), "
-        "fp16. `truckpilot drive --sim` and `truckpilot eval` use it when no `--model`/`--detector` is "
+        "(left / straight / right, and the steer head) and the SSD detector head (car, truck, person, sign"
+        + (f"; anchor levels at strides {', '.join(map(str, strides))}" if strides else "") + "), "
+        f"fp16, for {width}x{height} px input (the simulator's 320x240 frames resized). "
+        "`truckpilot drive --sim` and `truckpilot eval` use it when no `--model`/`--detector` is "
         "given; `truckpilot demo` and `truckpilot dagger` fine-tune from it (`perception.starting_pair` "
         "unpacks it once into `~/.cache/truckpilot`).", "",
-        "## Recipe", "",
-        f"`{notes['command']}` (`agent/apps/pretrain.py`): the demo's recipe sized up. "
-        f"Input {width}x{height} px (the simulator's 320x240 frames resized), "
-        f"trunk initialised `{recipe['trunk_weights']}` (ImageNet when it can be downloaded, else random with a "
-        f"warning), one joint run (both heads on one trunk) of {recipe['epochs']} epochs sized to "
-        f"{recipe['train_budget_s']:.0f} s of training steps, batch {recipe['batch_size']}, peak lr {recipe['lr']} "
-        f"(one-cycle), direction loss weight {recipe['direction_loss_weight']}"
-        + (f"; then a second one-epoch run from its best pair at peak lr {notes['refine']['lr']}"
-           if notes.get("refine") else "")
-        + f"; {notes.get('train_wall_s') or 0:.0f} s of training wall time on the machine that made it.", "",
-        "## Data", "",
-        f"{len(seeds)} headless autopilot sessions of the built-in simulator (seeds {seed_ranges(seeds)}), "
-        f"{recipe['frames_per_session']} frames each at 320x240, under day/clear, dusk/clear, "
-        f"day/rain, night/clear, day/fog and dusk/rain in turn, with {recipe['perturb']} steering disturbances "
-        "per simulated second"
-        + (f" and {recipe['stopped_per_km']} broken-down vehicles per km" if recipe.get("stopped_per_km") else "")
-        + "; labels are the simulator's ground truth (the expert's direction, the "
-        "visible objects' boxes). Never trained on: seeds 101-102 (validation), 201-202 (the demo's drives), "
-        "301-305 (the DAgger card), 1000 and up (DAgger's drives).", "",
-        "## Validation", "",
-        f"Seeds {recipe['val_seeds']} under dusk/fog and night/rain ({recipe['val_frames_per_session']} frames each): "
-        f"direction accuracy {val.get('direction_accuracy') or 0:.3f}, detector mAP@0.5 {val.get('map_50') or 0:.3f} "
-        f"({ap}).", "",
+        "## Recipe", ""]
+    if len(chain) > 1:
+        lines += [f"{len(chain)} runs of `truckpilot pretrain` (`agent/apps/pretrain.py`, the demo's recipe sized "
+                  "up), each continuing the pair of the one before; "
+                  f"{sum(n.get('train_wall_s') or 0 for n in chain):.0f} s of training wall time in all on the "
+                  "machine that made it.", ""]
+    for number, stage in enumerate(reversed(chain), 1):
+        recipe, val = stage["recipe"], stage["val"]
+        seeds = recipe["train_seeds"]
+        ap = ", ".join(f"{k} {v:.3f}" for k, v in (val.get("ap_50") or {}).items())
+        start = ("the previous run's pair" + (f", its detector grown to anchor strides "
+                                               f"{', '.join(map(str, recipe['anchor_strides']))} (the added levels "
+                                               "start fresh)" if recipe.get("anchor_strides") else "")
+                 if recipe.get("init") else
+                 f"trunk `{recipe['trunk_weights']}` (ImageNet when it can be downloaded, else random with a warning)")
+        lines += [
+            *([f"### Run {number}", ""] if len(chain) > 1 else []),
+            f"`{stage['command']}`: from {start}, one joint run (both heads on one trunk) of {recipe['epochs']} "
+            f"epoch(s) sized to {recipe['train_budget_s']:.0f} s of training steps, batch {recipe['batch_size']}, "
+            f"peak lr {recipe['lr']} (one-cycle), direction loss weight {recipe['direction_loss_weight']}"
+            + (f"; then a second one-epoch run from its best pair at peak lr {stage['refine']['lr']}"
+               if stage.get("refine") else "")
+            + f"; {stage.get('train_wall_s') or 0:.0f} s of training wall time.", "",
+            f"Data: {len(seeds)} headless autopilot sessions of the built-in simulator (seeds {seed_ranges(seeds)}), "
+            f"{recipe['frames_per_session']} frames each at 320x240, under day/clear, dusk/clear, "
+            f"day/rain, night/clear, day/fog and dusk/rain in turn, with {recipe['perturb']} steering disturbances "
+            "per simulated second"
+            + (f" and {recipe['stopped_per_km']} broken-down vehicles per km" if recipe.get("stopped_per_km") else "")
+            + "; labels are the simulator's ground truth (the expert's direction, the visible objects' boxes).", "",
+            f"Validation: seeds {recipe['val_seeds']} under dusk/fog and night/rain ({recipe['val_frames_per_session']} "
+            f"frames each): direction accuracy {val.get('direction_accuracy') or 0:.3f}, detector mAP@0.5 "
+            f"{val.get('map_50') or 0:.3f} ({ap}).", ""]
+    lines += [
+        "Never trained on: seeds 101-102 (validation), 201-202 (the demo's drives), 301-305 (the DAgger card), "
+        "401-405 (the stopped-vehicle scenario), 1000 and up (DAgger's drives).", "",
         "## Limits", "",
         "Simulator frames only: on a real game it is a starting point for fine-tuning on recorded play "
-        "(`truckpilot train joint --init`), not a driver.", ""])
+        "(`truckpilot train joint --init`), not a driver.", ""]
+    return "\n".join(lines)
 
 
 def main(argv: list[str]) -> int:
@@ -195,7 +235,7 @@ def main(argv: list[str]) -> int:
                            args.input_height, args.input_width, args.epochs, args.seed, args.stopped_per_km,
                            args.lr, tuple(args.anchor_strides), tuple(args.anchor_sizes))
     if not (out / "summary.json").exists():
-        make(config, out, Path(args.init) if args.init else None)
+        make(config, out, Path(args.init) if args.init else None, command="truckpilot pretrain " + shlex.join(argv))
     if args.refine_seconds > 0 and not (out / "refine_summary.json").exists():
         refine(config, out, args.refine_seconds, args.refine_lr)
     if args.publish:

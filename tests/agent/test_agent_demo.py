@@ -111,4 +111,15 @@ def test_a_small_demo_fine_tunes_from_a_starting_pair_records_trains_drives_repo
     assert notes["recipe"]["train_seeds"] == [1, 2] and "truckpilot pretrain" in notes["command"]
     assert notes["val"]["map_50"] == metrics["val"]["detector"]["map_50"]
     model_card = (tmp_path / "weights" / "MODEL_CARD.md").read_text()
-    assert "seeds 1-2" in model_card and "Input 64x64 px" in model_card  # the size the pair reads
+    assert "seeds 1-2" in model_card and "for 64x64 px input" in model_card  # the size the pair reads
+    # a recipe run continuing that one's pair (--init WORK/run/best, a stride-4 level added): the card gives both
+    more = tmp_path / "more"
+    more.mkdir()
+    (more / "recipe.json").write_text(json.dumps({**config.to_dict(), "train_seeds": [7], "init": str(work / "run" / "best"),
+                                                  "anchor_strides": [4, 8], "command": "truckpilot pretrain --out MORE"}))
+    (more / "summary.json").write_text(json.dumps({**metrics, "train_wall_s": 2.0}))
+    publish(more, tmp_path / "weights")
+    model_card = (tmp_path / "weights" / "MODEL_CARD.md").read_text()
+    assert "### Run 1" in model_card and "### Run 2" in model_card and "3 s of training wall time in all" in model_card
+    assert model_card.index("seeds 1-2") < model_card.index("`truckpilot pretrain --out MORE`: from the previous run's "
+                                                             "pair, its detector grown to anchor strides 4, 8")
