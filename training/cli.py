@@ -99,6 +99,8 @@ def _with_added_levels(detector_config, model: ModelConfig):
     from perception.detector import with_added_levels
 
     grown = with_added_levels(detector_config, model.anchor_strides, model.anchor_sizes)
+    if grown.anchors == detector_config.anchors:
+        return detector_config
     log.info("--init's anchor levels %s grow to %s: the added ones start fresh",
              list(detector_config.anchors.feature_strides), list(grown.anchors.feature_strides))
     return grown
