@@ -56,7 +56,7 @@ class DemoConfig:
     start_lr: float = _opt(5e-4, "peak learning rate when fine-tuning from a starting pair")
     trunk_weights: str = _opt("imagenet", "trunk initialisation without a starting pair: imagenet (random with a "
                                           "warning when it cannot be loaded) | none | PATH")
-    train_budget_s: float = _opt(270.0, "seconds of training steps to aim for (sizes the epoch from a timed probe; "
+    train_budget_s: float = _opt(240.0, "seconds of training steps to aim for (sizes the epoch from a timed probe; "
                                         "0: one pass over the recorded frames)")
     max_passes: float = _opt(10.0, "at most this many passes over the recorded frames, however fast the machine")
     epochs: int = _opt(1, "epochs of the joint run (both heads on one trunk), sharing the budget")
