@@ -68,8 +68,9 @@ class DemoConfig:
                                               "4 8 16 32 64 128 for walkers a few px wide")
     anchor_sizes: tuple[float, ...] = _opt((), "base anchor side of each --anchor-strides level, as a fraction of the "
                                                "input's shorter side (a starting pair's levels keep theirs)", float)
-    stopped_per_km: float = _opt(0.0, "broken-down vehicles per km in the training sessions (frames of a vehicle "
-                                      "standing close ahead; the validation sessions have none)")
+    stopped_per_km: float = _opt(1.0, "broken-down vehicles per km in the training sessions (frames of a vehicle "
+                                      "standing close ahead, which the agent must brake for: `truckpilot scenario "
+                                      "stopped-vehicle`; the validation sessions have none)")
     direction_loss_weight: float = _opt(4.0, "joint loss = this x direction cross-entropy + detector loss (4: the "
                                              "detector loss is ~10x the direction loss at the start)")
     batch_size: int = _opt(32, "images per step")

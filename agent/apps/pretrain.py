@@ -218,7 +218,7 @@ def main(argv: list[str]) -> int:
                    help="stage 2: a second run from stage 1's best at --refine-lr, sized to this many seconds (0: none)")
     p.add_argument("--refine-lr", type=float, default=5e-4)
     p.add_argument("--stopped-per-km", type=float, default=0.0,
-                   help="broken-down vehicles per km in the training sessions (the published pair: 0)")
+                   help="broken-down vehicles per km in the training sessions (the published pair's second run: 1.5)")
     p.add_argument("--lr", type=float, default=2e-3, help="stage 1's peak learning rate")
     p.add_argument("--init", default="",
                    help="stage 1 starts from this pair (a run's stem RUN/best, e.g. an earlier recipe's refine/best) "
