@@ -15,6 +15,15 @@ Stage 2 (``--refine-seconds``, default 18 min; 0: none) is one more one-epoch ru
 sessions from stage 1's best pair at a low peak lr (``--refine-lr``). A finished stage (its summary in
 ``--out``) is skipped, so a second call adds stage 2 or publishes without training again.
 
+A recipe can go on from an earlier one's pair: ``--init OLD/refine/best`` starts stage 1 from it (its
+input size wins) and ``--anchor-strides``/``--anchor-sizes`` may add anchor levels to its detector
+(the trained levels keep their heads, the added ones start fresh). The published pair is two runs::
+
+    truckpilot pretrain --out /tmp/start1
+    truckpilot pretrain --out /tmp/start2 --init /tmp/start1/refine/best --stopped-per-km 1.5 \\
+        --anchor-strides 4 8 16 32 64 128 --anchor-sizes 0.02 0.04 0.08 0.2 0.4 0.7 \\
+        --lr 1e-3 --train-seconds 2700 --epochs 2 --publish perception/weights
+
 ``--publish DIR`` (after training, or on an existing ``--out``) packs the best pair (stage 2's when
 there is one) into ``DIR/start.safetensors`` (``perception.starting_pair``: fp16, the shared trunk
 stored once, the recipe and validation figures in its metadata) and writes ``DIR/MODEL_CARD.md``.
