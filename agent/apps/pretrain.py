@@ -1,7 +1,7 @@
 """Make the project's starting checkpoint: the joint pair (one ResNet34 trunk, direction and detector
 heads) trained on the simulator, published as fp16 safetensors in ``perception/weights/``.
 
-    truckpilot pretrain --out /tmp/start     # record + train (~1 CPU hour)
+    truckpilot pretrain --out /tmp/start     # record + train (~1.6 CPU hours on 2 cores)
     truckpilot pretrain --out /tmp/start --publish perception/weights
 
 The recipe is the demo's (``agent.apps.demo``: its recording, conditions and joint training) with
