@@ -89,7 +89,7 @@ class DaggerConfig:
     eval_route_m: float = 2000.0
     val_seeds: tuple[int, ...] = (101, 102)  #: seeds of the validation sessions recorded when none are given
     val_frames: int = 300
-    start_train_seconds: float = 240.0  #: the demo recipe's training budget (no --model)
+    start_train_seconds: float = 180.0  #: the demo recipe's training budget (no --model)
     input_height: int = 96  #: the demo recipe's input size (no --model; a checkpoint keeps its own)
     input_width: int = 128
     trunk_weights: str = "imagenet"  #: the demo recipe's trunk start
