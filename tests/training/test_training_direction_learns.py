@@ -62,6 +62,7 @@ def _record(out, seed):
     return str(out)
 
 
+@pytest.mark.slow  # 52-66 s of the 15-minute suite (917 s in the last fresh-clone run): `./run.sh test -m slow`
 def test_train_direction_on_sim_sessions_drops_its_loss_and_beats_chance_on_held_out_seeds(tmp_path, capsys,
                                                                                             _two_threads):
     train = [_record(tmp_path / f"s{seed}", seed) for seed in TRAIN_SEEDS]
