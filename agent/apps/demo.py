@@ -238,10 +238,8 @@ def train_models(config: DemoConfig, train: list[str], val: list[str], out: Path
     """``truckpilot train joint`` through the same code as the CLI, sized to the budget; returns its summary
     (with ``best_checkpoints``: {"direction": path, "detector": path}). init: a pair's stem RUN/best to
     start from (default: ``config``'s starting pair, if any)."""
-    from training.cli import run_training
+    from training.cli import joint_init_config, run_training
     from training.config import DataConfig, ModelConfig, OptimConfig, RunConfig, RuntimeConfig, TrainConfig
-
-    from training.cli import joint_init_config
 
     init = str(init or starting_stem(config) or "")
     model = ModelConfig(init=init, trunk_weights=config.trunk_weights,
