@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from training.config import ModelConfig, TrainConfig, parse_train_config
+from training.tasks.init_state import load_init_state
 
 log = logging.getLogger("training.train")
 
@@ -121,26 +122,6 @@ def _at_input_size(model_config, input_size):
         return model_config
     log.info("--init was trained at %s (H, W); fine-tuning at %s", tuple(model_config.input_size), tuple(input_size))
     return replace(model_config, input_size=tuple(int(s) for s in input_size))
-
-
-def load_init_state(model, state: dict, init, source_config=None) -> None:
-    """--init's weights into ``model``, strictly, except that a direction checkpoint written before the
-    steer head lacks it, and a detector given added anchor levels (``source_config``: the checkpoint's
-    DetectorConfig) lacks theirs: those start fresh."""
-    from training.tasks.direction import STEER_HEAD_PREFIX
-
-    fresh: tuple[str, ...] = (STEER_HEAD_PREFIX,)
-    if source_config is not None and getattr(model, "config", None) is not None and hasattr(source_config, "anchors") \
-            and source_config.anchors != model.config.anchors:
-        from perception.detector import grown_state
-
-        state, added = grown_state(state, source_config, model.config)
-        fresh += added
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith(fresh)]
-    if missing or unexpected:
-        raise ValueError(f"--init {init}: its weights do not fit the model (missing {missing[:3]}, unexpected "
-                         f"{unexpected[:3]})")
 
 
 def build_trainer(config: TrainConfig, runtime):

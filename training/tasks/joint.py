@@ -39,7 +39,8 @@ from training.data.datasets import _FrameDataset, box_targets, direction_targets
 from training.data.samples import FrameSample
 from training.tasks.base import Task
 from training.tasks.detector import DetectorTask
-from training.tasks.direction import STEER_HEAD_PREFIX, DirectionTask, has_steer_head
+from training.tasks.direction import DirectionTask, has_steer_head
+from training.tasks.init_state import load_init_state
 
 log = logging.getLogger(__name__)
 
@@ -387,17 +388,7 @@ class JointTask(Task):
             source, card = load_model(path, "cpu")
             if card.kind != part:
                 raise ValueError(f"--init {path} is a {card.kind} checkpoint, expected a {part} one")
-            target = getattr(model, part)
-            state, fresh = source.state_dict(), (STEER_HEAD_PREFIX,) if part == "direction" else ()
-            if part == "detector" and source.config.anchors != target.config.anchors:  # levels added (--anchor-strides)
-                from perception.detector import grown_state
-
-                state, fresh = grown_state(state, source.config, target.config)
-            missing, unexpected = target.load_state_dict(state, strict=False)
-            missing = [k for k in missing if not k.startswith(fresh)]
-            if missing or unexpected:
-                raise ValueError(f"--init {path}: does not fit the joint model (missing {missing[:3]}, unexpected "
-                                 f"{unexpected[:3]})")
+            load_init_state(getattr(model, part), source.state_dict(), path, source_config=source.config)
         if pair["direction"] is not None:  # the detector's load overwrote the shared trunk: the direction's wins
             source, _ = load_model(pair["direction"], "cpu")
             model.trunk.load_state_dict(source.trunk.state_dict())
