@@ -13,7 +13,11 @@ frames). Overtaking: a slow vehicle ahead in the right lane is passed in the
 left lane of the truck's direction when that lane is clear. A stopped (broken-down)
 vehicle in the right lane is passed too, with a firmer lane change; while the
 passing lane is busy the expert waits ``STOPPED_WAIT_GAP_M`` behind it, room
-enough to pull out from a standstill.
+enough to pull out from a standstill. An expert made with ``pass_stopped=False``
+never passes one: it brakes for it as for a standing lead and stands behind it
+(IDM's 7 m standstill gap), for recordings of what an agent that brakes for a
+broken-down vehicle sees (the passing expert pulls out 160 m before it, so its
+frames never hold one close and straight ahead).
 
 ``intended_steer`` and ``direction`` are pure functions of the world (so the
 env can label frames while a person or a model drives); ``act`` keeps only
@@ -66,14 +70,17 @@ def world_of(world_or_env) -> World:
 
 class Expert:
     """Deterministic autopilot. ``seed`` varies its cruise speed a little
-    (19.5-20.5 m/s) so that different experts do not drive identically."""
+    (19.5-20.5 m/s) so that different experts do not drive identically.
+    ``pass_stopped``: False: stand behind a broken-down vehicle in the truck's lane instead of
+    passing it (see the module doc)."""
 
     def __init__(self, seed: int = 0, cruise_speed_m_s: float | None = None, dt: float | None = None,
-                 deadband: float = DIRECTION_DEADBAND):
+                 deadband: float = DIRECTION_DEADBAND, pass_stopped: bool = True):
         rng = random.Random(int(seed) * 31 + 5)
         self.cruise_speed_m_s = cruise_speed_m_s if cruise_speed_m_s is not None else 20.0 + rng.uniform(-0.5, 0.5)
         self.dt = dt
         self.deadband = deadband
+        self.pass_stopped = pass_stopped
         self.curve_lateral_accel_m_s2 = 1.6
         self.comfort_decel_m_s2 = 2.0
         self._throttle_acc = 0.0
@@ -93,7 +100,7 @@ class Expert:
             return 3
         crossing_near = w.road.next_crossing(t.s - TRUCK_LENGTH_M - 5) - t.s < 220.0
         if cur == 3:
-            if self.stopped_ahead(w)[0] < STOPPED_LOOKAHEAD_M:
+            if self.pass_stopped and self.stopped_ahead(w)[0] < STOPPED_LOOKAHEAD_M:
                 # a broken-down vehicle: pass it, zebra crossing or not (it will not move); once moving out,
                 # carry on unless the passing lane's traffic is close (it brakes for the truck)
                 moving_out = t.d < LANE_CENTRES_M[3] - 0.3 and t.psi < -0.02
@@ -221,7 +228,8 @@ class Expert:
         lo = min(t.d - TRUCK_WIDTH_M / 2, LANE_CENTRES_M[lane] - 1.2)
         hi = max(t.d + TRUCK_WIDTH_M / 2, LANE_CENTRES_M[lane] + 1.2)
         gap, lead_v = w.lead_gap(lo, hi)
-        stopped_gap, stopped = self.stopped_ahead(w)
+        # not passing: a broken-down vehicle is a standing lead like any other (lead_gap holds it)
+        stopped_gap, stopped = self.stopped_ahead(w) if self.pass_stopped else (math.inf, None)
         wait_gap = None
         if stopped is not None and (need := self._pull_out_m(w, stopped)) > 0:
             if lane != 2:

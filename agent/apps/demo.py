@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import shutil
 import statistics
 import sys
@@ -72,6 +73,10 @@ class DemoConfig:
     stopped_per_km: float = _opt(1.0, "broken-down vehicles per km in the training sessions (frames of a vehicle "
                                       "standing close ahead, which the agent must brake for: `truckpilot scenario "
                                       "stopped-vehicle`; the validation sessions have none)")
+    queue_share: float = _opt(0.25, "share of the training seeds whose session the autopilot records standing "
+                                     "behind broken-down vehicles instead of passing them (QUEUE_STOPPED_PER_KM of "
+                                     "them, 2 x --frames-per-session frames): the approach to a vehicle straight "
+                                     "ahead, which the agent must brake for and the passing autopilot never shows")
     direction_loss_weight: float = _opt(4.0, "joint loss = this x direction cross-entropy + detector loss (4: the "
                                              "detector loss is ~10x the direction loss at the start)")
     batch_size: int = _opt(32, "images per step")
@@ -123,19 +128,38 @@ CONDITIONS = (("day", "clear"), ("dusk", "clear"), ("day", "rain"), ("night", "c
 VAL_CONDITIONS = (("dusk", "fog"), ("night", "rain"))
 
 
+#: broken-down vehicles per km in a queue session (``DemoConfig.queue_share``): the first stands 150-275 m
+#: in, so the autopilot, starting from a standstill, stands behind it ~25 s (370 frames) in
+QUEUE_STOPPED_PER_KM = 4.0
+
+
+def queues(index: int, share: float) -> bool:
+    """Whether training session ``index`` (0, 1, ...) is a queue session at ``share`` (0..1): spread
+    evenly, round(n x share) of any first n sessions, so every condition gets its part."""
+    return math.floor((index + 1) * share + 0.5) > math.floor(index * share + 0.5)
+
+
 def record_sessions(config: DemoConfig, root: Path) -> tuple[list[str], list[str]]:
     """Headless autopilot sessions: (training session dirs, validation session dirs)."""
     from agent.recording.recorder import record_sim
 
-    def record(seed: int, tod: str, weather: str, frames: int, stopped_per_km: float = 0.0) -> str:
-        out = root / f"seed{seed:03d}-{tod}-{weather}"
+    def record(seed: int, tod: str, weather: str, frames: int, stopped_per_km: float = 0.0, queue: bool = False) -> str:
+        out = root / f"seed{seed:03d}-{tod}-{weather}{'-queue' if queue else ''}"
         result = record_sim(out, seed=seed, time_of_day=tod, weather=weather, autopilot=True, headless=True,
-                            frames=frames, progress=False, perturb=config.perturb, stopped_per_km=stopped_per_km)
+                            frames=frames, progress=False, perturb=config.perturb, stopped_per_km=stopped_per_km,
+                            pass_stopped=not queue)
         log.info("recorded %s: %d frames at %.0f fps", out.name, result.frames, result.fps)
         return str(out)
 
-    train = [record(s, *CONDITIONS[i % len(CONDITIONS)], config.frames_per_session, config.stopped_per_km)
-             for i, s in enumerate(config.train_seeds)]
+    train, counts = [], {False: 0, True: 0}
+    for i, seed in enumerate(config.train_seeds):
+        queue = queues(i, config.queue_share)
+        condition = CONDITIONS[counts[queue] % len(CONDITIONS)]  # each kind of session cycles the conditions
+        counts[queue] += 1
+        if queue:
+            train.append(record(seed, *condition, 2 * config.frames_per_session, QUEUE_STOPPED_PER_KM, queue=True))
+        else:
+            train.append(record(seed, *condition, config.frames_per_session, config.stopped_per_km))
     val = [record(s, *VAL_CONDITIONS[i % len(VAL_CONDITIONS)], config.val_frames_per_session)
            for i, s in enumerate(config.val_seeds)]
     return train, val
@@ -248,7 +272,8 @@ def train_models(config: DemoConfig, train: list[str], val: list[str], out: Path
     epoch_frames = 0
     if config.train_budget_s > 0:
         rate = measure_train_rate(config, model_config=joint_init_config(model) if init else None)
-        recorded = len(train) * config.frames_per_session
+        recorded = config.frames_per_session * sum(2 if queues(i, config.queue_share) else 1
+                                                   for i in range(len(train)))
         epoch_frames = plan_epoch_frames(config, recorded, rate)
         log.info("training probe: %.1f img/s; %d epoch(s) of %d frames (%d steps each) for a %.0f s budget "
                  "(%d frames recorded)", rate, config.epochs, epoch_frames, epoch_frames // config.batch_size,

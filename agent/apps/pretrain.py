@@ -46,14 +46,16 @@ DEFAULT_SEEDS = tuple(range(1, 101)) + tuple(range(501, 601))
 
 def recipe_config(out: Path, seeds: tuple[int, ...], frames_per_session: int, train_seconds: float,
                   input_height: int, input_width: int, epochs: int, seed: int, stopped_per_km: float = 0.0,
-                  lr: float = 2e-3, anchor_strides: tuple[int, ...] = (), anchor_sizes: tuple[float, ...] = ()):
+                  lr: float = 2e-3, anchor_strides: tuple[int, ...] = (), anchor_sizes: tuple[float, ...] = (),
+                  queue_share: float = 0.0):
     """The DemoConfig the recipe runs (the demo's defaults, sized up)."""
     from agent.apps.demo import DemoConfig
 
     return DemoConfig(out=str(out), train_seeds=tuple(seeds), frames_per_session=frames_per_session,
                       train_budget_s=train_seconds, input_height=input_height, input_width=input_width,
                       epochs=epochs, max_passes=20.0, seed=seed, start="none", stopped_per_km=stopped_per_km,
-                      lr=lr, anchor_strides=tuple(anchor_strides), anchor_sizes=tuple(anchor_sizes))
+                      lr=lr, anchor_strides=tuple(anchor_strides), anchor_sizes=tuple(anchor_sizes),
+                      queue_share=queue_share)
 
 
 def make(config, out: Path, init: Path | None = None, command: str = "") -> dict:
@@ -199,6 +201,9 @@ def model_card_text(path: Path, notes: dict) -> str:
             f"day/rain, night/clear, day/fog and dusk/rain in turn, with {recipe['perturb']} steering disturbances "
             "per simulated second"
             + (f" and {recipe['stopped_per_km']} broken-down vehicles per km" if recipe.get("stopped_per_km") else "")
+            + (f"; {recipe['queue_share']:.0%} of the sessions ({2 * recipe['frames_per_session']} frames each) have "
+               "the autopilot stand behind broken-down vehicles instead of passing them" if recipe.get("queue_share")
+               else "")
             + "; labels are the simulator's ground truth (the expert's direction, the visible objects' boxes).", "",
             f"Validation: seeds {recipe['val_seeds']} under dusk/fog and night/rain ({recipe['val_frames_per_session']} "
             f"frames each): direction accuracy {val.get('direction_accuracy') or 0:.3f}, detector mAP@0.5 "
@@ -228,6 +233,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--refine-lr", type=float, default=5e-4)
     p.add_argument("--stopped-per-km", type=float, default=0.0,
                    help="broken-down vehicles per km in the training sessions (the published pair's second run: 1.5)")
+    p.add_argument("--queue-share", type=float, default=0.0,
+                   help="share of the sessions in which the autopilot stands behind broken-down vehicles instead of "
+                        "passing them (the demo's --queue-share; the published pair's third run: 0.5)")
     p.add_argument("--lr", type=float, default=2e-3, help="stage 1's peak learning rate")
     p.add_argument("--init", default="",
                    help="stage 1 starts from this pair (a run's stem RUN/best, e.g. an earlier recipe's refine/best) "
@@ -242,7 +250,7 @@ def main(argv: list[str]) -> int:
     out = Path(args.out)
     config = recipe_config(out, tuple(args.seeds), args.frames_per_session, args.train_seconds,
                            args.input_height, args.input_width, args.epochs, args.seed, args.stopped_per_km,
-                           args.lr, tuple(args.anchor_strides), tuple(args.anchor_sizes))
+                           args.lr, tuple(args.anchor_strides), tuple(args.anchor_sizes), args.queue_share)
     if not (out / "summary.json").exists():
         make(config, out, Path(args.init) if args.init else None, command="truckpilot pretrain " + shlex.join(argv))
     if args.refine_seconds > 0 and not (out / "refine_summary.json").exists():

@@ -37,6 +37,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     src.add_argument("--traffic", type=float, default=1.0, help="traffic density (0 = empty road; default 1)")
     src.add_argument("--stopped-per-km", type=float, default=0.0,
                      help="broken-down vehicles standing in the truck's lane per km (default 0)")
+    src.add_argument("--stand-behind-stopped", action="store_true",
+                     help="with --autopilot: never pass a broken-down vehicle, brake and stand ~7 m behind it "
+                          "(frames of the approach to a vehicle straight ahead, which the agent must brake for)")
     src.add_argument("--time-of-day", choices=("day", "dusk", "night"), help="default: picked by the seed")
     src.add_argument("--weather", choices=("clear", "fog", "rain"), help="default: picked by the seed")
     src.add_argument("--sim-size", type=size_arg, default=(320, 240), help="simulator frame size (default 320x240)")
@@ -89,6 +92,7 @@ def main(argv: list[str]) -> int:
                 seconds=seconds, fps=args.fps or 15.0, scale=args.scale, image_format=args.image_format or "png",
                 progress=not args.no_progress, perturb=args.perturb,
                 min_box_height_px=args.min_box_height, traffic=args.traffic, stopped_per_km=args.stopped_per_km,
+                pass_stopped=not args.stand_behind_stopped,
             )
     except (SessionError, ValueError, LookupError) as exc:  # bad options, session exists, window not found
         print(f"truckpilot record: {exc}", file=sys.stderr)

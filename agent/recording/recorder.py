@@ -188,12 +188,17 @@ def record_sim(
     min_box_height_px: float = 4.0,
     traffic: float = 1.0,
     stopped_per_km: float = 0.0,
+    pass_stopped: bool = True,
 ) -> RecordResult:
     """Record the simulator into a new session at ``out``.
 
     traffic: traffic density (sim's ``traffic_density``); stopped_per_km: broken-down vehicles standing
     in the truck's lane per km (the autopilot waits behind them and pulls out round them: frames of
     a vehicle standing close ahead, which the autopilot's headway otherwise never shows).
+    pass_stopped (autopilot only): False: the autopilot never passes a broken-down vehicle, it brakes and
+    stands behind it (``sim.expert.Expert(pass_stopped=False)``): frames of the approach to a vehicle
+    standing straight ahead, down to ~7 m, what an agent that brakes for it sees. The labels stay the
+    passing expert's (the direction is the way round it).
 
     min_box_height_px: boxes shorter than this many frame pixels are not labelled (the sim's
     default, 4, is meant for 320x240; 8 at 640x480 labels the same objects at twice the pixels).
@@ -229,7 +234,7 @@ def record_sim(
     if autopilot:
         from sim.expert import Expert
 
-        expert = Expert()
+        expert = Expert(pass_stopped=pass_stopped)
     view = None
     try:
         first = sim_source.first()
@@ -242,7 +247,7 @@ def record_sim(
             "kind": "sim", "seed": seed, "time_of_day": info.get("time_of_day", time_of_day),
             "weather": info.get("weather", weather), "driver": "autopilot" if autopilot else "human",
             "headless": headless, "dt": dt, "perturb_per_s": perturb, "min_box_height_px": min_box_height_px,
-            "traffic": traffic, "stopped_per_km": stopped_per_km,
+            "traffic": traffic, "stopped_per_km": stopped_per_km, "pass_stopped": pass_stopped,
         }
         writer = SessionWriter.create(out, source=source, width=obs.shape[1], height=obs.shape[0],
                                       fps=0.0 if headless else fps, classes=DEFAULT_DETECTION_CLASSES,

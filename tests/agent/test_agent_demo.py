@@ -123,3 +123,24 @@ def test_a_small_demo_fine_tunes_from_a_starting_pair_records_trains_drives_repo
     assert "### Run 1" in model_card and "### Run 2" in model_card and "3 s of training wall time in all" in model_card
     assert model_card.index("seeds 1-2") < model_card.index("`truckpilot pretrain --out MORE`: from the previous run's "
                                                              "pair, its detector grown to anchor strides 4, 8")
+
+
+def test_queue_sessions_are_spread_over_the_seeds_and_conditions(tmp_path):
+    """--queue-share: round(n x share) of any first n training sessions stand behind broken-down
+    vehicles (twice as long, QUEUE_STOPPED_PER_KM of them); each kind of session cycles all conditions."""
+    from agent.apps.demo import CONDITIONS, QUEUE_STOPPED_PER_KM, queues, record_sessions
+    from training.sessions import Session
+
+    for share in (0.0, 0.25, 0.5, 1.0):
+        flags = [queues(i, share) for i in range(24)]
+        assert all(sum(flags[:n]) == int(n * share + 0.5) for n in range(1, 25)), (share, flags)
+    config = DemoConfig(out=str(tmp_path), train_seeds=tuple(range(1, 5)), val_seeds=(101,), frames_per_session=3,
+                        val_frames_per_session=2, queue_share=0.5, perturb=0.0)
+    train, val = record_sessions(config, tmp_path / "sessions")
+    sources = [Session.open(path).manifest.source for path in train]
+    assert [s["pass_stopped"] for s in sources] == [False, True, False, True]
+    assert [len(list(Session.open(path).records())) for path in train] == [6, 3, 6, 3]
+    assert [s["stopped_per_km"] for s in sources] == [QUEUE_STOPPED_PER_KM, 1.0, QUEUE_STOPPED_PER_KM, 1.0]
+    assert [(s["time_of_day"], s["weather"]) for s in sources] == [CONDITIONS[0], CONDITIONS[0], CONDITIONS[1],
+                                                                    CONDITIONS[1]]
+    assert [path.endswith("-queue") for path in train] == [True, False, True, False] and len(val) == 1

@@ -81,6 +81,27 @@ def test_stopped_vehicles_put_a_vehicle_standing_close_ahead_into_the_recording(
     assert "stopped_per_km" in capsys.readouterr().err
 
 
+def test_stand_behind_stopped_records_the_approach_to_a_vehicle_straight_ahead(tmp_path):
+    """--stand-behind-stopped: the autopilot brakes for the broken-down vehicle and stands behind it, in
+    its lane: the last frames hold a vehicle box tall and centred in the frame (the passing autopilot's
+    never do: it is a lane to the left by then), and the manifest says so."""
+    base = ["record", "--autopilot", "--headless", "--frames", "450", "--seed", "402", "--time-of-day", "day",
+            "--weather", "clear", "--traffic", "0", "--stopped-per-km", "4", "--perturb", "0", "--no-progress"]
+    centred = {}
+    for name, extra in (("passing", []), ("standing", ["--stand-behind-stopped"])):
+        out = tmp_path / name
+        assert main([*base, *extra, "--out", str(out)]) == 0
+        session = Session.open(out)
+        assert session.manifest.source["pass_stopped"] == (name == "passing")
+        last = list(session.records())[-15:]
+        centred[name] = [y1 - y0 for r in last for (x0, y0, x1, y1), label in zip(r.boxes, r.labels)
+                         if label in ("car", "truck") and x0 < 160 < x1]
+        speeds = [r.extra["speed"] for r in last]
+    assert len(centred["standing"]) == 15 and min(centred["standing"]) > 60, centred["standing"]
+    assert max(speeds) < 0.1  # standing still
+    assert not any(h > 60 for h in centred["passing"]), centred["passing"]
+
+
 def test_record_sim_window_path_runs(tmp_path):
     """The windowed sim path (autopilot driving, frames shown in a pygame window; dummy video driver)."""
     from agent.recording.recorder import record_sim

@@ -132,3 +132,23 @@ def test_the_env_option_reaches_the_world():
         assert any(v.stopped for v in world.vehicles)  # the first stands within 450 m of the start
     finally:
         env.close()
+
+
+@pytest.mark.parametrize("kind", ["car", "truck"])
+def test_an_expert_that_does_not_pass_brakes_and_stands_close_behind_it_in_its_lane(kind):
+    """``Expert(pass_stopped=False)``: the recordings of what an agent that brakes for a broken-down
+    vehicle sees; the passing expert (above) moves out 160 m before it, so it never shows one close."""
+    w, stopped = _straight_world_with_a_stopped(kind, blocked=False)
+    gaps_at_standstill, lanes = [], set()
+
+    def watch() -> bool:
+        lanes.add(w.nearest_lane())
+        if w.truck.v < 0.1:
+            gaps_at_standstill.append(stopped.s - stopped.length / 2 - w.truck.s)
+        return len(gaps_at_standstill) > 45  # stood 3 s
+
+    events = _drive(w, Expert(seed=0, pass_stopped=False), 60.0, until=watch)
+    assert not any("collision" in e for e in events)
+    assert lanes == {EGO_START_LANE}  # never moved out
+    assert gaps_at_standstill and 3.0 < min(gaps_at_standstill) < 12.0, gaps_at_standstill[:3]
+    assert max(gaps_at_standstill) - min(gaps_at_standstill) < 0.5  # and stays there
