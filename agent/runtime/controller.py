@@ -22,6 +22,15 @@ a game's telemetry) it is the time the truck needs to stop from v at
 taken as standing, the worst case: closing at v, stopping takes v / (2 a) of
 the time to reach it), so a fast truck brakes earlier and a slow one later.
 
+With a known speed it also brakes on range: on a flat road a box's bottom row y gives the
+obstacle's distance from the camera, d = camera_height x f / (y - horizon row), f the focal length
+in px from the horizontal field of view. The truck brakes while d < ``stop_gap_m`` + v x
+``reaction_s`` + (v^2 - u^2) / (2 ``brake_decel_mps2``), u = v - d x d ln(h)/dt the obstacle's own
+speed (0 for a standing one): room to stop ``stop_gap_m`` behind it. The TTC rule needs a steady
+growth rate, which a learned detector's jittering box of a far vehicle does not give; the range
+needs only the box bottom. The geometry (``horizon``, ``camera_height_m``, ``hfov_deg``) defaults
+to the simulator's cab camera: set it for a game's camera.
+
 Keys: binary keys approximate continuous values by pulse-width modulation
 (``KeyPwm``): over any window of at least ``pwm_period_s`` the key is down for
 about |value| of the time.
@@ -68,6 +77,15 @@ class ControllerConfig:
         "with a known speed v: the deceleration the brakes are counted on, m/s^2; brake when TTC < v / (2 x this) "
         "+ reaction_s", 3.0)
     reaction_s: float = config_field("with a known speed: margin added to the stopping time, s", 0.5)
+    stop_gap_m: float = config_field(
+        "with a known speed: brake while an in-path obstacle's range (camera to its base, m; from its box bottom "
+        "on a flat road) is under this + v x reaction_s + the braking distance down to its speed: stand about "
+        "this far behind a standing one", 8.0)
+    horizon: float = config_field(
+        "the horizon's row (where a flat road vanishes), fraction of the frame height from the top (the "
+        "simulator's cab camera: 0.42)", 0.42)
+    camera_height_m: float = config_field("the camera's height above the road, m (the simulator's: 2.6)", 2.6)
+    hfov_deg: float = config_field("the camera's horizontal field of view, degrees (the simulator's: 62)", 62.0)
     growth_tau_s: float = config_field("time constant (s) of the EMA on the box growth rate d ln(h)/dt", 0.2)
     track_iou: float = config_field("IoU with the previous box to count as the same object", 0.3)
     brake_hold_s: float = config_field("keep braking this long after the last TTC trigger, s", 1.0)
@@ -87,6 +105,10 @@ class ControllerConfig:
             raise ValueError(f"need 0 <= steer_exit ({self.steer_exit}) < steer_enter ({self.steer_enter}) <= 1")
         if self.pwm_period_s <= 0 or self.steer_tau_s < 0 or self.growth_tau_s < 0:
             raise ValueError("pwm_period_s must be > 0 and time constants >= 0")
+        if not (0 <= self.horizon < 1 and self.camera_height_m > 0 and 0 < self.hfov_deg < 180
+                and self.stop_gap_m >= 0):
+            raise ValueError(f"need 0 <= horizon ({self.horizon}) < 1, camera_height_m ({self.camera_height_m}) > 0, "
+                             f"0 < hfov_deg ({self.hfov_deg}) < 180 and stop_gap_m ({self.stop_gap_m}) >= 0")
         if self.brake_decel_mps2 <= 0 or self.reaction_s < 0:
             raise ValueError(f"need brake_decel_mps2 > 0 (got {self.brake_decel_mps2}) and reaction_s >= 0 "
                              f"(got {self.reaction_s})")
@@ -97,6 +119,21 @@ class ControllerConfig:
         if speed_mps is None:
             return self.ttc_brake_s
         return max(0.0, float(speed_mps)) / (2.0 * self.brake_decel_mps2) + self.reaction_s
+
+    def range_m(self, y: float, width: int, height: int) -> float:
+        """Distance (m) from the camera to the road point at image row ``y`` (px from the top) of a
+        ``width`` x ``height`` frame, on a flat road (see the module doc); inf at or above the horizon."""
+        below = y - self.horizon * height
+        if below <= 0:
+            return math.inf
+        focal = 0.5 * width / math.tan(math.radians(self.hfov_deg) / 2)
+        return self.camera_height_m * focal / below
+
+    def stopping_range_m(self, speed_mps: float, obstacle_mps: float) -> float:
+        """The range (m) under which the truck at ``speed_mps`` brakes for an obstacle moving at
+        ``obstacle_mps`` along its way: ``stop_gap_m`` + reaction distance + braking distance."""
+        v, u = max(0.0, speed_mps), min(max(0.0, obstacle_mps), max(0.0, speed_mps))
+        return self.stop_gap_m + v * self.reaction_s + (v * v - u * u) / (2.0 * self.brake_decel_mps2)
 
     @classmethod
     def help(cls) -> dict[str, str]:
@@ -175,12 +212,14 @@ class KeyPwm:
 
 @dataclass(frozen=True)
 class ObstacleState:
-    """The tracked in-path obstacle: box (xyxy px), TTC in s (inf if not closing)."""
+    """The tracked in-path obstacle: box (xyxy px), TTC in s (inf if not closing), range in m from its
+    box bottom (inf without a known speed, when the range rule is not used)."""
 
     box: tuple[float, float, float, float] | None = None
     label: str | None = None
     ttc_s: float = math.inf
     braking: bool = False
+    range_m: float = math.inf
 
 
 class Controller:
@@ -286,14 +325,20 @@ class Controller:
             self._growth = 0.0
         self._track_box, self._track_time = box, now
         ttc = 1.0 / self._growth if self._growth > 1e-6 else math.inf
-        if ttc < c.ttc_threshold(speed_mps):
+        too_near, distance = False, math.inf
+        if speed_mps is not None:
+            distance = c.range_m(box[3], width, height)
+            if math.isfinite(distance):
+                closing = max(0.0, distance * self._growth)
+                too_near = distance < c.stopping_range_m(speed_mps, speed_mps - closing)
+        if ttc < c.ttc_threshold(speed_mps) or too_near:
             self._brake_until = now + c.brake_hold_s
         elif (self.obstacle.braking and speed_mps is not None and speed_mps < c.stop_hold_mps
               and h >= c.stop_hold_min_height * height and self._growth >= c.release_growth):
             # stopping behind it (a broken-down vehicle, a queue): hold the standstill, or the truck
             # creeps on as the stopped box stops growing and drives into it
             self._brake_until = max(self._brake_until, now + 1e-3)
-        return ObstacleState(box, nearest.label, ttc, now < self._brake_until)
+        return ObstacleState(box, nearest.label, ttc, now < self._brake_until, distance)
 
     # ---- the step -----------------------------------------------------------
     def update(self, perception: Perception, now: float, frame_size: tuple[int, int],

@@ -121,16 +121,73 @@ def test_growing_box_in_path_triggers_brake():
 @pytest.mark.parametrize("speed,brakes", [(None, False), (3.0, False), (15.0, True)])
 def test_with_the_real_speed_the_ttc_threshold_is_the_stopping_time(speed, brakes):
     """A box closing at TTC ~2.5 s: past the 2 s of an unknown speed; at 15 m/s the truck needs
-    15 / (2 x 3) + 0.5 = 3 s to stop, so it brakes; at 3 m/s 1 s, so it need not yet."""
-    c = ControllerConfig()
+    15 / (2 x 3) + 0.5 = 3 s to stop, so it brakes; at 3 m/s 1 s, so it need not yet. (The box stands
+    ~10 m off by its bottom row: ``stop_gap_m`` 0 keeps the range rule, tested below, out of this.)"""
+    c = ControllerConfig(stop_gap_m=0.0)
     assert c.ttc_threshold(None) == c.ttc_brake_s
     assert c.ttc_threshold(15.0) == pytest.approx(15.0 / (2 * c.brake_decel_mps2) + c.reaction_s) == pytest.approx(3.0)
-    ctl = Controller()
+    ctl = Controller(c)
     rate = math.exp(0.05 / 2.5)  # d ln h / dt = 0.4 / s
     actions = [ctl.update(straight([car(W / 2, 250 + i, 40 * rate ** i)]), i * 0.05, (W, H), speed_mps=speed)
                for i in range(40)]
     assert ctl.obstacle.ttc_s == pytest.approx(2.5, rel=0.05)
     assert (actions[-1].brake == 1.0) is brakes, (speed, ctl.obstacle)
+
+
+def row_at(distance_m: float, c: ControllerConfig = ControllerConfig()) -> float:
+    """The image row (px, W x H frame) of the road point ``distance_m`` ahead of the camera."""
+    focal = 0.5 * W / math.tan(math.radians(c.hfov_deg) / 2)
+    return c.horizon * H + c.camera_height_m * focal / distance_m
+
+
+def test_range_is_the_flat_road_distance_of_the_box_bottom():
+    c = ControllerConfig()
+    for d in (5.0, 12.0, 40.0):
+        assert c.range_m(row_at(d), W, H) == pytest.approx(d)
+    assert math.isinf(c.range_m(c.horizon * H, W, H)) and math.isinf(c.range_m(10.0, W, H))
+    assert c.stopping_range_m(12.0, 0.0) == pytest.approx(c.stop_gap_m + 12.0 * c.reaction_s + 144 / 6)
+    assert c.stopping_range_m(12.0, 12.0) == pytest.approx(c.stop_gap_m + 6.0)  # same speed: headway only
+    assert c.stopping_range_m(0.0, 0.0) == c.stop_gap_m
+
+
+@pytest.mark.parametrize("distance,brakes", [(32.0, True), (45.0, False)])
+def test_a_standing_vehicle_is_braked_for_by_range_before_its_ttc_says_so(distance, brakes):
+    """Closing on a standing vehicle at 12 m/s: its box bottom and height follow its distance d.
+    At 32 m its TTC is 2.7 s, over the 2.5 s TTC threshold, but the truck needs 8 + 6 + 24 = 38 m:
+    the range rule brakes; at 45 m neither does."""
+    c = ControllerConfig()
+    ctl = Controller(c)
+    speed, dt, frames = 12.0, 0.05, 20
+    actions = []
+    for i in range(frames + 1):
+        d = distance + speed * dt * (frames - i)
+        actions.append(ctl.update(straight([car(W / 2, row_at(d), 0.5 * 600 / d)]), i * dt, (W, H), speed_mps=speed))
+    assert ctl.obstacle.ttc_s > c.ttc_threshold(speed) and ctl.obstacle.ttc_s == pytest.approx(distance / speed, rel=0.1)
+    assert (actions[-1].brake == 1.0) is brakes, ctl.obstacle
+    assert ctl.obstacle.range_m == pytest.approx(distance)
+
+
+@pytest.mark.parametrize("distance,speed,brakes", [
+    (20.0, 0.0, False),    # standing still 20 m behind a standing vehicle: creep closer
+    (6.0, 0.0, True),      # ... 6 m behind it: hold
+    (6.0, None, False),    # no speed, no range rule: a static box has no TTC
+])
+def test_standing_behind_a_vehicle_the_range_holds_the_truck_short_of_it(distance, speed, brakes):
+    ctl = Controller()
+    actions = [ctl.update(straight([car(W / 2, row_at(distance), 30)]), i * 0.05, (W, H), speed_mps=speed)
+               for i in range(10)]
+    assert math.isinf(ctl.obstacle.ttc_s)
+    assert (actions[-1].brake == 1.0) is brakes, (distance, speed, ctl.obstacle)
+
+
+def test_a_lead_at_the_trucks_own_speed_is_braked_for_only_inside_the_headway():
+    """A box that keeps its size moves at the truck's speed: braking distance 0, so only closer than
+    stop_gap_m + v x reaction_s (14 m at 12 m/s)."""
+    for distance, brakes in ((18.0, False), (11.0, True)):
+        ctl = Controller()
+        actions = [ctl.update(straight([car(W / 2, row_at(distance), 30)]), i * 0.05, (W, H), speed_mps=12.0)
+                   for i in range(10)]
+        assert (actions[-1].brake == 1.0) is brakes, distance
 
 
 @pytest.mark.parametrize("growth", [1.0, 0.97])

@@ -136,9 +136,12 @@ def test_cli_exit_1_and_the_first_mismatch_when_the_controller_differs(recorded,
     from agent.apps.cli import main
 
     ckpt, det, session = recorded
-    assert main(["replay", str(session), "--model", str(ckpt), "--detector", str(det), "--set", "speed_kp=0.05"]) == 1
+    # the random detector's boxes stand within 8 m of the standing truck (the range rule brakes from frame 0);
+    # with no stop gap it drives
+    assert main(["replay", str(session), "--model", str(ckpt), "--detector", str(det), "--set", "stop_gap_m=0"]) == 1
     printed = capsys.readouterr().out
-    assert "REPLAY MISMATCH: first at frame 0 throttle: recorded 1.0, replayed 0.6" in printed
+    assert "REPLAY MISMATCH: first at frame 0 keys" in printed
+    assert "first throttle: frame 0 throttle: recorded 0.0, replayed 1.0" in printed
     assert "throttle 0," not in printed  # counted in the summary line
 
 

@@ -61,3 +61,35 @@ def test_blind_the_agent_drives_into_it():
     assert run.outcome == "collision" and run.stop_gap_m is None and run.brake_gap_m is None, run
     assert run.min_gap_m < 1.0 and math.isfinite(run.min_gap_m), run  # bumpers within a metre: it hit
     assert summarise([run])["collision"] == 1
+
+
+@pytest.mark.parametrize("size", [(320, 240), (640, 480)])
+def test_the_controllers_range_from_a_box_bottom_is_the_simulators_distance(size):
+    """The range rule's flat-road geometry (horizon, camera height, field of view) against the simulator's
+    camera: the broken-down vehicle's ground-truth box bottom gives its distance within 10 % plus the
+    camera's ~1.5 m set-back from the front bumper, from 40 m down to a standstill behind it."""
+    import gymnasium
+
+    import sim  # noqa: F401  (registers TruckSim-v0)
+    from agent.apps.stop_scenario import _first_stopped_gap
+    from agent.runtime.controller import ControllerConfig
+    from sim.expert import Expert
+
+    width, height = size
+    config = ControllerConfig()
+    env = gymnasium.make("TruckSim-v0", width=width, height=height, traffic_density=0.0, pedestrian_density=0.0,
+                         route_length_m=800.0, stopped_per_km=4.0, road_curvature=0.0)
+    try:
+        env.reset(seed=404)
+        world, expert, pairs = env.unwrapped.world, Expert(pass_stopped=False), []
+        for _ in range(450):
+            _, _, terminated, _, info = env.step(expert.act(env))
+            assert not terminated
+            gap, stopped = _first_stopped_gap(world), {v.uid for v in world.vehicles if v.stopped}
+            pairs += [(gap, config.range_m(box[3], width, height)) for box, uid in zip(info["boxes"], info["object_ids"])
+                      if uid in stopped and gap < 40.0]
+    finally:
+        env.close()
+    assert len(pairs) > 100 and min(g for g, _ in pairs) < 8.0
+    for gap, distance in pairs:
+        assert gap + 0.5 < distance < 1.1 * gap + 2.5, (gap, distance)
