@@ -38,6 +38,8 @@ PUBLISHED_PAIR = Path(__file__).resolve().parent / "weights" / "start.safetensor
 
 #: environment variable naming another packed pair to use instead, or "none" for no starting pair
 START_ENV = "TRUCKPILOT_START"
+#: the unpacked pair's notes (``pack_pair``'s ``notes``), beside its checkpoints
+PAIR_NOTES = "pair.json"
 
 
 def published_pair() -> Path | None:
@@ -109,14 +111,19 @@ def read_pair_meta(path: str | os.PathLike) -> dict[str, Any]:
 
 def unpack_pair(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> dict[str, Path]:
     """The two float32 checkpoints of the packed file at ``path``: {"direction": path, "detector": path}
-    in ``cache_dir`` (default ``default_cache_dir()``) / ``start-<digest>/``, written on first use."""
+    in ``cache_dir`` (default ``default_cache_dir()``) / ``start-<digest>/``, written on first use, with
+    the pair's notes (its recipe and lineage) beside them in ``pair.json`` (``PAIR_NOTES``): a run that
+    continues the pair (``truckpilot pretrain --init``) names its origin from there."""
     from safetensors.torch import load_file, save
 
     path = Path(path)
     meta = read_pair_meta(path)
     folder = Path(cache_dir or default_cache_dir()) / f"start-{checkpoint_digest(path)[:16]}"
     out = {part: folder / f"best.{part}.safetensors" for part in PARTS}
+    notes = folder / PAIR_NOTES
     if all(p.is_file() for p in out.values()):
+        if not notes.is_file():
+            write_atomically(notes, json.dumps(meta.get("notes") or {}, indent=1).encode())
         return out
     tensors = load_file(str(path))
     trunk = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items() if k.startswith(_TRUNK)}
@@ -127,6 +134,7 @@ def unpack_pair(path: str | os.PathLike, cache_dir: str | os.PathLike | None = N
                for k, v in tensors.items() if k.startswith(prefix)}
         write_atomically(out[part], save({**trunk, **own}, metadata={CARD_KEY: card.to_json()}))
         read_card(out[part])
+    write_atomically(notes, json.dumps(meta.get("notes") or {}, indent=1).encode())
     return out
 
 

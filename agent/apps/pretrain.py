@@ -15,14 +15,21 @@ Stage 2 (``--refine-seconds``, default 18 min; 0: none) is one more one-epoch ru
 sessions from stage 1's best pair at a low peak lr (``--refine-lr``). A finished stage (its summary in
 ``--out``) is skipped, so a second call adds stage 2 or publishes without training again.
 
-A recipe can go on from an earlier one's pair: ``--init OLD/refine/best`` starts stage 1 from it (its
-input size wins) and ``--anchor-strides``/``--anchor-sizes`` may add anchor levels to its detector
-(the trained levels keep their heads, the added ones start fresh). The published pair is two runs::
+A recipe can go on from an earlier one's pair: ``--init OLD/refine/best`` (or a packed pair,
+``--init perception/weights/start.safetensors``) starts stage 1 from it (its input size wins) and
+``--anchor-strides``/``--anchor-sizes`` may add anchor levels to its detector (the trained levels
+keep their heads, the added ones start fresh). The published pair is three runs::
 
     truckpilot pretrain --out /tmp/start1
     truckpilot pretrain --out /tmp/start2 --init /tmp/start1/refine/best --stopped-per-km 1.5 \\
         --anchor-strides 4 8 16 32 64 128 --anchor-sizes 0.02 0.04 0.08 0.2 0.4 0.7 \\
-        --lr 1e-3 --train-seconds 2700 --epochs 2 --publish perception/weights
+        --lr 1e-3 --train-seconds 2700 --epochs 2
+    truckpilot pretrain --out /tmp/start3 --init /tmp/start2/refine/best --seeds 1 ... 60 501 ... 560 \\
+        --stopped-per-km 1.5 --queue-share 0.5 --lr 3e-4 --train-seconds 1200 --epochs 1 \\
+        --refine-seconds 0 --publish perception/weights
+
+(the third: half its sessions show the approach to a broken-down vehicle straight ahead, which the
+first two never did; ``truckpilot scenario stopped-vehicle``).
 
 ``--publish DIR`` (after training, or on an existing ``--out``) packs the best pair (stage 2's when
 there is one) into ``DIR/start.safetensors`` (``perception.starting_pair``: fp16, the shared trunk
@@ -99,7 +106,9 @@ def recipe_notes(out: Path) -> dict:
     """What the model card says about the recipe run in ``out``: its recipe (with the command when it was
     recorded), stage 2's optimiser settings, training wall time, the best pair's validation figures and
     files, and under "from" the same for the run whose pair ``--init`` continued (when that run's
-    directory is still there)."""
+    directory is still there, or the pair was a packed one: the notes it was published with)."""
+    from perception.starting_pair import PAIR_NOTES
+
     stage2 = out / "refine_summary.json"
     summary = json.loads((stage2 if stage2.exists() else out / "summary.json").read_text())
     recipe = json.loads((out / "recipe.json").read_text())
@@ -117,6 +126,8 @@ def recipe_notes(out: Path) -> dict:
     init = recipe.get("init")
     if init and (Path(init).parent.parent / "recipe.json").exists():
         notes["from"] = recipe_notes(Path(init).parent.parent)
+    elif init and (Path(init).parent / PAIR_NOTES).exists():  # an unpacked published pair: its own notes
+        notes["from"] = json.loads((Path(init).parent / PAIR_NOTES).read_text())
     return notes
 
 
@@ -238,8 +249,9 @@ def main(argv: list[str]) -> int:
                         "passing them (the demo's --queue-share; the published pair's third run: 0.5)")
     p.add_argument("--lr", type=float, default=2e-3, help="stage 1's peak learning rate")
     p.add_argument("--init", default="",
-                   help="stage 1 starts from this pair (a run's stem RUN/best, e.g. an earlier recipe's refine/best) "
-                        "instead of --trunk-weights; its input size replaces --input-height/--input-width")
+                   help="stage 1 starts from this pair (a run's stem RUN/best, e.g. an earlier recipe's refine/best, "
+                        "or a packed pair such as perception/weights/start.safetensors) instead of --trunk-weights; "
+                        "its input size replaces --input-height/--input-width")
     p.add_argument("--anchor-strides", type=int, nargs="*", default=[],
                    help="detector anchor levels (with --init: its levels plus added ones, e.g. 4 8 16 32 64 128)")
     p.add_argument("--anchor-sizes", type=float, nargs="*", default=[],
@@ -251,8 +263,18 @@ def main(argv: list[str]) -> int:
     config = recipe_config(out, tuple(args.seeds), args.frames_per_session, args.train_seconds,
                            args.input_height, args.input_width, args.epochs, args.seed, args.stopped_per_km,
                            args.lr, tuple(args.anchor_strides), tuple(args.anchor_sizes), args.queue_share)
+    init = Path(args.init) if args.init else None
+    if init is not None and init.suffix == ".safetensors":  # a packed pair: continue its unpacked checkpoints
+        from perception.checkpoint import CheckpointError
+        from perception.starting_pair import unpack_pair
+
+        try:
+            init = unpack_pair(init)["direction"].parent / "best"
+        except CheckpointError as exc:
+            print(f"truckpilot pretrain: --init {args.init}: {exc}", file=sys.stderr)
+            return 2
     if not (out / "summary.json").exists():
-        make(config, out, Path(args.init) if args.init else None, command="truckpilot pretrain " + shlex.join(argv))
+        make(config, out, init, command="truckpilot pretrain " + shlex.join(argv))
     if args.refine_seconds > 0 and not (out / "refine_summary.json").exists():
         refine(config, out, args.refine_seconds, args.refine_lr)
     if args.publish:

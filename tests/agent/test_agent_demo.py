@@ -123,6 +123,22 @@ def test_a_small_demo_fine_tunes_from_a_starting_pair_records_trains_drives_repo
     assert "### Run 1" in model_card and "### Run 2" in model_card and "3 s of training wall time in all" in model_card
     assert model_card.index("seeds 1-2") < model_card.index("`truckpilot pretrain --out MORE`: from the previous run's "
                                                              "pair, its detector grown to anchor strides 4, 8")
+    # a run continuing the packed pair itself (--init weights/start.safetensors: unpacked into the cache, its
+    # notes beside it): the card goes back through the packed pair's own lineage
+    from perception.starting_pair import unpack_pair
+
+    unpacked = unpack_pair(tmp_path / "weights" / "start.safetensors", tmp_path / "cache")
+    third = tmp_path / "third"
+    third.mkdir()
+    (third / "recipe.json").write_text(json.dumps({**config.to_dict(), "train_seeds": [9], "queue_share": 0.5,
+                                                   "init": str(unpacked["direction"].parent / "best"),
+                                                   "command": "truckpilot pretrain --out THIRD"}))
+    (third / "summary.json").write_text(json.dumps({**metrics, "train_wall_s": 4.0}))
+    publish(third, tmp_path / "weights3")
+    model_card = (tmp_path / "weights3" / "MODEL_CARD.md").read_text()
+    assert "### Run 3" in model_card and "7 s of training wall time in all" in model_card
+    assert model_card.index("seeds 1-2") < model_card.index("--out MORE") < model_card.index("--out THIRD")
+    assert "50% of the sessions" in model_card  # the queue sessions
 
 
 def test_queue_sessions_are_spread_over_the_seeds_and_conditions(tmp_path):

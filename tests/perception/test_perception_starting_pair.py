@@ -2,6 +2,8 @@
 the two ordinary checkpoints every tool loads."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -9,7 +11,7 @@ from perception.checkpoint import CheckpointError, ModelCard, load_model, save_m
 from perception.config import DetectorConfig, DirectionConfig, TrunkConfig
 from perception.detector import SSDNet
 from perception.direction import DirectionNet
-from perception.starting_pair import pack_pair, read_pair_meta, unpack_pair
+from perception.starting_pair import PAIR_NOTES, pack_pair, read_pair_meta, unpack_pair
 
 SIZE = (64, 96)
 
@@ -50,6 +52,7 @@ def test_packed_pair_holds_the_trunk_once_in_fp16_and_unpacks_to_what_was_packed
     assert read_pair_meta(packed)["notes"] == {"recipe": "test"}
 
     out = unpack_pair(packed, tmp_path / "cache")
+    assert json.loads((out["direction"].parent / PAIR_NOTES).read_text()) == {"recipe": "test"}  # its lineage
     x = torch.randn(2, 3, *SIZE)
     for part in ("direction", "detector"):
         original, card = load_model(paths[part])
