@@ -1,7 +1,9 @@
-"""argparse value types shared by the agent's commands."""
+"""argparse value types shared by the agent's commands, and their --set NAME=VALUE settings."""
 from __future__ import annotations
 
 import argparse
+import json
+from dataclasses import fields, replace
 
 
 def region_arg(text: str) -> tuple[int, int, int, int]:
@@ -24,3 +26,27 @@ def size_arg(text: str) -> tuple[int, int]:
     if w <= 0 or h <= 0:
         raise argparse.ArgumentTypeError(f"size {text!r} must be positive")
     return w, h
+
+
+def with_settings(config, items: list[str]):
+    """``config`` (a frozen dataclass, e.g. ControllerConfig) with each ``--set NAME=VALUE`` of ``items``
+    applied, VALUE read as the field's type (bools true/false, tuples as JSON lists); ValueError naming
+    the item and the fields there are."""
+    known = {f.name for f in fields(config)}
+    changes = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or name not in known:
+            raise ValueError(f"--set {item!r}: give NAME=VALUE with NAME one of {', '.join(sorted(known))}")
+        current = getattr(config, name)
+        try:
+            if isinstance(current, bool):
+                changes[name] = {"true": True, "false": False}[text.strip().lower()]
+            elif isinstance(current, (int, float)):
+                changes[name] = type(current)(text)
+            else:
+                changes[name] = type(current)(json.loads(text))
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(f"--set {item!r}: {text!r} is not a {type(current).__name__}") from None
+    return replace(config, **changes)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import fields, replace
 from pathlib import Path
 
 EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
@@ -54,6 +53,7 @@ def controller_config_from_args(args: argparse.Namespace, recorded: dict | None 
     and --time-scale are then refused: they are in the record already). Without a record (older
     sessions): the default settings with --target-speed, --time-scale and --set.
     """
+    from agent.apps.cli_args import with_settings
     from agent.apps.drive import controller_config_for_time_scale
     from agent.runtime.controller import ControllerConfig
 
@@ -64,24 +64,7 @@ def controller_config_from_args(args: argparse.Namespace, recorded: dict | None 
         config = ControllerConfig.from_record(recorded)
     else:
         config = ControllerConfig() if args.target_speed is None else ControllerConfig(target_speed_mps=args.target_speed)
-    known = {f.name: f for f in fields(ControllerConfig)}
-    changes = {}
-    for item in args.set:
-        name, sep, text = item.partition("=")
-        name = name.strip()
-        if not sep or name not in known:
-            raise ValueError(f"--set {item!r}: give NAME=VALUE with NAME one of {', '.join(sorted(known))}")
-        current = getattr(config, name)
-        try:
-            if isinstance(current, bool):
-                changes[name] = {"true": True, "false": False}[text.strip().lower()]
-            elif isinstance(current, (int, float)):
-                changes[name] = type(current)(text)
-            else:
-                changes[name] = type(current)(json.loads(text))
-        except (ValueError, KeyError, TypeError):
-            raise ValueError(f"--set {item!r}: {text!r} is not a {type(current).__name__}") from None
-    config = replace(config, **changes)
+    config = with_settings(config, args.set)
     return config if recorded is not None else controller_config_for_time_scale(config, args.time_scale)
 
 

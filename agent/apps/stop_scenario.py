@@ -124,19 +124,24 @@ def get_args_parser() -> argparse.ArgumentParser:
     add_perceiver_args(p)
     p.add_argument("--seeds", default="401-405", help="seeds, A-B inclusive or a comma list (default 401-405)")
     p.add_argument("--conditions", default="day/clear", help="TIME/WEATHER list (default day/clear)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="a ControllerConfig field changed, e.g. range_brake=false or stop_gap_m=12 (repeatable)")
     p.add_argument("--json", metavar="FILE", help="also write the runs and the summary as JSON to FILE")
     return p
 
 
 def main(argv: list[str]) -> int:
+    from agent.apps.cli_args import with_settings
     from agent.apps.drive import perceiver_from_args, set_torch_threads
     from agent.apps.scorecard import parse_conditions, parse_seeds
+    from agent.runtime.controller import ControllerConfig
     from perception.checkpoint import CheckpointError
 
     args = get_args_parser().parse_args(argv)
     set_torch_threads(args)
     try:
         seeds, conditions = parse_seeds(args.seeds), parse_conditions(args.conditions)
+        controller_config = with_settings(ControllerConfig(), args.set)
         perceiver = perceiver_from_args(args)
     except (CheckpointError, ValueError, FileNotFoundError) as exc:
         print(f"truckpilot scenario: {exc}", file=sys.stderr)
@@ -144,7 +149,7 @@ def main(argv: list[str]) -> int:
     runs = []
     for tod, weather in conditions:
         for seed in seeds:
-            run = run_stop_scenario(perceiver, seed, tod, weather)
+            run = run_stop_scenario(perceiver, seed, tod, weather, controller_config=controller_config)
             log.info("scenario seed %d %s/%s: %s", seed, tod, weather, asdict(run))
             runs.append(run)
     result = {"runs": [asdict(r) for r in runs], "summary": summarise(runs)}

@@ -26,7 +26,9 @@ With a known speed it also brakes on range: on a flat road a box's bottom row y 
 obstacle's distance from the camera, d = camera_height x f / (y - horizon row), f the focal length
 in px from the horizontal field of view. The truck brakes while d < ``stop_gap_m`` + v x
 ``reaction_s`` + (v^2 - u^2) / (2 ``brake_decel_mps2``), u = v - d x d ln(h)/dt the obstacle's own
-speed (0 for a standing one): room to stop ``stop_gap_m`` behind it. The TTC rule needs a steady
+speed (0 for a standing one): room to stop ``stop_gap_m`` behind it. Nothing in the truck's lane
+closes faster than the truck drives; a box that does (by more than ``oncoming_margin_mps``) is
+oncoming traffic in the corridor on a bend, and neither rule brakes for it. The TTC rule needs a steady
 growth rate, which a learned detector's jittering box of a far vehicle does not give; the range
 needs only the box bottom. The geometry (``horizon``, ``camera_height_m``, ``hfov_deg``) defaults
 to the simulator's cab camera: set it for a game's camera.
@@ -77,10 +79,15 @@ class ControllerConfig:
         "with a known speed v: the deceleration the brakes are counted on, m/s^2; brake when TTC < v / (2 x this) "
         "+ reaction_s", 3.0)
     reaction_s: float = config_field("with a known speed: margin added to the stopping time, s", 0.5)
+    range_brake: bool = config_field("with a known speed, brake on range as well as on TTC (see the module doc)", True)
     stop_gap_m: float = config_field(
         "with a known speed: brake while an in-path obstacle's range (camera to its base, m; from its box bottom "
         "on a flat road) is under this + v x reaction_s + the braking distance down to its speed: stand about "
         "this far behind a standing one", 8.0)
+    oncoming_margin_mps: float = config_field(
+        "with a known speed and range_brake: an obstacle closing faster than the truck's own speed + this, m/s "
+        "(closing = range x box growth), comes towards it: oncoming traffic seen in the corridor on a bend, "
+        "not braked for", 4.0)
     horizon: float = config_field(
         "the horizon's row (where a flat road vanishes), fraction of the frame height from the top (the "
         "simulator's cab camera: 0.42)", 0.42)
@@ -325,13 +332,14 @@ class Controller:
             self._growth = 0.0
         self._track_box, self._track_time = box, now
         ttc = 1.0 / self._growth if self._growth > 1e-6 else math.inf
-        too_near, distance = False, math.inf
-        if speed_mps is not None:
+        too_near, oncoming, distance = False, False, math.inf
+        if speed_mps is not None and c.range_brake:
             distance = c.range_m(box[3], width, height)
             if math.isfinite(distance):
                 closing = max(0.0, distance * self._growth)
-                too_near = distance < c.stopping_range_m(speed_mps, speed_mps - closing)
-        if ttc < c.ttc_threshold(speed_mps) or too_near:
+                oncoming = closing > max(0.0, speed_mps) + c.oncoming_margin_mps
+                too_near = not oncoming and distance < c.stopping_range_m(speed_mps, speed_mps - closing)
+        if (ttc < c.ttc_threshold(speed_mps) and not oncoming) or too_near:
             self._brake_until = now + c.brake_hold_s
         elif (self.obstacle.braking and speed_mps is not None and speed_mps < c.stop_hold_mps
               and h >= c.stop_hold_min_height * height and self._growth >= c.release_growth):

@@ -165,6 +165,26 @@ def test_a_standing_vehicle_is_braked_for_by_range_before_its_ttc_says_so(distan
     assert ctl.obstacle.ttc_s > c.ttc_threshold(speed) and ctl.obstacle.ttc_s == pytest.approx(distance / speed, rel=0.1)
     assert (actions[-1].brake == 1.0) is brakes, ctl.obstacle
     assert ctl.obstacle.range_m == pytest.approx(distance)
+    if brakes:  # the range rule alone: off (range_brake false), the TTC rule does not brake yet
+        ctl = Controller(ControllerConfig(range_brake=False))
+        for i in range(frames + 1):
+            d = distance + speed * dt * (frames - i)
+            action = ctl.update(straight([car(W / 2, row_at(d), 0.5 * 600 / d)]), i * dt, (W, H), speed_mps=speed)
+        assert action.brake == 0.0 and math.isinf(ctl.obstacle.range_m)
+
+
+@pytest.mark.parametrize("speed", [10.0, None])
+def test_a_box_closing_faster_than_the_truck_drives_is_oncoming_and_not_braked_for(speed):
+    """An oncoming car in the corridor on a bend, 40 -> 25 m at 30 m/s closing (TTC 0.8 s): with the
+    truck's speed known (10 m/s) nothing in its lane can close that fast, so neither rule brakes;
+    without a speed the TTC rule must (it cannot tell)."""
+    ctl = Controller()
+    closing, dt, frames = 30.0, 0.05, 10
+    for i in range(frames + 1):
+        d = 25.0 + closing * dt * (frames - i)
+        action = ctl.update(straight([car(W / 2, row_at(d), 0.5 * 600 / d)]), i * dt, (W, H), speed_mps=speed)
+    assert ctl.obstacle.ttc_s < 1.5  # the smoothed growth lags the true 0.8 s a little
+    assert action.brake == (0.0 if speed else 1.0), ctl.obstacle
 
 
 @pytest.mark.parametrize("distance,speed,brakes", [

@@ -93,3 +93,13 @@ def test_the_controllers_range_from_a_box_bottom_is_the_simulators_distance(size
     assert len(pairs) > 100 and min(g for g, _ in pairs) < 8.0
     for gap, distance in pairs:
         assert gap + 0.5 < distance < 1.1 * gap + 2.5, (gap, distance)
+
+
+def test_the_scenario_command_takes_controller_settings_and_names_a_bad_one(capsys):
+    from agent.apps.stop_scenario import main
+
+    assert main(["stopped-vehicle", "--set", "stop_gapp_m=3"]) == 2
+    err = capsys.readouterr().err
+    assert "--set 'stop_gapp_m=3'" in err and "stop_gap_m" in err  # the fields there are
+    assert main(["stopped-vehicle", "--set", "range_brake=maybe"]) == 2
+    assert "'maybe' is not a bool" in capsys.readouterr().err
