@@ -27,8 +27,9 @@ obstacle's distance from the camera, d = camera_height x f / (y - horizon row), 
 in px from the horizontal field of view. The truck brakes while d < ``stop_gap_m`` + v x
 ``reaction_s`` + (v^2 - u^2) / (2 ``brake_decel_mps2``), u = v - d x d ln(h)/dt the obstacle's own
 speed (0 for a standing one): room to stop ``stop_gap_m`` behind it. Nothing in the truck's lane
-closes faster than the truck drives; a box that does (by more than ``oncoming_margin_mps``) is
-oncoming traffic in the corridor on a bend, and neither rule brakes for it. The TTC rule needs a steady
+closes faster than the truck drives; a box that does (by more than ``oncoming_margin_mps``, once
+tracked for ``oncoming_min_track_s``) is oncoming traffic in the corridor on a bend, and neither
+rule brakes for it. The TTC rule needs a steady
 growth rate, which a learned detector's jittering box of a far vehicle does not give; the range
 needs only the box bottom. The geometry (``horizon``, ``camera_height_m``, ``hfov_deg``) defaults
 to the simulator's cab camera: set it for a game's camera.
@@ -88,6 +89,9 @@ class ControllerConfig:
         "with a known speed and range_brake: an obstacle closing faster than the truck's own speed + this, m/s "
         "(closing = range x box growth), comes towards it: oncoming traffic seen in the corridor on a bend, "
         "not braked for", 4.0)
+    oncoming_min_track_s: float = config_field(
+        "... judged only once the obstacle has been tracked this long, s: the first growth rates of a new "
+        "track jump with its box (a vehicle coming out of fog snapped from 14 to 19 px in one frame)", 0.3)
     horizon: float = config_field(
         "the horizon's row (where a flat road vanishes), fraction of the frame height from the top (the "
         "simulator's cab camera: 0.42)", 0.42)
@@ -249,6 +253,7 @@ class Controller:
         self._last_time: float | None = None
         self._track_box: tuple[float, float, float, float] | None = None
         self._track_time: float | None = None
+        self._track_start = 0.0  # when the tracked obstacle was first seen, s
         self._growth: float = 0.0  # EMA of d ln(h) / dt, 1/s
         self._brake_until = -math.inf
         self.obstacle = ObstacleState()
@@ -329,7 +334,7 @@ class Controller:
             rate = (math.log(h) - math.log(h_prev)) / dt if h_prev > 0 else 0.0
             self._growth += ema_alpha(dt, c.growth_tau_s) * (rate - self._growth)
         else:
-            self._growth = 0.0
+            self._growth, self._track_start = 0.0, now
         self._track_box, self._track_time = box, now
         ttc = 1.0 / self._growth if self._growth > 1e-6 else math.inf
         too_near, oncoming, distance = False, False, math.inf
@@ -337,7 +342,8 @@ class Controller:
             distance = c.range_m(box[3], width, height)
             if math.isfinite(distance):
                 closing = max(0.0, distance * self._growth)
-                oncoming = closing > max(0.0, speed_mps) + c.oncoming_margin_mps
+                oncoming = (now - self._track_start >= c.oncoming_min_track_s
+                            and closing > max(0.0, speed_mps) + c.oncoming_margin_mps)
                 too_near = not oncoming and distance < c.stopping_range_m(speed_mps, speed_mps - closing)
         if (ttc < c.ttc_threshold(speed_mps) and not oncoming) or too_near:
             self._brake_until = now + c.brake_hold_s

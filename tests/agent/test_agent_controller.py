@@ -175,16 +175,29 @@ def test_a_standing_vehicle_is_braked_for_by_range_before_its_ttc_says_so(distan
 
 @pytest.mark.parametrize("speed", [10.0, None])
 def test_a_box_closing_faster_than_the_truck_drives_is_oncoming_and_not_braked_for(speed):
-    """An oncoming car in the corridor on a bend, 40 -> 25 m at 30 m/s closing (TTC 0.8 s): with the
-    truck's speed known (10 m/s) nothing in its lane can close that fast, so neither rule brakes;
-    without a speed the TTC rule must (it cannot tell)."""
+    """An oncoming car in the corridor on a bend, 70 -> 25 m at 30 m/s closing (TTC 0.8 s at the end):
+    with the truck's speed known (10 m/s) nothing in its lane can close that fast, so neither rule
+    brakes; without a speed the TTC rule must (it cannot tell)."""
     ctl = Controller()
-    closing, dt, frames = 30.0, 0.05, 10
+    closing, dt, frames = 30.0, 0.05, 30
     for i in range(frames + 1):
         d = 25.0 + closing * dt * (frames - i)
         action = ctl.update(straight([car(W / 2, row_at(d), 0.5 * 600 / d)]), i * dt, (W, H), speed_mps=speed)
     assert ctl.obstacle.ttc_s < 1.5  # the smoothed growth lags the true 0.8 s a little
     assert action.brake == (0.0 if speed else 1.0), ctl.obstacle
+
+
+def test_a_new_track_is_not_judged_oncoming_so_a_box_that_snaps_bigger_is_braked_for():
+    """Seen on a vehicle coming out of fog, 27 m ahead at 11 m/s: its box snapped from 14 to 19 px in one
+    frame, a growth rate that reads as closing at 28 m/s. In its first oncoming_min_track_s the track
+    is not judged oncoming, so the truck brakes."""
+    ctl = Controller()
+    for i, (d, h) in enumerate(((27.3, 14.6), (26.8, 14.3), (23.2, 19.2))):
+        bottom = row_at(d)
+        action = ctl.update(straight([Detection((W / 2 - 20, bottom - h, W / 2 + 20, bottom), "car", 0.9)]),
+                            i / 15, (W, H), speed_mps=11.0)
+    assert ctl.obstacle.range_m * ctl._growth > 11.0 + ctl.config.oncoming_margin_mps  # it looks oncoming
+    assert action.brake == 1.0, ctl.obstacle
 
 
 @pytest.mark.parametrize("distance,speed,brakes", [
