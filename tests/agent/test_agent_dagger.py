@@ -18,7 +18,9 @@ def _records(path):
 
 def _left_leaning_pair(stem):
     """A fresh joint pair at 64x64 (random trunk) whose direction head says "left" whatever it sees: an
-    agent that leaves its lane within seconds, so the expert must take over in a few hundred frames."""
+    agent that leaves its lane within seconds, so the expert must take over in a few hundred frames.
+    Its detector sees nothing (background everywhere): a random one's boxes stand within a few metres
+    of the truck, and the controller's range rule would hold it at the start."""
     import torch
 
     from training.tasks import default_model_config, make_task
@@ -29,6 +31,8 @@ def _left_leaning_pair(stem):
     with torch.no_grad():
         model.direction.head[-1].weight.mul_(0.01)
         model.direction.head[-1].bias.copy_(torch.tensor([4.0 if c == "left" else 0.0 for c in classes]))
+        for head in model.detector.heads:
+            head.cls.bias.view(-1, head.num_outputs)[:, 0] = 50.0
     task.save_checkpoints(stem, model, {"made_by": "tests/agent/test_agent_dagger.py"})
     return stem
 
