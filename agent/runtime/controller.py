@@ -26,13 +26,13 @@ With a known speed it also brakes on range: on a flat road a box's bottom row y 
 obstacle's distance from the camera, d = camera_height x f / (y - horizon row), f the focal length
 in px from the horizontal field of view. The truck brakes while d < ``stop_gap_m`` + v x
 ``reaction_s`` + (v^2 - u^2) / (2 ``brake_decel_mps2``), u = v - d x d ln(h)/dt the obstacle's own
-speed (0 for a standing one): room to stop ``stop_gap_m`` behind it. Nothing in the truck's lane
-closes faster than the truck drives; a box that does (by more than ``oncoming_margin_mps``, once
-tracked for ``oncoming_min_track_s``) is oncoming traffic in the corridor on a bend, and neither
-rule brakes for it. The TTC rule needs a steady
+speed (0 for a standing one): room to stop ``stop_gap_m`` behind it. The TTC rule needs a steady
 growth rate, which a learned detector's jittering box of a far vehicle does not give; the range
 needs only the box bottom. The geometry (``horizon``, ``camera_height_m``, ``hfov_deg``) defaults
-to the simulator's cab camera: set it for a game's camera.
+to the simulator's cab camera: set it for a game's camera. Nothing in the truck's lane closes
+faster than the truck drives; a box that does (by more than ``oncoming_margin_mps``, once tracked
+for ``oncoming_min_track_s``) is oncoming traffic in the corridor on a bend, and neither rule
+brakes for it.
 
 Keys: binary keys approximate continuous values by pulse-width modulation
 (``KeyPwm``): over any window of at least ``pwm_period_s`` the key is down for
