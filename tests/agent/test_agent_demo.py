@@ -160,3 +160,15 @@ def test_queue_sessions_are_spread_over_the_seeds_and_conditions(tmp_path):
     assert [(s["time_of_day"], s["weather"]) for s in sources] == [CONDITIONS[0], CONDITIONS[0], CONDITIONS[1],
                                                                     CONDITIONS[1]]
     assert [path.endswith("-queue") for path in train] == [True, False, True, False] and len(val) == 1
+
+
+def test_pretrain_init_takes_a_packed_pair_and_names_a_missing_one(tmp_path, capsys):
+    """``truckpilot pretrain --init PAIR.safetensors`` unpacks the packed pair to continue it; a file that is
+    not there is refused before any recording, naming it."""
+    from agent.apps.pretrain import main
+
+    missing = tmp_path / "nope.safetensors"
+    assert main(["--out", str(tmp_path / "out"), "--init", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert f"--init {missing}" in err and "not found" in err
+    assert not (tmp_path / "out").exists()  # nothing recorded
