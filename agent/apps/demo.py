@@ -139,6 +139,11 @@ def queues(index: int, share: float) -> bool:
     return math.floor((index + 1) * share + 0.5) > math.floor(index * share + 0.5)
 
 
+def session_frames(config: DemoConfig, index: int) -> int:
+    """Frames recorded for training session ``index``: a queue session's twice ``frames_per_session``."""
+    return (2 if queues(index, config.queue_share) else 1) * config.frames_per_session
+
+
 def record_sessions(config: DemoConfig, root: Path) -> tuple[list[str], list[str]]:
     """Headless autopilot sessions: (training session dirs, validation session dirs)."""
     from agent.recording.recorder import record_sim
@@ -157,9 +162,9 @@ def record_sessions(config: DemoConfig, root: Path) -> tuple[list[str], list[str
         condition = CONDITIONS[counts[queue] % len(CONDITIONS)]  # each kind of session cycles the conditions
         counts[queue] += 1
         if queue:
-            train.append(record(seed, *condition, 2 * config.frames_per_session, QUEUE_STOPPED_PER_KM, queue=True))
+            train.append(record(seed, *condition, session_frames(config, i), QUEUE_STOPPED_PER_KM, queue=True))
         else:
-            train.append(record(seed, *condition, config.frames_per_session, config.stopped_per_km))
+            train.append(record(seed, *condition, session_frames(config, i), config.stopped_per_km))
     val = [record(s, *VAL_CONDITIONS[i % len(VAL_CONDITIONS)], config.val_frames_per_session)
            for i, s in enumerate(config.val_seeds)]
     return train, val
@@ -272,8 +277,7 @@ def train_models(config: DemoConfig, train: list[str], val: list[str], out: Path
     epoch_frames = 0
     if config.train_budget_s > 0:
         rate = measure_train_rate(config, model_config=joint_init_config(model) if init else None)
-        recorded = config.frames_per_session * sum(2 if queues(i, config.queue_share) else 1
-                                                   for i in range(len(train)))
+        recorded = sum(session_frames(config, i) for i in range(len(train)))
         epoch_frames = plan_epoch_frames(config, recorded, rate)
         log.info("training probe: %.1f img/s; %d epoch(s) of %d frames (%d steps each) for a %.0f s budget "
                  "(%d frames recorded)", rate, config.epochs, epoch_frames, epoch_frames // config.batch_size,
