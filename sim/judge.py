@@ -14,10 +14,15 @@ and that the sim window applies to a driver in another process (``truckpilot sim
   ``settled_offset_m`` of a lane centre (off-road and oncoming lanes cleared), at most
   ``max_recover_s``, then hands back; after a stall, until it has also driven ``stall_recover_m``
   further, at most ``stall_max_recover_s``;
+* a rescue that reaches its time limit unfinished with the truck moved less than ``stuck_m``
+  since the takeover ends the route as stuck (``stuck`` 1): the expert cannot get the truck out
+  either (the simulator's truck has no reverse: standing 8 m behind a broken-down vehicle, or nose
+  to nose with oncoming traffic, it has no room to pull out), so handing back would count the same
+  standstill again at every hand-back; the one intervention that led there is counted;
 * a collision ends the route; so does the route's end (finished) or the env's truncation.
 
 Per route the judge counts (units: m, steps of ``dt`` s): distance, the distance the driver
-itself drove, steps it drove, collisions, interventions, lane departures (the
+itself drove, steps it drove, collisions, interventions, whether it ended stuck, lane departures (the
 "lane_departure" event) and the sum of |offset| while it drove, changes of its steering
 keys (left / none / right), and reversals of the truck's steering wheel (``info["steer"]``):
 the steering reversal rate of driving research, counted each time the wheel turns back by at
@@ -44,6 +49,7 @@ class JudgeConfig:
     stall_speed_mps: float = 0.5  #: ... standing: slower than this
     stall_recover_m: float = 60.0  #: after a stall the expert drives at least this far (round what held it)
     stall_max_recover_s: float = 40.0  #: ... at most this long (it may wait for the passing lane to clear)
+    stuck_m: float = 2.0  #: a rescue at its time limit that moved the truck less than this ends the route (stuck)
 
 
 class Verdict(enum.Enum):
@@ -80,6 +86,8 @@ class RouteJudge:
         self.offset_sum_m = self.driver_distance_m = 0.0
         self.distance_m = 0.0
         self.finished = False
+        self.stuck = False  #: the route ended with the rescuing expert unable to move the truck on
+        self._taken_at_m = 0.0  # the distance at the last takeover
         self._over_limit = 0  # consecutive driver steps beyond the offset limit
         self._standing = 0  # consecutive driver steps standing still
         self._recover_to_m: float | None = None  # after a stall: the distance the expert drives to
@@ -126,16 +134,21 @@ class RouteJudge:
                 self.interventions += 1
                 self._recovering, self._over_limit, self._standing = 1, 0, 0
                 self._recover_to_m = self.distance_m + c.stall_recover_m if stalled else None
+                self._taken_at_m = self.distance_m
                 return Verdict.TAKEOVER
             return Verdict.GO_ON
         self._recovering += 1
         settled = abs(offset) < c.settled_offset_m and "off_road" not in events and "oncoming_lane" not in events
         if self._recover_to_m is not None:  # after a stall
-            done = (settled and self.distance_m >= self._recover_to_m) or \
-                self._recovering * self.dt > c.stall_max_recover_s
+            done = settled and self.distance_m >= self._recover_to_m
+            timed_out = self._recovering * self.dt > c.stall_max_recover_s
         else:
-            done = (self._recovering > self.min_recover and settled) or self._recovering > self.max_recover
-        if done:
+            done = self._recovering > self.min_recover and settled
+            timed_out = self._recovering > self.max_recover
+        if not done and timed_out and self.distance_m - self._taken_at_m < c.stuck_m:
+            self.stuck = True
+            return Verdict.END
+        if done or timed_out:
             self._recovering = 0
             self._recover_to_m = None
             self._last_steer = None
@@ -163,7 +176,7 @@ class RouteJudge:
     def to_dict(self) -> dict:
         """The route's counts (JSON-ready; the fields of the scorecard's RouteScore)."""
         return {"route_m": self.route_m, "distance_m": self.distance_m, "driver_distance_m": self.driver_distance_m,
-                "finished": self.finished, "collisions": self.collisions, "interventions": self.interventions,
+                "finished": self.finished, "stuck": self.stuck, "collisions": self.collisions, "interventions": self.interventions,
                 "lane_departures": self.lane_departures, "offset_sum_m": self.offset_sum_m,
                 "driver_steps": self.driver_steps, "steer_changes": self.steer_changes,
                 "steer_reversals": self.steer_reversals, "steps": self.steps,

@@ -55,7 +55,7 @@ log = logging.getLogger("truckpilot.dagger")
 CARD_CONDITIONS = "day/clear,dusk/fog,night/rain"
 #: the row fields every round reports, in the table's order
 ROW_FIELDS = ("round", "frames_added", "takeover_frames", "data_interventions", "train_s", "km_per_intervention",
-              "interventions", "collisions", "mean_abs_offset_m")
+              "interventions", "collisions", "routes_stuck", "mean_abs_offset_m", "route_completion", "km_driven")
 
 
 @dataclass(frozen=True)
@@ -193,7 +193,8 @@ def dagger_drive(perceiver, out: Path, *, seed: int, time_of_day: str, weather: 
     """The agent drives one route (``seed``, condition) for at most ``frames`` ticks, the expert
     labelling every frame and taking over where the agent leaves the lane (the scorecard's rules),
     all recorded into a new session at ``out``. Returns {"session", "frames", "agent_frames",
-    "expert_frames", "interventions", "collisions", "distance_m"}."""
+    "expert_frames", "interventions", "collisions", "stuck", "distance_m"}; a drive whose rescue
+    cannot move the truck on (``sim.judge``'s stuck) ends there."""
     from agent.runtime.controller import Controller
     from agent.runtime.drivers import ExpertDecider, JudgeScorer, Rescue
     from agent.runtime.loop import LoopParts, open_sim, run_ticks
@@ -222,14 +223,14 @@ def dagger_drive(perceiver, out: Path, *, seed: int, time_of_day: str, weather: 
         rescue.reset()
         recorder = DaggerRecorder(writer)
         try:
-            run_ticks(LoopParts(source, rescue, keys_out, recorder=recorder, scorer=JudgeScorer(judge)),
-                      max_steps=frames)
+            run_ticks(LoopParts(source, rescue, keys_out, recorder=recorder, scorer=JudgeScorer(judge),
+                                stop_when=lambda: "stuck" if judge.stuck else None), max_steps=frames)
         finally:
             recorder.flush()
             writer.close()
         return {"session": str(out), "frames": writer.frames_written, "agent_frames": recorder.agent_frames,
                 "expert_frames": recorder.expert_frames, "interventions": judge.interventions,
-                "collisions": judge.collisions, "distance_m": round(judge.distance_m, 1)}
+                "collisions": judge.collisions, "stuck": judge.stuck, "distance_m": round(judge.distance_m, 1)}
     finally:
         keys_out.close()
         source.close()
@@ -299,7 +300,9 @@ def score(config: DaggerConfig, stem: Path) -> dict:
                          config.eval_route_m, drivers=("agent",), progress=config.progress,
                          config=ScorecardConfig(traffic_density=config.traffic, stopped_per_km=config.stopped_per_km,
                                                 stall_s=config.stall_s))
-    return {**card["agent"], "eval_s": round(time.monotonic() - t0, 1)}
+    routes = [{k: r[k] for k in ("seed", "time_of_day", "weather", "distance_m", "finished", "stuck", "collisions",
+                                 "interventions", "offset_sum_m", "driver_steps")} for r in card["routes"]]
+    return {**card["agent"], "eval_s": round(time.monotonic() - t0, 1), "card_routes": routes}
 
 
 def _start(config: DaggerConfig, out: Path, recipe: dict) -> tuple[Path, list[str], list[str], dict]:
@@ -450,8 +453,8 @@ def _row(k: int, stem: Path, init: Path | None, drives: list[dict], train_s: flo
         "km_per_intervention": card["km_per_intervention"],
         "km_per_intervention_lower_bound": card["km_per_intervention_lower_bound"],
         "interventions": card["interventions"], "collisions": card["collisions"],
-        "mean_abs_offset_m": card["mean_abs_offset_m"], "route_completion": card["route_completion"],
-        "km_driven": card["km_driven"], "eval_s": card["eval_s"],
+        "routes_stuck": card["routes_stuck"], "mean_abs_offset_m": card["mean_abs_offset_m"], "route_completion": card["route_completion"],
+        "km_driven": card["km_driven"], "eval_s": card["eval_s"], "card_routes": card["card_routes"],
         "checkpoint": str(stem), "init": str(init) if init is not None else None,
         "sha256": {part: checkpoint_digest(p)[:16] for part, p in pair.items()},
         "drives": drives, **more,

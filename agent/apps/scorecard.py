@@ -20,6 +20,8 @@ Per driver:
 * ``route_completion``: distance covered / route length (0..1) within the time budget
   (``budget_factor`` x the expert's time on that route), averaged over routes;
 * ``collisions``: a collision ends the route;
+* ``routes_stuck``: routes ended because the rescuing expert could not move the truck on either
+  (``sim.judge``: its one intervention is counted, not one per hand-back);
 * ``interventions`` and ``km_per_intervention``: an intervention is a moment the expert
   must take over: off-road, the truck's centre in the oncoming lanes, or
   |lateral offset| > 1.5 m for more than ``offset_grace_s`` (a lane change crosses the
@@ -143,6 +145,7 @@ class RouteScore:
     dt: float
     wall_s: float
     steer_reversals: int = 0
+    stuck: bool = False  #: ended with the rescuing expert unable to move the truck on (``sim.judge``)
 
     @property
     def route_completion(self) -> float:
@@ -180,7 +183,8 @@ def drive_route(driver: DriverSpec, seed: int, time_of_day: str, weather: str, b
         rescue = Rescue(decider, ExpertDecider(source.env, seed=seed, dt=source.dt, analog=analog), judge)
         rescue.reset()
         # budget_steps sim steps: their outcomes come with the next grab, so one tick more (its keys go nowhere)
-        run_ticks(LoopParts(source, rescue, keys_out, scorer=JudgeScorer(judge), on_tick=on_tick),
+        run_ticks(LoopParts(source, rescue, keys_out, scorer=JudgeScorer(judge), on_tick=on_tick,
+                            stop_when=lambda: "stuck" if judge.stuck else None),
                   max_steps=budget_steps + 1)
         counts = judge.to_dict()
         return RouteScore(driver=name or getattr(driver, "name", "driver"), seed=seed, time_of_day=time_of_day,
@@ -230,6 +234,7 @@ def summarise(routes: list[RouteScore]) -> dict:
         "km_driven": round(km, 4),
         "routes": len(routes),
         "routes_finished": sum(r.finished for r in routes),
+        "routes_stuck": sum(r.stuck for r in routes),
         "wall_s": round(sum(r.wall_s for r in routes), 2),
     }
 

@@ -122,3 +122,35 @@ def test_steer_reversals_count_the_wheel_turning_back_by_the_gap_keys_or_not():
     assert judge.steer_reversals == 2
     assert judge.steer_changes == 0  # no key ever changed: the key count misses an analog wheel
     assert judge.to_dict()["steer_reversals"] == 2
+
+
+def test_a_rescue_that_cannot_move_the_truck_ends_the_route_stuck_with_one_intervention():
+    """Standing behind a broken-down vehicle with no room to pull out (the sim's truck cannot
+    reverse), the expert stands too: at the rescue's time limit the route ends stuck, instead of
+    handing back and counting the same standstill again every stall_s."""
+    config = JudgeConfig(stall_s=5.0, stall_max_recover_s=40.0, stuck_m=2.0)
+    judge = RouteJudge(route_m=1000.0, dt=DT, config=config)
+    stand = {**info(100), "speed": 0.0}
+    verdicts = [judge.step(False, False, 100, stand, False, False) for _ in range(int(5.0 / DT) + 1)]
+    assert verdicts[-1] is Verdict.TAKEOVER
+    # the expert creeps 1 m in 40 s: less than stuck_m
+    out = [judge.step(False, False, 100 + i / 600, {**info(100 + (i + 1) / 600), "speed": 0.0}, False, False)
+           for i in range(int(40.0 / DT))]
+    assert out[-1] is Verdict.END and Verdict.HANDBACK not in out
+    assert judge.stuck and judge.interventions == 1 and judge.to_dict()["stuck"] is True
+    assert not judge.finished and judge.collisions == 0
+
+
+def test_a_rescue_that_moved_the_truck_hands_back_at_its_time_limit():
+    """Unsettled at max_recover_s but moving (the truck was carried 6 s along the road): the
+    driver gets it back as before; only a rescue that went nowhere is stuck."""
+    judge = RouteJudge(route_m=1000.0, dt=DT)
+    assert judge.step(False, False, 0, info(1, events=["off_road"]), False, False) is Verdict.TAKEOVER
+    out = [judge.step(False, False, 1 + i, info(2 + i, offset=1.0), False, False)
+           for i in range(judge.max_recover)]
+    assert out[-1] is Verdict.HANDBACK and not judge.stuck and judge.in_control
+    judge = RouteJudge(route_m=1000.0, dt=DT)  # the same rescue standing still: stuck
+    assert judge.step(False, False, 0, info(1, events=["oncoming_lane"]), False, False) is Verdict.TAKEOVER
+    out = [judge.step(False, False, 1, info(1, offset=1.0, events=["oncoming_lane"]), False, False)
+           for i in range(judge.max_recover)]
+    assert out[-1] is Verdict.END and Verdict.HANDBACK not in out and judge.stuck and judge.interventions == 1
