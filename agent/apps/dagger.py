@@ -199,12 +199,10 @@ def dagger_drive(perceiver, out: Path, *, seed: int, time_of_day: str, weather: 
     from agent.runtime.drivers import ExpertDecider, JudgeScorer, Rescue
     from agent.runtime.loop import LoopParts, open_sim, run_ticks
     from agent.runtime.parts import AgentDecider
-    from agent.apps.scorecard import ScorecardConfig
+    from sim.judge import JudgeConfig, RouteJudge
     from perception.types import DEFAULT_DETECTION_CLASSES, DIRECTIONS
-    from sim.judge import RouteJudge
     from training.sessions import SessionWriter
 
-    rules = ScorecardConfig(stall_s=stall_s)
     source, keys_out = open_sim(seed=seed, size=size, time_of_day=time_of_day, weather=weather, traffic=traffic,
                                 route_m=route_m, stopped_per_km=stopped_per_km)
     try:
@@ -217,7 +215,7 @@ def dagger_drive(perceiver, out: Path, *, seed: int, time_of_day: str, weather: 
                          **(meta or {})},
             width=first.frame.image.shape[1], height=first.frame.image.shape[0], fps=0.0,
             classes=DEFAULT_DETECTION_CLASSES, directions=DIRECTIONS, image_format="png")
-        judge = RouteJudge(route_m, source.dt, rules.judge_config())
+        judge = RouteJudge(route_m, source.dt, JudgeConfig(stall_s=stall_s))
         rescue = Rescue(AgentDecider(perceiver, Controller(controller_config)),
                         ExpertDecider(source.env, seed=seed, dt=source.dt), judge)
         rescue.reset()
@@ -290,6 +288,7 @@ def score(config: DaggerConfig, stem: Path) -> dict:
     """The held-out card for the pair at ``stem``: the scorecard's agent row (and the wall seconds)."""
     from agent.apps.drive import load_perceiver
     from agent.apps.scorecard import ScorecardConfig, parse_conditions, parse_seeds, run_scorecard
+    from sim.judge import JudgeConfig
 
     pair = _pair(stem)
     perceiver = load_perceiver(str(pair["direction"]), str(pair["detector"]),
@@ -299,7 +298,7 @@ def score(config: DaggerConfig, stem: Path) -> dict:
     card = run_scorecard(perceiver, parse_seeds(config.eval_seeds), parse_conditions(config.eval_conditions),
                          config.eval_route_m, drivers=("agent",), progress=config.progress,
                          config=ScorecardConfig(traffic_density=config.traffic, stopped_per_km=config.stopped_per_km,
-                                                stall_s=config.stall_s))
+                                                judge=JudgeConfig(stall_s=config.stall_s)))
     routes = [{k: r[k] for k in ("seed", "time_of_day", "weather", "distance_m", "finished", "stuck", "collisions",
                                  "interventions", "offset_sum_m", "driver_steps")} for r in card["routes"]]
     return {**card["agent"], "eval_s": round(time.monotonic() - t0, 1), "card_routes": routes}

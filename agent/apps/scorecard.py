@@ -26,7 +26,7 @@ Per driver:
   must take over: off-road, the truck's centre in the oncoming lanes, or
   |lateral offset| > 1.5 m for more than ``offset_grace_s`` (a lane change crosses the
   line faster; a drift does not). It is counted, the expert drives ``recover_s`` (and
-  until the truck is back within 0.5 m of a lane centre, at most ``max_recover_s``), then
+  until the truck is back within 0.5 m of a lane centre, at most ``max_recover_s``; ``ScorecardConfig.judge``), then
   hands back. km are those the driver itself drove; with no intervention
   ``km_per_intervention`` is the km driven and ``km_per_intervention_lower_bound`` is true;
 * ``lane_departures_per_km``: lane changes (the "lane_departure" event) per km driven;
@@ -51,20 +51,22 @@ import logging
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Union
 
 from agent.runtime.drivers import ALL_DRIVERS, ANALOG, DRIVER_NAMES, BaselineDecider, ExpertDecider, JudgeScorer, Rescue
 from agent.runtime.loop import LoopParts, open_sim, run_ticks
 from agent.runtime.parts import AgentDecider, Decider
+from sim.judge import JudgeConfig
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ScorecardConfig:
-    """How the routes are driven and judged (units: m, s)."""
+    """How the routes are driven (units: m, s) and judged (``judge``: ``sim.judge.JudgeConfig``,
+    the intervention rules)."""
 
     route_m: float = 1000.0  #: route length per seed x condition
     width: int = 320  #: frame size given to the drivers
@@ -72,20 +74,7 @@ class ScorecardConfig:
     traffic_density: float = 1.0  #: traffic on the road (sim default)
     stopped_per_km: float = 0.0  #: broken-down vehicles standing in the truck's lane, per km (sim's stopped_per_km)
     budget_factor: float = 2.0  #: time budget = this x the expert's time on the route
-    intervention_offset_m: float = 1.5  #: |offset| beyond this (for offset_grace_s) is an intervention
-    offset_grace_s: float = 1.0  #: how long |offset| may exceed the limit (a lane change passes faster)
-    recover_s: float = 2.0  #: the expert drives at least this long after an intervention
-    max_recover_s: float = 6.0  #: ... and until back within 0.5 m of a lane centre, at most this long
-    settled_offset_m: float = 0.5
-    stall_s: float = 0.0  #: standing still longer than this is an intervention (0: never; sim.judge)
-
-    def judge_config(self):
-        """The ``sim.judge.JudgeConfig`` of these rules."""
-        from sim.judge import JudgeConfig
-
-        return JudgeConfig(intervention_offset_m=self.intervention_offset_m, offset_grace_s=self.offset_grace_s,
-                           recover_s=self.recover_s, max_recover_s=self.max_recover_s,
-                           settled_offset_m=self.settled_offset_m, stall_s=self.stall_s)
+    judge: JudgeConfig = JudgeConfig()  #: the intervention rules (frozen: one shared default is safe)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -179,7 +168,7 @@ def drive_route(driver: DriverSpec, seed: int, time_of_day: str, weather: str, b
     t0 = time.perf_counter()
     try:
         decider = driver if hasattr(driver, "decide") else driver(source.env)
-        judge = RouteJudge(config.route_m, source.dt, config.judge_config())
+        judge = RouteJudge(config.route_m, source.dt, config.judge)
         rescue = Rescue(decider, ExpertDecider(source.env, seed=seed, dt=source.dt, analog=analog), judge)
         rescue.reset()
         # budget_steps sim steps: their outcomes come with the next grab, so one tick more (its keys go nowhere)
@@ -248,7 +237,7 @@ def run_config(config: ScorecardConfig | None, route_m: float, drivers: tuple[st
         raise ValueError(f"unknown driver(s) {unknown}; choose from {ALL_DRIVERS}")
     if perceiver is None and set(drivers) - {"expert"}:
         raise ValueError("the agent and baseline drivers need a perceiver (a direction and/or detector model)")
-    return ScorecardConfig(**{**asdict(config or ScorecardConfig()), "route_m": float(route_m)})
+    return replace(config or ScorecardConfig(), route_m=float(route_m))
 
 
 def run_scorecard(perceiver, seeds, conditions=(("day", "clear"),), route_m: float = 1000.0, *,
@@ -378,7 +367,7 @@ def main(argv: list[str]) -> int:
 
             controller_config = ControllerConfig(target_speed_mps=args.target_speed)
         config = ScorecardConfig(route_m=args.route_m, traffic_density=args.traffic, budget_factor=args.budget_factor,
-                                 stopped_per_km=args.stopped_per_km, stall_s=args.stall_s)
+                                 stopped_per_km=args.stopped_per_km, judge=JudgeConfig(stall_s=args.stall_s))
         if args.live and args.stopped_per_km:
             raise ValueError("--stopped-per-km is in-process only: the live card's sim window has no stopped vehicles")
         if args.live:
