@@ -224,13 +224,16 @@ class KeyPwm:
 @dataclass(frozen=True)
 class ObstacleState:
     """The tracked in-path obstacle: box (xyxy px), TTC in s (inf if not closing), range in m from its
-    box bottom (inf without a known speed, when the range rule is not used)."""
+    box bottom (inf without a known speed, when the range rule is not used), and the speed it closes
+    at, m/s (range x the box's growth rate; 0 without a range): faster than the truck drives is
+    oncoming traffic."""
 
     box: tuple[float, float, float, float] | None = None
     label: str | None = None
     ttc_s: float = math.inf
     braking: bool = False
     range_m: float = math.inf
+    closing_mps: float = 0.0
 
 
 class Controller:
@@ -337,7 +340,7 @@ class Controller:
             self._growth, self._track_start = 0.0, now
         self._track_box, self._track_time = box, now
         ttc = 1.0 / self._growth if self._growth > 1e-6 else math.inf
-        too_near, oncoming, distance = False, False, math.inf
+        too_near, oncoming, distance, closing = False, False, math.inf, 0.0
         if speed_mps is not None and c.range_brake:
             distance = c.range_m(box[3], width, height)
             if math.isfinite(distance):
@@ -352,7 +355,7 @@ class Controller:
             # stopping behind it (a broken-down vehicle, a queue): hold the standstill, or the truck
             # creeps on as the stopped box stops growing and drives into it
             self._brake_until = max(self._brake_until, now + 1e-3)
-        return ObstacleState(box, nearest.label, ttc, now < self._brake_until, distance)
+        return ObstacleState(box, nearest.label, ttc, now < self._brake_until, distance, closing)
 
     # ---- the step -----------------------------------------------------------
     def update(self, perception: Perception, now: float, frame_size: tuple[int, int],

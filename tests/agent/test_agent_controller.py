@@ -196,7 +196,7 @@ def test_a_new_track_is_not_judged_oncoming_so_a_box_that_snaps_bigger_is_braked
         bottom = row_at(d)
         action = ctl.update(straight([Detection((W / 2 - 20, bottom - h, W / 2 + 20, bottom), "car", 0.9)]),
                             i / 15, (W, H), speed_mps=11.0)
-    assert ctl.obstacle.range_m * ctl._growth > 11.0 + ctl.config.oncoming_margin_mps  # it looks oncoming
+    assert ctl.obstacle.closing_mps > 11.0 + ctl.config.oncoming_margin_mps  # it looks oncoming
     assert action.brake == 1.0, ctl.obstacle
 
 
