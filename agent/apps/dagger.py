@@ -46,7 +46,7 @@ import math
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 log = logging.getLogger("truckpilot.dagger")
@@ -572,20 +572,18 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
+def config_from_args(args: argparse.Namespace) -> DaggerConfig:
+    """The DaggerConfig of parsed options: each is named after its field (--val-data: val_data); the
+    fields without an option keep their defaults. ValueError for values DaggerConfig refuses."""
+    given = {f.name: getattr(args, f.name) for f in fields(DaggerConfig) if hasattr(args, f.name)}
+    return DaggerConfig(**{**given, "data": tuple(args.data), "val_data": tuple(args.val_data),
+                           "progress": not args.no_progress})
+
+
 def main(argv: list[str]) -> int:
     args = get_args_parser().parse_args(argv)
     try:
-        config = DaggerConfig(
-            out=args.out, model=args.model, detector=args.detector, data=tuple(args.data), val_data=tuple(args.val_data),
-            rounds=args.rounds, seeds_per_round=args.seeds_per_round, frames_per_round=args.frames_per_round,
-            route_m=args.route_m, first_seed=args.first_seed, conditions=args.conditions,
-            train_seconds=args.train_seconds, lr=args.lr, batch_size=args.batch_size,
-            takeover_weight=args.takeover_weight, eval_seeds=args.eval_seeds, eval_conditions=args.eval_conditions,
-            eval_route_m=args.eval_route_m, traffic=args.traffic, stopped_per_km=args.stopped_per_km,
-            stall_s=args.stall_s,
-            start_train_seconds=args.start_train_seconds, input_height=args.input_height,
-            input_width=args.input_width, trunk_weights=args.trunk_weights, engine=args.engine, device=args.device,
-            threads=args.threads, seed=args.seed, progress=not args.no_progress)
+        config = config_from_args(args)
         report = run_dagger(config)
     except (ValueError, FileNotFoundError) as exc:
         print(f"truckpilot dagger: {exc}", file=sys.stderr)

@@ -151,3 +151,23 @@ def test_the_round_is_sized_in_whole_batches_never_four():
     assert _epoch_frames(config, 0.1) == 2 * 8  # at least min_batches
     # 4 steps would make the one-cycle warm-up one step, where torch's OneCycleLR divides by zero
     assert _epoch_frames(DaggerConfig(train_seconds=0.0, batch_size=8, min_batches=4), 0.0) == 5 * 8
+
+
+def test_every_dagger_option_reaches_its_config_field_and_a_bad_budget_is_refused_by_name(capsys):
+    from agent.apps.dagger import DaggerConfig, config_from_args, get_args_parser, main
+
+    args = get_args_parser().parse_args([
+        "--out", "o", "--model", "m", "--detector", "d", "--data", "a", "b", "--val-data", "v", "--rounds", "2",
+        "--seeds-per-round", "3", "--frames-per-round", "90", "--route-m", "500", "--first-seed", "7",
+        "--train-seconds", "60", "--lr", "0.001", "--batch-size", "8", "--takeover-weight", "2", "--stall-s", "4",
+        "--eval-seeds", "1-2", "--eval-route-m", "300", "--traffic", "1.5", "--stopped-per-km", "0.5",
+        "--threads", "1", "--seed", "3", "--no-progress"])
+    config = config_from_args(args)
+    assert config == DaggerConfig(out="o", model="m", detector="d", data=("a", "b"), val_data=("v",), rounds=2,
+                                  seeds_per_round=3, frames_per_round=90, route_m=500.0, first_seed=7,
+                                  train_seconds=60.0, lr=0.001, batch_size=8, takeover_weight=2.0, stall_s=4.0,
+                                  eval_seeds="1-2", eval_route_m=300.0, traffic=1.5, stopped_per_km=0.5,
+                                  threads=1, seed=3, progress=False)
+    assert config_from_args(get_args_parser().parse_args([])) == DaggerConfig()
+    assert main(["--seeds-per-round", "4", "--frames-per-round", "2"]) == 1
+    assert "--frames-per-round 2" in capsys.readouterr().err
