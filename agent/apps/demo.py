@@ -131,6 +131,8 @@ VAL_CONDITIONS = (("dusk", "fog"), ("night", "rain"))
 #: broken-down vehicles per km in a queue session (``DemoConfig.queue_share``): the first stands 150-275 m
 #: in, so the autopilot, starting from a standstill, stands behind it ~25 s (370 frames) in
 QUEUE_STOPPED_PER_KM = 4.0
+#: a queue session is this many times ``frames_per_session`` long: it reaches a broken-down vehicle and stands
+QUEUE_FRAMES_FACTOR = 2
 
 
 def queues(index: int, share: float) -> bool:
@@ -140,8 +142,9 @@ def queues(index: int, share: float) -> bool:
 
 
 def session_frames(config: DemoConfig, index: int) -> int:
-    """Frames recorded for training session ``index``: a queue session's twice ``frames_per_session``."""
-    return (2 if queues(index, config.queue_share) else 1) * config.frames_per_session
+    """Frames recorded for training session ``index``: a queue session's QUEUE_FRAMES_FACTOR x
+    ``frames_per_session``."""
+    return (QUEUE_FRAMES_FACTOR if queues(index, config.queue_share) else 1) * config.frames_per_session
 
 
 def record_sessions(config: DemoConfig, root: Path) -> tuple[list[str], list[str]]:

@@ -169,6 +169,7 @@ def seed_ranges(seeds: list[int]) -> str:
 
 def model_card_text(path: Path, notes: dict) -> str:
     """The Markdown model card of the packed pair at ``path``."""
+    from agent.apps.demo import QUEUE_FRAMES_FACTOR, QUEUE_STOPPED_PER_KM
     from perception.starting_pair import read_pair_meta
 
     meta = read_pair_meta(path)["cards"]
@@ -212,9 +213,10 @@ def model_card_text(path: Path, notes: dict) -> str:
             f"day/rain, night/clear, day/fog and dusk/rain in turn, with {recipe['perturb']} steering disturbances "
             "per simulated second"
             + (f" and {recipe['stopped_per_km']} broken-down vehicles per km" if recipe.get("stopped_per_km") else "")
-            + (f"; {recipe['queue_share']:.0%} of the sessions ({2 * recipe['frames_per_session']} frames each) have "
-               "the autopilot stand behind broken-down vehicles instead of passing them" if recipe.get("queue_share")
-               else "")
+            + (f"; {recipe['queue_share']:.0%} of the sessions ({QUEUE_FRAMES_FACTOR * recipe['frames_per_session']} "
+               f"frames each, {QUEUE_STOPPED_PER_KM:g} broken-down vehicles per km) have the autopilot stand behind "
+               "them instead of passing them (their direction labels stay the passing expert's: the way round)"
+               if recipe.get("queue_share") else "")
             + "; labels are the simulator's ground truth (the expert's direction, the visible objects' boxes).", "",
             f"Validation: seeds {recipe['val_seeds']} under dusk/fog and night/rain ({recipe['val_frames_per_session']} "
             f"frames each): direction accuracy {val.get('direction_accuracy') or 0:.3f}, detector mAP@0.5 "
