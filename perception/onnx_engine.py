@@ -24,12 +24,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from perception.onnx_export import BOX_OUTPUT, CLASS_OUTPUT, DIRECTION_OUTPUT, INPUT_NAME, export_networks, output_names
+from perception.onnx_export import (BOX_OUTPUT, CLASS_OUTPUT, DIRECTION_OUTPUT, INPUT_NAME, STEER_OUTPUT,
+                                    export_networks, output_names)
 
 #: a graph: serialized ONNX bytes, or the path of an ONNX file
 Graph = bytes | str | os.PathLike
 
-__all__ = ["BOX_OUTPUT", "CLASS_OUTPUT", "DIRECTION_OUTPUT", "Graph", "NetworkOutputs", "OnnxNetworks"]
+__all__ = ["BOX_OUTPUT", "CLASS_OUTPUT", "DIRECTION_OUTPUT", "STEER_OUTPUT", "Graph", "NetworkOutputs", "OnnxNetworks"]
 
 
 @dataclass(frozen=True)
@@ -39,14 +40,17 @@ class NetworkOutputs:
     direction_logits: Tensor | None  # (B, n_directions)
     cls_logits: Tensor | None  # (B, A, n_classes + 1), background first
     box_deltas: Tensor | None  # (B, A, 4), encoded against the anchors
+    steer: Tensor | None = None  # (B,) in [-1, 1], + = right: a direction graph with the steer head
 
 
 class OnnxNetworks:
     """The direction classifier and/or the SSD detector as ONNX Runtime sessions.
 
     direction_graph / detector_graph: a graph with that network alone (outputs
-    ``direction_logits``; ``cls_logits``, ``box_deltas``); joint_graph: one graph with both on a
-    shared trunk (all three outputs), instead of the other two. Each graph is ONNX bytes or an
+    ``direction_logits`` and, when the network has the steer head, ``steer``; ``cls_logits``,
+    ``box_deltas``); joint_graph: one graph with both on a shared trunk (all their outputs), instead
+    of the other two. A graph without ``steer`` (the classifier alone, or exported before the
+    steer output) runs as well; its NetworkOutputs.steer is None. Each graph is ONNX bytes or an
     ONNX file written by ``truckpilot export``; its input and output names are checked.
     threads: ONNX Runtime intra-op threads (1 by default, see the module doc).
     precision: "int8" when the graphs are int8 (perception.quantize made them: their metadata holds
@@ -69,15 +73,17 @@ class OnnxNetworks:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
 
-        def session(graph: Graph, names: list[str]):
+        def session(graph: Graph, direction: bool, detector: bool):
             source = graph if isinstance(graph, bytes) else str(Path(graph))
             sess = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
             inputs = [i.name for i in sess.get_inputs()]
             outputs = [o.name for o in sess.get_outputs()]
-            if inputs != [INPUT_NAME] or outputs != names:
+            allowed = [output_names(direction, detector, steer) for steer in ((False, True) if direction else (False,))]
+            if inputs != [INPUT_NAME] or outputs not in allowed:
                 what = "the in-memory graph" if isinstance(graph, bytes) else str(graph)
                 raise ValueError(f"{what}: inputs {inputs} / outputs {outputs}; the ONNX engine runs graphs with "
-                                 f"input {[INPUT_NAME]} and outputs {names} (export it with `truckpilot export`)")
+                                 f"input {[INPUT_NAME]} and outputs {' or '.join(map(str, allowed))} (export it "
+                                 "with `truckpilot export`)")
             return sess
 
         def precision(sess) -> str:
@@ -88,9 +94,9 @@ class OnnxNetworks:
 
         self.shared_trunk = joint_graph is not None
         self.threads = threads
-        self._joint = session(joint_graph, output_names(True, True)) if joint_graph is not None else None
-        self._direction = session(direction_graph, output_names(True, False)) if direction_graph is not None else None
-        self._detector = session(detector_graph, output_names(False, True)) if detector_graph is not None else None
+        self._joint = session(joint_graph, True, True) if joint_graph is not None else None
+        self._direction = session(direction_graph, True, False) if direction_graph is not None else None
+        self._detector = session(detector_graph, False, True) if detector_graph is not None else None
         kinds = {precision(s) for s in (self._joint, self._direction, self._detector) if s is not None}
         if len(kinds) != 1:
             raise ValueError(f"the direction and detector graphs must both be float32 or both int8, got {kinds}")
@@ -115,15 +121,26 @@ class OnnxNetworks:
         or ``joint``: one graph of both on a shared trunk, float32 or int8)."""
         return cls(direction, detector, joint, threads=threads)
 
+    @property
+    def has_steer(self) -> bool:
+        """The direction graph returns the continuous steer (NetworkOutputs.steer is set)."""
+        sess = self._joint or self._direction
+        return sess is not None and STEER_OUTPUT in [o.name for o in sess.get_outputs()]
+
     @staticmethod
-    def _run(session, x: Tensor) -> list[Tensor]:
+    def _run(session, x: Tensor) -> dict[str, Tensor]:
         array = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
-        return [torch.from_numpy(out) for out in session.run(None, {INPUT_NAME: array})]
+        names = [o.name for o in session.get_outputs()]
+        return {name: torch.from_numpy(out) for name, out in zip(names, session.run(None, {INPUT_NAME: array}))}
 
     def __call__(self, x_direction: Tensor | None, x_detector: Tensor | None) -> NetworkOutputs:
+        out: dict[str, Tensor] = {}
         if self._joint is not None:
-            d, c, b = self._run(self._joint, x_direction)
-            return NetworkOutputs(d, c, b)
-        d = self._run(self._direction, x_direction)[0] if self._direction is not None else None
-        c, b = self._run(self._detector, x_detector) if self._detector is not None else (None, None)
-        return NetworkOutputs(d, c, b)
+            out = self._run(self._joint, x_direction)
+        else:
+            if self._direction is not None:
+                out.update(self._run(self._direction, x_direction))
+            if self._detector is not None:
+                out.update(self._run(self._detector, x_detector))
+        return NetworkOutputs(out.get(DIRECTION_OUTPUT), out.get(CLASS_OUTPUT), out.get(BOX_OUTPUT),
+                              out.get(STEER_OUTPUT))

@@ -30,6 +30,8 @@ from perception.checkpoint import CARD_KEY, ModelCard, load_model
 INPUT_NAME = "input"
 #: output names, in graph order
 DIRECTION_OUTPUT = "direction_logits"
+#: the direction network's continuous steer (B,) in [-1, 1], + = right: only when it has the steer head
+STEER_OUTPUT = "steer"
 CLASS_OUTPUT, BOX_OUTPUT = "cls_logits", "box_deltas"
 #: default ONNX opset
 OPSET = 17
@@ -37,15 +39,23 @@ OPSET = 17
 _EXAMPLE_BATCH = 2
 
 
-def output_names(direction: bool, detector: bool) -> list[str]:
-    """The graph's output names, in order, for a graph holding these networks."""
-    return ([DIRECTION_OUTPUT] if direction else []) + ([CLASS_OUTPUT, BOX_OUTPUT] if detector else [])
+def output_names(direction: bool, detector: bool, steer: bool = False) -> list[str]:
+    """The graph's output names, in order, for a graph holding these networks (``steer``: the direction
+    network has the continuous steer head, perception.direction)."""
+    return (([DIRECTION_OUTPUT] + ([STEER_OUTPUT] if steer else [])) if direction else []) + \
+        ([CLASS_OUTPUT, BOX_OUTPUT] if detector else [])
+
+
+def has_steer(direction: nn.Module | None) -> bool:
+    """Whether a graph of ``direction`` has the steer output (its network has the steer head)."""
+    return direction is not None and bool(getattr(direction, "has_steer_head", False))
 
 
 class NetworkGraph(nn.Module):
     """Both networks (either may be None) on one input: (B, 3, H, W) normalised float32 -> their
-    outputs in :func:`output_names` order; with ``shared_trunk`` the direction model's trunk runs
-    once and feeds both heads (the two models must have identical trunks)."""
+    outputs in :func:`output_names` order (the steer too when the direction network has its head);
+    with ``shared_trunk`` the direction model's trunk runs once and feeds both heads (the two models
+    must have identical trunks)."""
 
     def __init__(self, direction: nn.Module | None, detector: nn.Module | None, shared_trunk: bool = False) -> None:
         super().__init__()
@@ -56,12 +66,16 @@ class NetworkGraph(nn.Module):
         self.direction, self.detector, self.shared_trunk = direction, detector, shared_trunk
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        steer = has_steer(self.direction)
+        outputs: list[Tensor] = []
         if self.shared_trunk:
             levels = self.direction.trunk.forward_levels(x)
-            return (self.direction.forward_head(levels[-1]), *self.detector.forward_head(levels))
-        outputs: list[Tensor] = []
+            head = self.direction.forward_head(levels[-1], with_steer=steer)
+            outputs.extend(head if steer else (head,))
+            return (*outputs, *self.detector.forward_head(levels))
         if self.direction is not None:
-            outputs.append(self.direction(x))
+            head = self.direction(x, with_steer=steer)
+            outputs.extend(head if steer else (head,))
         if self.detector is not None:
             outputs.extend(self.detector(x))
         return tuple(outputs)
@@ -72,7 +86,7 @@ def export_networks(direction: nn.Module | None, detector: nn.Module | None, inp
     """The serialized ONNX model of :class:`NetworkGraph` (eval mode, CPU float32) for input (H, W) =
     ``input_hw``. The models are put in eval mode and must be on the CPU."""
     graph = NetworkGraph(direction, detector, shared_trunk).eval()
-    names = output_names(direction is not None, detector is not None)
+    names = output_names(direction is not None, detector is not None, has_steer(direction))
     example = torch.zeros(_EXAMPLE_BATCH, 3, int(input_hw[0]), int(input_hw[1]))
     dynamic = {INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in names}}
     buffer = io.BytesIO()

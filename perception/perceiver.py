@@ -200,9 +200,10 @@ class Perceiver:
         t = lap("preprocess", t)
 
         dir_logits = cls_logits = box_deltas = steer = None
-        if self._onnx is not None:  # the ONNX graphs hold the classifier only: steer stays None
+        if self._onnx is not None:  # steer: None from a graph exported without the steer output
             outputs = self._onnx(x_dir, x_det if self._det_input is not None else None)
             dir_logits, cls_logits, box_deltas = outputs.direction_logits, outputs.cls_logits, outputs.box_deltas
+            steer = outputs.steer
             t = lap("networks", t)
         else:
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):

@@ -45,8 +45,8 @@ CACHE_SUFFIX = ".int8.onnx"
 #: the accuracy check's tolerances, percentage points of int8 - float32 (absolute)
 DEFAULT_TOLERANCE_POINTS = {"direction_accuracy": 1.0, "map_50": 2.0}
 #: the output layers QuantSettings.float_heads keeps in float32 (node names of perception.onnx_export's graphs,
-#: from the module names: SSDNet.heads[i].cls / .box, DirectionNet.head's Linear)
-HEAD_NODES = (r"/heads\.\d+/(cls|box)/Conv$", r"/head/head\.\d+/Gemm$")
+#: from the module names: SSDNet.heads[i].cls / .box, DirectionNet.head's Linear and its steer_head)
+HEAD_NODES = (r"/heads\.\d+/(cls|box)/Conv$", r"/head(/head)?\.\d+/Gemm$", r"/steer_head/Gemm$")
 #: the operators quantised: the trunk's and extra blocks' convolutions (ReLU fused), residual adds, the
 #: max pool. Not the heads' reshapes / transposes / concatenations: quantised, they would put the float
 #: heads' outputs back on an 8-bit grid.

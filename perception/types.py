@@ -35,7 +35,7 @@ class Perception:
     timings_ms: wall milliseconds per stage, keyed by PERCEPTION_STAGES names.
     steer: the direction network's continuous steering head, in [-1, 1] of full lock, + = right;
         None when the network has none (a checkpoint from before the head), with no direction
-        model, and on the ONNX engines (their graphs export the classifier only).
+        model, and on an ONNX graph exported before the graphs held the steer output.
     """
 
     direction: str

@@ -81,10 +81,15 @@ def compare_with_torch(checkpoint: Path, onnx_path: Path, batch: int = 3, seed: 
     frames = check_frames(batch, seed) if frames is None else frames
     x = Preprocessor.for_card(card)(frames)
     with torch.no_grad():
-        expected = model(x)
+        expected = model(x, with_steer=True) if card.kind == "direction" else model(x)
     if card.kind == "direction":
         got = OnnxNetworks.from_files(direction=onnx_path)(x, None)
-        pairs = {"direction_logits": (got.direction_logits, expected)}
+        logits, steer = expected
+        pairs = {"direction_logits": (got.direction_logits, logits)}
+        if steer is not None:
+            if got.steer is None:
+                raise ValueError(f"{onnx_path}: no steer output, but {checkpoint} has the steer head; export it again")
+            pairs["steer"] = (got.steer, steer)
     else:
         got = OnnxNetworks.from_files(detector=onnx_path)(None, x)
         pairs = {"cls_logits": (got.cls_logits, expected[0]), "box_deltas": (got.box_deltas, expected[1])}

@@ -77,14 +77,35 @@ def test_a_checkpoint_from_before_the_head_loads_strictly_and_gives_steer_none(t
     assert Perceiver.from_checkpoints(path, None, device="cpu", engine="torch")(frame).steer is None
 
 
-def test_the_onnx_engine_runs_the_classifier_of_a_headed_checkpoint_and_gives_steer_none(tmp_path):
-    """The ONNX graphs export the classifier alone (direction_logits): steer is None there, the
-    direction probabilities match the torch engine's."""
+def test_the_onnx_engines_give_the_steer_of_a_headed_checkpoint_as_the_torch_engine_does(tmp_path):
+    """The ONNX graphs export the steer head beside the classifier (output ``steer``): float32 and
+    int8 engines give Perception.steer, float32 within 1e-4 of the torch engine's (the analog driver's
+    steer on the product's default CPU engine). The head is zero at init, so it is given weights here."""
     pytest.importorskip("onnxruntime")
-    path = save_model(tmp_path / "d.safetensors", _direction().eval())
+    model = _direction().eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(model.steer_head.weight, std=1e-3)  # tanh unsaturated
+        model.steer_head.bias.fill_(0.1)
+    path = save_model(tmp_path / "d.safetensors", model)
     frame = _frame()
     via_onnx = Perceiver.from_checkpoints(path, None, device="cpu", engine="onnxruntime")(frame)
     via_torch = Perceiver.from_checkpoints(path, None, device="cpu", engine="torch")(frame)
-    assert via_onnx.steer is None and via_torch.steer is not None
+    assert via_torch.steer is not None and abs(via_torch.steer) > 0.05  # the head's weights reach the output
+    assert via_onnx.steer == pytest.approx(via_torch.steer, abs=1e-4)
     for name, p in via_torch.direction_probs.items():
         assert via_onnx.direction_probs[name] == pytest.approx(p, abs=1e-4)
+
+
+def test_an_onnx_graph_without_the_steer_output_still_runs_and_gives_steer_none(tmp_path):
+    """A direction graph exported before the steer output (the classifier alone) loads; steer is None."""
+    pytest.importorskip("onnxruntime")
+    from perception.onnx_engine import OnnxNetworks
+
+    model = _direction().eval()
+    old = tmp_path / "old.onnx"
+    with torch.no_grad():
+        torch.onnx.export(model, (torch.zeros(1, 3, *SMALL),), str(old), input_names=["input"],
+                          output_names=["direction_logits"], opset_version=17, dynamo=False)
+    networks = OnnxNetworks.from_files(direction=old)
+    out = networks(torch.zeros(1, 3, *SMALL), None)
+    assert not networks.has_steer and out.steer is None and out.direction_logits.shape == (1, 3)

@@ -44,6 +44,8 @@ def exported(tmp_path_factory):
     torch.manual_seed(0)
     models = {"direction": DirectionNet(DirectionConfig(input_size=SIZE, trunk=trunk)),
               "detector": SSDNet(DetectorConfig(input_size=SIZE, trunk=trunk))}
+    with torch.no_grad():  # the steer head starts at zero: give it weights, so its output is compared
+        torch.nn.init.normal_(models["direction"].steer_head.weight, std=1e-3)  # tanh unsaturated
     out = {}
     for kind, model in models.items():
         ckpt = save_model(root / f"{kind}.safetensors", model.eval())
@@ -70,7 +72,8 @@ def test_exported_files_have_the_names_the_engine_runs(exported):
     for kind, (_, path) in exported.items():
         graph = onnx.load(str(path)).graph
         assert [i.name for i in graph.input] == [INPUT_NAME]
-        assert [o.name for o in graph.output] == output_names(kind == "direction", kind == "detector")
+        assert [o.name for o in graph.output] == output_names(kind == "direction", kind == "detector",
+                                                              steer=kind == "direction")
 
 
 def test_the_engine_runs_exported_files_as_drive_runs_the_checkpoints(exported, sim_frames):
@@ -85,7 +88,8 @@ def test_the_engine_runs_exported_files_as_drive_runs_the_checkpoints(exported, 
     got = from_files(x, x)
     ran = drive._onnx(x, x)
     with torch.no_grad():
-        want = {"direction_logits": direction(x), **dict(zip(("cls_logits", "box_deltas"), detector(x)))}
+        logits, steer = direction(x, with_steer=True)
+        want = {"direction_logits": logits, "steer": steer, **dict(zip(("cls_logits", "box_deltas"), detector(x)))}
     worst = {}
     for name, expected in want.items():
         file_out, drive_out = getattr(got, name), getattr(ran, name)
