@@ -27,6 +27,7 @@ missing=()
 command -v Xvfb >/dev/null 2>&1 || missing+=(xvfb)
 command -v xdotool >/dev/null 2>&1 || missing+=(xdotool)
 command -v xclock >/dev/null 2>&1 || missing+=(x11-apps)  # a third-party window for the live-window tests
+command -v xdpyinfo >/dev/null 2>&1 || missing+=(x11-utils)  # xwininfo, xdpyinfo: the X11 tests read the server with them
 command -v openbox >/dev/null 2>&1 || missing+=(openbox)   # a window manager for their minimise / activate test
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

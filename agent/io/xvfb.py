@@ -1,8 +1,9 @@
 """A private Xvfb X server, for tests, benchmarks and tools that need a display when there is none.
 
 One launcher: ``private_xvfb`` starts ``Xvfb -displayfd``, so the server picks a free display
-number itself and reports it on a pipe (parallel runs cannot race for the same number), and
-stops it on exit. ``xvfb`` uses a given display instead when there is one.
+number itself and reports it on a pipe (parallel runs cannot race for the same number), waits
+until a client completes the X handshake with it, and stops it on exit. ``xvfb`` uses a given
+display instead when there is one.
 """
 from __future__ import annotations
 
@@ -23,8 +24,11 @@ def private_xvfb(size: tuple[int, int] = (640, 480), timeout_s: float = START_TI
     """Start a private Xvfb with one ``size`` = (W, H) 24-bit screen; yield its name (":N").
 
     The server listens on its local socket only (-nolisten tcp) and accepts any local client
-    (-ac). It is terminated (killed if it lingers 5 s) on exit. Raises RuntimeError naming the
-    fix when Xvfb is missing, or when it exits or reports no display within ``timeout_s``.
+    (-ac). It is yielded once a client has opened it (the X handshake): a CI run saw an Xt program
+    (xclock, xlogo) started at once fail with "Can't open display" on a server that other clients
+    reached a moment later. It is terminated (killed if it lingers 5 s) on exit. Raises
+    RuntimeError naming the fix when Xvfb is missing, or when it exits, reports no display or
+    accepts no client within ``timeout_s``.
     """
     if shutil.which("Xvfb") is None:
         raise RuntimeError("Xvfb is not installed: apt-get install xvfb (or pass a display)")
@@ -38,8 +42,10 @@ def private_xvfb(size: tuple[int, int] = (640, 480), timeout_s: float = START_TI
     finally:
         os.close(write_fd)
     try:
+        deadline = time.monotonic() + timeout_s
         with os.fdopen(read_fd, "rb", buffering=0) as pipe:
             number = _read_display_number(pipe, proc, timeout_s)
+        _wait_until_open(f":{number}", proc, deadline)
         yield f":{number}"
     finally:
         proc.terminate()
@@ -58,6 +64,24 @@ def xvfb(display: str | None, size: tuple[int, int] = (640, 480)) -> Iterator[st
         return
     with private_xvfb(size) as name:
         yield name
+
+
+def _wait_until_open(display: str, proc: subprocess.Popen, deadline: float) -> None:
+    """Return once an X client completes the handshake with ``display`` (python-xlib); RuntimeError
+    when the server exits first or the deadline (time.monotonic()) passes."""
+    from Xlib import display as xdisplay
+    from Xlib.error import DisplayError
+
+    while True:
+        try:
+            xdisplay.Display(display).close()
+            return
+        except (DisplayError, ConnectionError, OSError) as exc:
+            if proc.poll() is not None:
+                raise RuntimeError(f"Xvfb {display} exited with status {proc.returncode} before accepting a client")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Xvfb {display} accepted no client before the deadline: {exc}") from exc
+            time.sleep(0.05)
 
 
 def _read_display_number(pipe, proc: subprocess.Popen, timeout_s: float) -> int:

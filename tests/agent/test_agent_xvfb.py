@@ -34,3 +34,19 @@ def test_missing_xvfb_is_a_clear_error(monkeypatch):
     with pytest.raises(RuntimeError, match="apt-get install xvfb"):
         with private_xvfb():
             pass
+
+
+def test_an_xlib_program_started_the_moment_the_server_is_yielded_opens_it():
+    """A CI run saw xclock / xlogo, started at once on a fresh private Xvfb, fail with "Can't open
+    display" while other clients reached it a moment later: the launcher now yields only after an X
+    handshake. A distribution program (xdpyinfo, x11-utils) started at once on 5 fresh servers opens
+    each one."""
+    import shutil
+    import subprocess
+
+    if shutil.which("xdpyinfo") is None:
+        pytest.fail("xdpyinfo is not installed: apt-get install x11-utils (./run.sh does this as root)")
+    for _ in range(5):
+        with private_xvfb(size=(320, 200)) as name:
+            out = subprocess.run(["xdpyinfo", "-display", name], capture_output=True, text=True, timeout=20)
+            assert out.returncode == 0 and "320x200 pixels" in out.stdout, out.stderr
