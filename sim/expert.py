@@ -13,7 +13,10 @@ frames). Overtaking: a slow vehicle ahead in the right lane is passed in the
 left lane of the truck's direction when that lane is clear. A stopped (broken-down)
 vehicle in the right lane is passed too, with a firmer lane change; while the
 passing lane is busy the expert waits ``STOPPED_WAIT_GAP_M`` behind it, room
-enough to pull out from a standstill. An expert made with ``pass_stopped=False``
+enough to pull out from a standstill. Nearer than the room it needs to pull out
+(``_pull_out_m``: someone else drove the truck there, say an agent that braked
+late), it keeps its lane and stands: the simulator's truck has no reverse, so its
+direction label there is the lane, not a turn it could not complete. An expert made with ``pass_stopped=False``
 never passes one: it brakes for it as for a standing lead and stands behind it
 (IDM's 7 m standstill gap), for recordings of what an agent that brakes for a
 broken-down vehicle sees (the passing expert pulls out 160 m before it, so its
@@ -100,9 +103,11 @@ class Expert:
             return 3
         crossing_near = w.road.next_crossing(t.s - TRUCK_LENGTH_M - 5) - t.s < 220.0
         if cur == 3:
-            if self.pass_stopped and self.stopped_ahead(w)[0] < STOPPED_LOOKAHEAD_M:
-                # a broken-down vehicle: pass it, zebra crossing or not (it will not move); once moving out,
-                # carry on unless the passing lane's traffic is close (it brakes for the truck)
+            gap, stopped = self.stopped_ahead(w) if self.pass_stopped else (math.inf, None)
+            if stopped is not None and self._pull_out_m(w, stopped) <= gap:
+                # a broken-down vehicle, with room to pull out round it (the truck cannot reverse: closer,
+                # it keeps its lane, and so does its direction label): pass it, zebra crossing or not (it
+                # will not move); once moving out, carry on unless the passing lane's traffic is close
                 moving_out = t.d < LANE_CENTRES_M[3] - 0.3 and t.psi < -0.02
                 if (self._lane_clear(w, 2, ahead_m=30.0, behind_m=15.0) or
                         (moving_out and self._lane_clear(w, 2, ahead_m=15.0, behind_m=5.0, closing_s=1.5))):

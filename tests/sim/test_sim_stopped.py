@@ -152,3 +152,26 @@ def test_an_expert_that_does_not_pass_brakes_and_stands_close_behind_it_in_its_l
     assert lanes == {EGO_START_LANE}  # never moved out
     assert gaps_at_standstill and 3.0 < min(gaps_at_standstill) < 12.0, gaps_at_standstill[:3]
     assert max(gaps_at_standstill) - min(gaps_at_standstill) < 0.5  # and stays there
+
+
+@pytest.mark.parametrize("kind", ["car", "truck"])
+def test_too_close_to_pull_out_the_expert_keeps_its_lane_and_so_does_its_label(kind):
+    """Standing 10 m behind a broken-down vehicle (where an agent's range braking stops the truck), the
+    truck has no room to steer round it and cannot reverse: the passing expert keeps its lane and stands,
+    and its direction label is not "left" (a model taught "left" there creeps out and clips the vehicle).
+    50 m back, with the passing lane clear, it pulls out and passes as before."""
+    w, stopped = _straight_world_with_a_stopped(kind, blocked=False)
+    w.truck.s = stopped.s - stopped.length / 2 - 10.0
+    w.truck.v = 0.0
+    expert = Expert(seed=0)
+    assert expert._pull_out_m(w, stopped) > 10.0
+    assert expert.target_lane(w) == EGO_START_LANE and expert.direction(w) != "left"
+    events = _drive(w, expert, 10.0)
+    assert not any("collision" in e for e in events)
+    assert w.nearest_lane() == EGO_START_LANE and abs(w.truck.psi) < 0.01 and w.truck.v < 0.5
+    w, stopped = _straight_world_with_a_stopped(kind, blocked=False)
+    w.truck.s = stopped.s - stopped.length / 2 - 50.0
+    w.truck.v = 0.0
+    assert expert.target_lane(w) == 2 and expert.direction(w) == "left"
+    events = _drive(w, expert, 40.0, until=lambda: w.truck.s - TRUCK_LENGTH_M > stopped.s + 20)
+    assert not any("collision" in e for e in events) and w.truck.s - TRUCK_LENGTH_M > stopped.s + 20
