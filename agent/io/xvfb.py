@@ -23,10 +23,12 @@ START_TIMEOUT_S = 10.0
 def private_xvfb(size: tuple[int, int] = (640, 480), timeout_s: float = START_TIMEOUT_S) -> Iterator[str]:
     """Start a private Xvfb with one ``size`` = (W, H) 24-bit screen; yield its name (":N").
 
-    The server listens on its local socket only (-nolisten tcp) and accepts any local client
-    (-ac). It is yielded once a client has opened it (the X handshake): a CI run saw an Xt program
-    (xclock, xlogo) started at once fail with "Can't open display" on a server that other clients
-    reached a moment later. It is terminated (killed if it lingers 5 s) on exit. Raises
+    The server listens on its local socket only (-nolisten tcp), accepts any local client (-ac)
+    and does not reset when its last client disconnects (-noreset): by default an X server
+    regenerates then, and a client connecting during the reset is refused ("Can't open display",
+    "Connection reset by peer"; CI runs saw xclock and xlogo fail so, right after a short-lived
+    client such as a window lookup had closed). It is yielded once a client has completed the X
+    handshake with it. It is terminated (killed if it lingers 5 s) on exit. Raises
     RuntimeError naming the fix when Xvfb is missing, or when it exits, reports no display or
     accepts no client within ``timeout_s``.
     """
@@ -36,7 +38,7 @@ def private_xvfb(size: tuple[int, int] = (640, 480), timeout_s: float = START_TI
     try:
         proc = subprocess.Popen(
             ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{size[0]}x{size[1]}x24", "-nolisten", "tcp",
-             "-ac"],
+             "-ac", "-noreset"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(write_fd,),
         )
     finally:
