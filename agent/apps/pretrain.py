@@ -215,7 +215,8 @@ def model_card_text(path: Path, notes: dict) -> str:
             + (f" and {recipe['stopped_per_km']} broken-down vehicles per km" if recipe.get("stopped_per_km") else "")
             + (f"; {recipe['queue_share']:.0%} of the sessions ({QUEUE_FRAMES_FACTOR * recipe['frames_per_session']} "
                f"frames each, {QUEUE_STOPPED_PER_KM:g} broken-down vehicles per km) have the autopilot stand behind "
-               "them instead of passing them (their direction labels stay the passing expert's: the way round)"
+               "them instead of passing them (their direction labels are the passing expert's: the way round "
+               "where it has room to pull out, its lane nearer)"
                if recipe.get("queue_share") else "")
             + "; labels are the simulator's ground truth (the expert's direction, the visible objects' boxes).", "",
             f"Validation: seeds {recipe['val_seeds']} under dusk/fog and night/rain ({recipe['val_frames_per_session']} "
