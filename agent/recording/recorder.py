@@ -198,7 +198,8 @@ def record_sim(
     pass_stopped (autopilot only): False: the autopilot never passes a broken-down vehicle, it brakes and
     stands behind it (``sim.expert.Expert(pass_stopped=False)``): frames of the approach to a vehicle
     standing straight ahead, down to ~7 m, what an agent that brakes for it sees. The labels stay the
-    passing expert's (the direction is the way round it).
+    passing expert's: the way round it where the expert has room to pull out, its lane nearer (the
+    simulator's truck cannot reverse).
 
     min_box_height_px: boxes shorter than this many frame pixels are not labelled (the sim's
     default, 4, is meant for 320x240; 8 at 640x480 labels the same objects at twice the pixels).
