@@ -15,7 +15,7 @@ and that the sim window applies to a driver in another process (``truckpilot sim
   ``max_recover_s``, then hands back; after a stall, until it has also driven ``stall_recover_m``
   further, at most ``stall_max_recover_s``;
 * a rescue that reaches its time limit unfinished with the truck moved less than ``stuck_m``
-  since the takeover ends the route as stuck (``stuck`` 1): the expert cannot get the truck out
+  since the takeover ends the route as stuck (``stuck`` True): the expert cannot get the truck out
   either (the simulator's truck has no reverse: standing 8 m behind a broken-down vehicle, or nose
   to nose with oncoming traffic, it has no room to pull out), so handing back would count the same
   standstill again at every hand-back; the one intervention that led there is counted;
@@ -176,7 +176,8 @@ class RouteJudge:
     def to_dict(self) -> dict:
         """The route's counts (JSON-ready; the fields of the scorecard's RouteScore)."""
         return {"route_m": self.route_m, "distance_m": self.distance_m, "driver_distance_m": self.driver_distance_m,
-                "finished": self.finished, "stuck": self.stuck, "collisions": self.collisions, "interventions": self.interventions,
+                "finished": self.finished, "stuck": self.stuck, "collisions": self.collisions,
+                "interventions": self.interventions,
                 "lane_departures": self.lane_departures, "offset_sum_m": self.offset_sum_m,
                 "driver_steps": self.driver_steps, "steer_changes": self.steer_changes,
                 "steer_reversals": self.steer_reversals, "steps": self.steps,

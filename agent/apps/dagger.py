@@ -199,8 +199,8 @@ def dagger_drive(perceiver, out: Path, *, seed: int, time_of_day: str, weather: 
     from agent.runtime.drivers import ExpertDecider, JudgeScorer, Rescue
     from agent.runtime.loop import LoopParts, open_sim, run_ticks
     from agent.runtime.parts import AgentDecider
-    from sim.judge import JudgeConfig, RouteJudge
     from perception.types import DEFAULT_DETECTION_CLASSES, DIRECTIONS
+    from sim.judge import JudgeConfig, RouteJudge
     from training.sessions import SessionWriter
 
     source, keys_out = open_sim(seed=seed, size=size, time_of_day=time_of_day, weather=weather, traffic=traffic,
@@ -452,7 +452,8 @@ def _row(k: int, stem: Path, init: Path | None, drives: list[dict], train_s: flo
         "km_per_intervention": card["km_per_intervention"],
         "km_per_intervention_lower_bound": card["km_per_intervention_lower_bound"],
         "interventions": card["interventions"], "collisions": card["collisions"],
-        "routes_stuck": card["routes_stuck"], "mean_abs_offset_m": card["mean_abs_offset_m"], "route_completion": card["route_completion"],
+        "routes_stuck": card["routes_stuck"], "mean_abs_offset_m": card["mean_abs_offset_m"],
+        "route_completion": card["route_completion"],
         "km_driven": card["km_driven"], "eval_s": card["eval_s"], "card_routes": card["card_routes"],
         "checkpoint": str(stem), "init": str(init) if init is not None else None,
         "sha256": {part: checkpoint_digest(p)[:16] for part, p in pair.items()},
