@@ -70,12 +70,11 @@ class NetworkGraph(nn.Module):
         outputs: list[Tensor] = []
         if self.shared_trunk:
             levels = self.direction.trunk.forward_levels(x)
-            head = self.direction.forward_head(levels[-1], with_steer=steer)
-            outputs.extend(head if steer else (head,))
+            outputs.extend(self.direction.forward_head(levels[-1], with_steer=True) if steer else
+                           (self.direction.forward_head(levels[-1]),))
             return (*outputs, *self.detector.forward_head(levels))
-        if self.direction is not None:
-            head = self.direction(x, with_steer=steer)
-            outputs.extend(head if steer else (head,))
+        if self.direction is not None:  # a network without the head may not take with_steer at all
+            outputs.extend(self.direction(x, with_steer=True) if steer else (self.direction(x),))
         if self.detector is not None:
             outputs.extend(self.detector(x))
         return tuple(outputs)
