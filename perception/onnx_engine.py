@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import NamedTuple
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,13 @@ class NetworkOutputs:
     cls_logits: Tensor | None  # (B, A, n_classes + 1), background first
     box_deltas: Tensor | None  # (B, A, 4), encoded against the anchors
     steer: Tensor | None = None  # (B,) in [-1, 1], + = right: a direction graph with the steer head
+
+
+class _Session(NamedTuple):
+    """An ONNX Runtime session and its output names, read once (the names key its outputs)."""
+
+    sess: object  # onnxruntime.InferenceSession
+    names: tuple[str, ...]
 
 
 class OnnxNetworks:
@@ -84,12 +92,12 @@ class OnnxNetworks:
                 raise ValueError(f"{what}: inputs {inputs} / outputs {outputs}; the ONNX engine runs graphs with "
                                  f"input {[INPUT_NAME]} and outputs {' or '.join(map(str, allowed))} (export it "
                                  "with `truckpilot export`)")
-            return sess
+            return _Session(sess, tuple(outputs))
 
-        def precision(sess) -> str:
+        def precision(graph: _Session) -> str:
             from perception.quantize import INT8_KEY, PRECISION_KEY
 
-            metadata = sess.get_modelmeta().custom_metadata_map
+            metadata = graph.sess.get_modelmeta().custom_metadata_map
             return "int8" if INT8_KEY in metadata else metadata.get(PRECISION_KEY, "fp32")
 
         self.shared_trunk = joint_graph is not None
@@ -124,14 +132,14 @@ class OnnxNetworks:
     @property
     def has_steer(self) -> bool:
         """The direction graph returns the continuous steer (NetworkOutputs.steer is set)."""
-        sess = self._joint or self._direction
-        return sess is not None and STEER_OUTPUT in [o.name for o in sess.get_outputs()]
+        graph = self._joint or self._direction
+        return graph is not None and STEER_OUTPUT in graph.names
 
     @staticmethod
-    def _run(session, x: Tensor) -> dict[str, Tensor]:
+    def _run(graph: _Session, x: Tensor) -> dict[str, Tensor]:
         array = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
-        names = [o.name for o in session.get_outputs()]
-        return {name: torch.from_numpy(out) for name, out in zip(names, session.run(None, {INPUT_NAME: array}))}
+        outputs = graph.sess.run(None, {INPUT_NAME: array})
+        return {name: torch.from_numpy(out) for name, out in zip(graph.names, outputs)}
 
     def __call__(self, x_direction: Tensor | None, x_detector: Tensor | None) -> NetworkOutputs:
         out: dict[str, Tensor] = {}

@@ -35,6 +35,7 @@ from torch import nn
 
 from perception.boxes import clip_boxes_np
 from perception.checkpoint import ModelCard, load_model
+from perception.onnx_export import has_steer
 from perception.preprocess import Letterbox, Preprocessor
 from perception.types import Detection, Perception
 
@@ -109,7 +110,7 @@ class Perceiver:
         self.bf16 = bool(bf16)
         self.direction_model = direction_model.to(self.device).eval() if direction_model is not None else None
         # a DirectionNet with the continuous steering head (perception.direction): Perception.steer
-        self._steer = bool(getattr(direction_model, "has_steer_head", False))
+        self._steer = has_steer(direction_model)
         self.detector_model = detector_model.to(self.device).eval() if detector_model is not None else None
         if direction_model is not None and direction_card is None:
             direction_card = ModelCard.for_model(direction_model)

@@ -156,6 +156,11 @@ class RouteJudge:
             return Verdict.HANDBACK
         return Verdict.GO_ON
 
+    def stop_request(self) -> str | None:
+        """"stuck" once the route has ended stuck (the drive loop's ``stop_when``: the loop goes on
+        after an END verdict otherwise), else None."""
+        return "stuck" if self.stuck else None
+
     def _count_reversal(self, wheel: float) -> None:
         """One driver step's wheel position (full lock = 1): a reversal when it turns back by at
         least ``reversal_gap`` from the last extreme in the direction it was turning."""

@@ -222,7 +222,7 @@ def dagger_drive(perceiver, out: Path, *, seed: int, time_of_day: str, weather: 
         recorder = DaggerRecorder(writer)
         try:
             run_ticks(LoopParts(source, rescue, keys_out, recorder=recorder, scorer=JudgeScorer(judge),
-                                stop_when=lambda: "stuck" if judge.stuck else None), max_steps=frames)
+                                stop_when=judge.stop_request), max_steps=frames)
         finally:
             recorder.flush()
             writer.close()

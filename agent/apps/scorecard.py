@@ -173,7 +173,7 @@ def drive_route(driver: DriverSpec, seed: int, time_of_day: str, weather: str, b
         rescue.reset()
         # budget_steps sim steps: their outcomes come with the next grab, so one tick more (its keys go nowhere)
         run_ticks(LoopParts(source, rescue, keys_out, scorer=JudgeScorer(judge), on_tick=on_tick,
-                            stop_when=lambda: "stuck" if judge.stuck else None),
+                            stop_when=judge.stop_request),
                   max_steps=budget_steps + 1)
         counts = judge.to_dict()
         return RouteScore(driver=name or getattr(driver, "name", "driver"), seed=seed, time_of_day=time_of_day,
