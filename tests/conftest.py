@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +23,17 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def module_tmp_path(tmp_path_factory, request) -> Iterator[Path]:
+    """A folder for the files one test module's tests share (checkpoints, recorded sessions), removed
+    when the module is done. The suite writes several GB of ResNet34 checkpoints: pytest removes a
+    passing test's `tmp_path` at once (tmp_path_retention_policy = "failed" in pyproject.toml), but
+    keeps `tmp_path_factory` folders to the end of the run, which filled CI's disk."""
+    path = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture()

@@ -14,8 +14,8 @@ from perception.direction import DirectionNet
 
 
 @pytest.fixture(scope="module")
-def checkpoints_and_session(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bench")
+def checkpoints_and_session(module_tmp_path):
+    root = module_tmp_path
     torch.manual_seed(0)
     trunk = TrunkConfig(weights="none")
     direction = DirectionNet(DirectionConfig(input_size=(64, 96), trunk=trunk))

@@ -26,7 +26,7 @@ def truckpilot(*args: str, env: dict | None = None, timeout: float = 120) -> sub
 
 
 @pytest.fixture(scope="module")
-def direction_checkpoint(tmp_path_factory) -> Path:
+def direction_checkpoint(module_tmp_path) -> Path:
     """A real (untrained, random-init) ResNet34 DirectionNet checkpoint at a small input size."""
     from perception.checkpoint import save_model
     from perception.config import DirectionConfig, TrunkConfig
@@ -34,7 +34,7 @@ def direction_checkpoint(tmp_path_factory) -> Path:
 
     torch.manual_seed(0)
     net = DirectionNet(DirectionConfig(input_size=(48, 64), trunk=TrunkConfig(weights="none")))
-    return save_model(tmp_path_factory.mktemp("ckpt") / "direction.safetensors", net)
+    return save_model(module_tmp_path / "direction.safetensors", net)
 
 
 def test_drive_sim_records_and_prints_latency(direction_checkpoint, tmp_path):

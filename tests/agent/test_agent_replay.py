@@ -82,7 +82,7 @@ def test_missing_session_names_it(perceiver, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory):
+def recorded(module_tmp_path):
     """ResNet34 direction and SSD checkpoints (random weights, small inputs: the random detector
     gives ~99 boxes a frame) and an 8-frame sim drive recorded with them."""
     from agent.apps.drive import drive_sim, load_perceiver
@@ -91,7 +91,7 @@ def recorded(tmp_path_factory):
     from perception.detector import SSDNet
     from perception.direction import DirectionNet
 
-    tmp = tmp_path_factory.mktemp("replay_cli")
+    tmp = module_tmp_path
     torch.manual_seed(0)
     ckpt = save_model(tmp / "direction.safetensors",
                       DirectionNet(DirectionConfig(input_size=(32, 32), trunk=TrunkConfig(weights="none"))))

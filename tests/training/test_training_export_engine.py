@@ -36,10 +36,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(module_tmp_path):
     """{kind: (checkpoint, exported .onnx)} for a random direction model and a random detector
     (different trunk weights, so drive runs one graph per model, as export writes them)."""
-    root = tmp_path_factory.mktemp("export")
+    root = module_tmp_path
     trunk = TrunkConfig(weights="none")
     torch.manual_seed(0)
     models = {"direction": DirectionNet(DirectionConfig(input_size=SIZE, trunk=trunk)),

@@ -55,21 +55,21 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory):
+def recorded(module_tmp_path):
     """Two sim sessions recorded by the product (calibration, check), 16 frames each."""
     from agent.recording.recorder import record_sim
 
-    root = tmp_path_factory.mktemp("int8_sessions")
+    root = module_tmp_path / "sessions"
     for seed in (5, 6):
         record_sim(root / f"s{seed}", seed=seed, autopilot=True, headless=True, frames=16, progress=False)
     return str(root / "s5"), str(root / "s6")
 
 
 @pytest.fixture(scope="module")
-def joint(tmp_path_factory, recorded):
+def joint(module_tmp_path, recorded):
     """(direction checkpoint, detector checkpoint) of one shared trunk, as a joint run writes them, and their
     int8 graph beside them, checked with a tolerance any difference passes."""
-    root = tmp_path_factory.mktemp("int8_ckpt")
+    root = module_tmp_path / "ckpt"
     torch.manual_seed(0)
     trunk = TrunkConfig(weights="none")
     direction = DirectionNet(DirectionConfig(input_size=SIZE, trunk=trunk))

@@ -37,9 +37,8 @@ def drive_session(path, seed: int):
 
 
 @pytest.fixture(scope="module")
-def drives(tmp_path_factory):
-    root = tmp_path_factory.mktemp("drives")
-    return [drive_session(root / f"d{seed}", seed) for seed in (1, 2)]
+def drives(module_tmp_path):
+    return [drive_session(module_tmp_path / f"d{seed}", seed) for seed in (1, 2)]
 
 
 def drawn_share(drives, tmp_path, *extra) -> tuple[float, object]:
