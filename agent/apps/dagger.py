@@ -36,6 +36,14 @@ frames, interventions in the new data, train seconds, the checkpoint and the one
 fine-tuned from, and the card's figures), ``dagger.md`` (the table) and ``dagger.png`` (the
 figures per round); ``sessions/``, ``round0/`` (the starting pair, copied), ``roundK/train/``
 (each fine-tune's run directory, ``best.direction.safetensors`` + ``best.detector.safetensors``).
+
+``--resume`` continues the run in ``--out`` to ``--rounds`` rounds: round k+1 starts from round k's
+pair, on the same data and validation sessions. The run's own settings come from its
+``dagger.json``; from the command line only the budget (``--rounds``, ``--train-seconds``) and how
+the machine is used (``--threads``, ``--no-progress``). Each continuation is listed under
+``resumed`` in the report, so a row's budget can be told. The training rate is the one the run
+measured (no second probe). A round left unfinished (its ``roundK/`` folder there, no row) is
+refused with the folders to remove.
 """
 from __future__ import annotations
 
@@ -46,13 +54,15 @@ import math
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 log = logging.getLogger("truckpilot.dagger")
 
 #: the card's conditions, and the conditions DAgger drives under (cycled over a round's seeds)
 CARD_CONDITIONS = "day/clear,dusk/fog,night/rain"
+#: the options ``--resume`` takes from the command line; every other setting is the run's own (its dagger.json)
+RESUME_FIELDS = ("rounds", "train_seconds", "threads", "progress")
 #: the row fields every round reports, in the table's order
 ROW_FIELDS = ("round", "frames_added", "takeover_frames", "data_interventions", "train_s", "km_per_intervention",
               "interventions", "collisions", "routes_stuck", "mean_abs_offset_m", "route_completion", "km_driven")
@@ -98,6 +108,7 @@ class DaggerConfig:
     device: str = "auto"
     seed: int = 0
     progress: bool = True
+    resume: bool = False  #: continue the run in ``out`` (see the module doc)
 
     def __post_init__(self) -> None:
         if self.rounds < 0 or self.seeds_per_round < 1 or self.frames_per_round < self.seeds_per_round:
@@ -376,8 +387,10 @@ def _run_dagger(config: DaggerConfig, recipe: dict | None) -> dict:
     from training.sessions.interventions import session_interventions
 
     out = Path(config.out)
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"--out {out} exists and is not empty: choose a new directory")
+    if config.resume:
+        config = resumed_config(config)
+    elif out.exists() and any(out.iterdir()):
+        raise ValueError(f"--out {out} exists and is not empty: choose a new directory (or --resume the run in it)")
     eval_seeds = set(parse_seeds(config.eval_seeds))
     used = {s for k in range(1, config.rounds + 1) for s in config.dagger_seeds(k)}
     if used & eval_seeds or set(config.val_seeds) & (eval_seeds | used):
@@ -385,16 +398,20 @@ def _run_dagger(config: DaggerConfig, recipe: dict | None) -> dict:
                          f"seeds {sorted(eval_seeds)} must not overlap")
     conditions = parse_conditions(config.conditions)
     parse_conditions(config.eval_conditions)
-    out.mkdir(parents=True, exist_ok=True)
     t_start = time.monotonic()
-    stem, sessions, val, how = _start(config, out, dict(recipe or {}))
-    report: dict = {"config": asdict(config), "start": how, "val_data": val, "rounds": []}
-    round0 = score(config, stem)
+    if config.resume:
+        report, stem, sessions, val, rate = _resume(config, out)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        stem, sessions, val, how = _start(config, out, dict(recipe or {}))
+        report = {"config": asdict(config), "start": how, "start_data": list(sessions), "val_data": val,
+                  "rounds": []}
+        report["rounds"].append(_row(0, stem, None, [], 0.0, score(config, stem), {}))
+        _write(out, report)
+        rate = None
+    wall_before = float(report.get("wall_s") or 0.0)
     rows = report["rounds"]
-    rows.append(_row(0, stem, None, [], 0.0, round0, {}))
-    _write(out, report)
-    rate = None
-    for k in range(1, config.rounds + 1):
+    for k in range(len(rows), config.rounds + 1):
         round_dir = out / f"round{k}"
         round_dir.mkdir()
         from agent.apps.drive import load_perceiver
@@ -419,10 +436,10 @@ def _run_dagger(config: DaggerConfig, recipe: dict | None) -> dict:
                      weather, drive["frames"], drive["expert_frames"], drive["data_interventions"])
             drives.append(drive)
         drive_s = time.monotonic() - t0
-        sessions += [d["session"] for d in drives]
+        sessions = sessions + [d["session"] for d in drives]
         if config.train_seconds <= 0:  # no probe: min_batches only
             epoch_frames, rate = _epoch_frames(config, 0.0), 0.0
-        elif rate is None:
+        elif not rate:
             epoch_frames, rate = _plan_epoch_frames(config, stem)
         else:
             epoch_frames = _epoch_frames(config, rate)
@@ -432,13 +449,58 @@ def _run_dagger(config: DaggerConfig, recipe: dict | None) -> dict:
         card = score(config, new_stem)
         rows.append(_row(k, new_stem, stem, drives, train_s, card,
                          {"drive_s": round(drive_s, 1), "epoch_frames": epoch_frames, "train_img_per_s": round(rate, 1),
-                          "data_sessions": len(sessions), "val": summary.get("val")}))
+                          "data_sessions": len(sessions), "train_seconds": config.train_seconds,
+                          "val": summary.get("val")}))
         stem = new_stem
+        report["wall_s"] = round(wall_before + time.monotonic() - t_start, 1)
         _write(out, report)
         log.info("dagger round %d: %s", k, {f: rows[-1][f] for f in ROW_FIELDS})
-    report["wall_s"] = round(time.monotonic() - t_start, 1)
+    report["wall_s"] = round(wall_before + time.monotonic() - t_start, 1)
     _write(out, report)
     return report
+
+
+def resumed_config(given: DaggerConfig) -> DaggerConfig:
+    """The run's own config (``given.out``/dagger.json), with ``RESUME_FIELDS`` from ``given``."""
+    path = Path(given.out) / "dagger.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume: {path} not found: --out must name a DAgger run's folder")
+    saved = json.loads(path.read_text())["config"]
+    tuples = {name: tuple(saved[name]) for name in ("data", "val_data", "val_seeds")}
+    known = {f.name for f in fields(DaggerConfig)}
+    run_config = DaggerConfig(**{**{k: v for k, v in saved.items() if k in known}, **tuples})
+    return replace(run_config, out=given.out, resume=True, **{name: getattr(given, name) for name in RESUME_FIELDS})
+
+
+def _resume(config: DaggerConfig, out: Path) -> tuple[dict, Path, list[str], list[str], float | None]:
+    """(the report so far, the last round's stem, its data, the validation sessions, the measured
+    training rate) of the run in ``out``; ValueError when it has ``config.rounds`` rounds already, or
+    when a round was left unfinished."""
+    report = json.loads((out / "dagger.json").read_text())
+    rows = report["rounds"]
+    done = len(rows) - 1
+    if done >= config.rounds:
+        raise ValueError(f"--resume: {out} has {done} rounds already: ask for more with --rounds {done + 1}")
+    leftovers = [out / f"round{done + 1}", *sorted((out / "sessions").glob(f"round{done + 1}-*"))]
+    leftovers = [str(p) for p in leftovers if p.exists()]
+    if leftovers:
+        raise ValueError(f"--resume: round {done + 1} was left unfinished in {out}: remove {' '.join(leftovers)} "
+                         "to run it again")
+    if "start_data" in report:
+        start_data = list(report["start_data"])
+    elif report["start"].get("from") == "checkpoints":  # reports written before start_data: --data was the start's
+        start_data = list(report["config"]["data"])
+    else:
+        raise ValueError(f"--resume: {out / 'dagger.json'} does not list the starting data: start a new run")
+    sessions = start_data + [d["session"] for row in rows[1:] for d in row["drives"]]
+    missing = [p for p in sessions + list(report["val_data"]) if not Path(p).exists()]
+    if missing:
+        raise FileNotFoundError(f"--resume: the run's sessions are gone: {', '.join(missing[:3])}")
+    report["config"] = asdict(config)
+    report.setdefault("resumed", []).append({"after_round": done, **{name: getattr(config, name)
+                                                                      for name in RESUME_FIELDS}})
+    rate = rows[-1].get("train_img_per_s") if done else None
+    return report, Path(rows[-1]["checkpoint"]), sessions, list(report["val_data"]), rate
 
 
 def _row(k: int, stem: Path, init: Path | None, drives: list[dict], train_s: float, card: dict, more: dict) -> dict:
@@ -570,6 +632,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="CPU threads of torch and ONNX Runtime (default: theirs; 1 is much faster on a busy machine)")
     p.add_argument("--seed", type=int, default=d.seed, help="training seed")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out to --rounds rounds (its settings, but for --rounds, "
+                        "--train-seconds, --threads and --no-progress, come from its dagger.json)")
     return p
 
 

@@ -111,6 +111,29 @@ def test_a_tiny_round_labels_the_agents_frames_marks_takeovers_and_fine_tunes_fr
         assert any(not np.array_equal(before[k], after[k]) for k in before), f"{part}: fine-tuning changed nothing"
         assert rows[0]["sha256"][part] != rows[1]["sha256"][part]
 
+    # --resume: round 2 from round 1's pair, the run's own settings (2 seeds a round, not the default 4),
+    # the budget from the command line; the data: round 1's sessions and round 2's
+    resumed = run_dagger(DaggerConfig(out=str(out), rounds=2, train_seconds=0.0, threads=1, progress=False,
+                                      resume=True))
+    rows2 = resumed["rounds"]
+    assert [r["round"] for r in rows2] == [0, 1, 2]
+    assert rows2[:2] == json.loads(json.dumps(rows, default=str))  # the earlier rows kept as they were
+    assert rows2[2]["init"] == rows[1]["checkpoint"] and len(rows2[2]["drives"]) == 2
+    run2 = json.loads((out / "round2" / "train" / "config.json").read_text())
+    assert run2["data"]["sessions"] == sessions + [d["session"] for d in rows2[2]["drives"]]
+    assert run2["data"]["val_sessions"] == report["val_data"]
+    assert resumed["resumed"] == [{"after_round": 1, "rounds": 2, "train_seconds": 0.0, "threads": 1,
+                                   "progress": False}]
+    assert resumed["config"]["seeds_per_round"] == 2 and resumed["wall_s"] > report["wall_s"]
+    with pytest.raises(ValueError, match="has 2 rounds already"):
+        run_dagger(DaggerConfig(out=str(out), rounds=2, resume=True))
+    (out / "round3").mkdir()  # a round left unfinished: refused, and nothing removed
+    with pytest.raises(ValueError, match="round 3 was left unfinished") as refused:
+        run_dagger(DaggerConfig(out=str(out), rounds=3, resume=True))
+    assert str(out / "round3") in str(refused.value) and (out / "round3").is_dir()
+    with pytest.raises(FileNotFoundError, match="dagger.json not found"):
+        run_dagger(DaggerConfig(out=str(tmp_path / "nothing"), rounds=3, resume=True))
+
 
 def test_seeds_shared_with_the_card_are_refused_before_any_work(tmp_path):
     config = DaggerConfig(out=str(tmp_path / "d"), rounds=2, seeds_per_round=2, first_seed=300, eval_seeds="301-305")
@@ -161,13 +184,13 @@ def test_every_dagger_option_reaches_its_config_field_and_a_bad_budget_is_refuse
         "--seeds-per-round", "3", "--frames-per-round", "90", "--route-m", "500", "--first-seed", "7",
         "--train-seconds", "60", "--lr", "0.001", "--batch-size", "8", "--takeover-weight", "2", "--stall-s", "4",
         "--eval-seeds", "1-2", "--eval-route-m", "300", "--traffic", "1.5", "--stopped-per-km", "0.5",
-        "--threads", "1", "--seed", "3", "--no-progress"])
+        "--threads", "1", "--seed", "3", "--no-progress", "--resume"])
     config = config_from_args(args)
     assert config == DaggerConfig(out="o", model="m", detector="d", data=("a", "b"), val_data=("v",), rounds=2,
                                   seeds_per_round=3, frames_per_round=90, route_m=500.0, first_seed=7,
                                   train_seconds=60.0, lr=0.001, batch_size=8, takeover_weight=2.0, stall_s=4.0,
                                   eval_seeds="1-2", eval_route_m=300.0, traffic=1.5, stopped_per_km=0.5,
-                                  threads=1, seed=3, progress=False)
+                                  threads=1, seed=3, progress=False, resume=True)
     assert config_from_args(get_args_parser().parse_args([])) == DaggerConfig()
     assert main(["--seeds-per-round", "4", "--frames-per-round", "2"]) == 1
     assert "--frames-per-round 2" in capsys.readouterr().err
