@@ -27,6 +27,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -265,6 +267,19 @@ def wait_for_window(title: str, timeout: float = 30.0, sim: SimWindowProcess | N
             time.sleep(0.2)
 
 
+@contextmanager
+def sim_window(title: str, *args: str) -> Iterator[SimWindowProcess]:
+    """``truckpilot sim --title TITLE ARGS`` in a window found on the X server (``wait_for_window``);
+    closed on leaving (SIGTERM: SDL turns it into a QUIT event, the sim prints its summary and exits),
+    its output lines still readable."""
+    window = SimWindowProcess("--title", title, *args)
+    try:
+        wait_for_window(title, sim=window)
+        yield window
+    finally:
+        window.close()
+
+
 def random_direction_checkpoint(path: Path) -> Path:
     """A ResNet34 direction checkpoint with random weights at a 32x32 input, written to ``path``: a
     model for tests of the drive's plumbing, not of its driving."""
@@ -318,6 +333,18 @@ class DriveProcess:
             self.proc.kill()
             self.proc.wait()
         self._reader.join(timeout=5)
+
+
+@contextmanager
+def drive_process(ckpt: Path, title: str, *args: str) -> Iterator[DriveProcess]:
+    """A ``DriveProcess`` past its first tick; killed on leaving if still running (``stop`` ends it
+    cleanly first), its log still readable."""
+    drive = DriveProcess(ckpt, title, *args)
+    try:
+        drive.wait_first_tick()
+        yield drive
+    finally:
+        drive.close()
 
 
 # ----------------------------------------------------------------------------- the e2e test's model

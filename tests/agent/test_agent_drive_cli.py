@@ -131,7 +131,7 @@ def test_time_scale_divides_the_controller_time_constants():
 def test_drive_window_cli_presses_keys_in_the_sim_window(xvfb_display, tmp_path):
     """`truckpilot drive --window` on the sim's window: capture with mss, XTest keys, latency printed;
     the sim process counts the steps on which it saw a driving key down."""
-    from drive_kit import SimWindowProcess, wait_for_window
+    from drive_kit import sim_window
 
     from perception.checkpoint import save_model
     from perception.config import DirectionConfig, TrunkConfig
@@ -140,13 +140,10 @@ def test_drive_window_cli_presses_keys_in_the_sim_window(xvfb_display, tmp_path)
     ckpt = save_model(tmp_path / "d.safetensors",
                       DirectionNet(DirectionConfig(input_size=(32, 32), trunk=TrunkConfig(weights="none"))))
     title = "TruckPilot drive CLI window"
-    window = SimWindowProcess("--title", title, "--size", "320x240", "--fps", "15", "--seconds", "60")
-    try:
-        wait_for_window(title, sim=window)
+    with sim_window(title, "--size", "320x240", "--fps", "15", "--seconds", "60") as window:
         r = truckpilot("drive", "--model", str(ckpt), "--window", title, "--steps", "25", "--fps", "15",
                        "--keys", "x11", "--device", "cpu", "--record", str(tmp_path / "rec"))
-    finally:
-        window.close()  # SIGTERM: SDL turns it into a QUIT event; the sim prints its summary and exits
+    # the window closed: the sim printed its summary
     assert r.returncode == 0, r.stderr
     assert "25 steps" in r.stdout and "frame_to_key" in r.stdout, r.stdout
     summary = next(line for line in window.lines if line.startswith("sim summary:"))
@@ -166,7 +163,7 @@ def test_sigterm_mid_drive_releases_the_keys_and_prints_the_latency(xvfb_display
     import signal
     import threading
 
-    from drive_kit import SimWindowProcess, wait_for_window
+    from drive_kit import sim_window
     from tests.waiting import wait_until
 
     from agent.apps.drive import FIRST_TICK_LOG
@@ -178,7 +175,6 @@ def test_sigterm_mid_drive_releases_the_keys_and_prints_the_latency(xvfb_display
     ckpt = save_model(tmp_path / "d.safetensors",
                       DirectionNet(DirectionConfig(input_size=(32, 32), trunk=TrunkConfig(weights="none"))))
     title = "TruckPilot SIGTERM window"
-    window = SimWindowProcess("--title", title, "--size", "320x240", "--seconds", "40")
     drive = None
     streams: dict[str, list[str]] = {"stdout": [], "stderr": []}  # the drive's lines so far
 
@@ -187,30 +183,30 @@ def test_sigterm_mid_drive_releases_the_keys_and_prints_the_latency(xvfb_display
             lines.append(line)
 
     readers = []
-    try:
-        wait_for_window(title, sim=window)
-        drive = subprocess.Popen([sys.executable, "-m", "agent.apps.cli", "drive", "--model", str(ckpt), "--window", title,
-                                  "--seconds", "30", "--keys", "x11", "--device", "cpu", "--threads", "1"],
-                                 cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for name, stream in (("stdout", drive.stdout), ("stderr", drive.stderr)):
-            readers.append(threading.Thread(target=follow, args=(stream, streams[name]), daemon=True))
-            readers[-1].start()
-        # the throttle goes down inside the first step's key send, microseconds before that step's
-        # frame_to_key is timed: a signal sent then can land between the two (0 steps, no latency row).
-        # The drive logs FIRST_TICK_LOG once the first tick is done, so the report has a latency.
-        wait_until(lambda: any(FIRST_TICK_LOG in line for line in streams["stderr"]), 60,
-                   "the drive's first tick (its log line)", alive=drive)
-        # the agent is driving: its throttle is down on the X server (the cruise duty lifts it at times)
-        wait_until(lambda: read_held_keys().throttle, 30, "the drive's throttle down on the X server", alive=drive)
-        drive.send_signal(signal.SIGTERM)
-        drive.wait(timeout=20)
-        held_after = read_held_keys()
-    finally:
-        if drive is not None and drive.poll() is None:
-            drive.kill()
-        window.close()
-        for reader in readers:
-            reader.join(timeout=5)
+    with sim_window(title, "--size", "320x240", "--seconds", "40"):
+        try:
+            drive = subprocess.Popen([sys.executable, "-m", "agent.apps.cli", "drive", "--model", str(ckpt),
+                                      "--window", title, "--seconds", "30", "--keys", "x11", "--device", "cpu",
+                                      "--threads", "1"],
+                                     cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for name, stream in (("stdout", drive.stdout), ("stderr", drive.stderr)):
+                readers.append(threading.Thread(target=follow, args=(stream, streams[name]), daemon=True))
+                readers[-1].start()
+            # the throttle goes down inside the first step's key send, microseconds before that step's
+            # frame_to_key is timed: a signal sent then can land between the two (0 steps, no latency row).
+            # The drive logs FIRST_TICK_LOG once the first tick is done, so the report has a latency.
+            wait_until(lambda: any(FIRST_TICK_LOG in line for line in streams["stderr"]), 60,
+                       "the drive's first tick (its log line)", alive=drive)
+            # the agent is driving: its throttle is down on the X server (the cruise duty lifts it at times)
+            wait_until(lambda: read_held_keys().throttle, 30, "the drive's throttle down on the X server", alive=drive)
+            drive.send_signal(signal.SIGTERM)
+            drive.wait(timeout=20)
+            held_after = read_held_keys()
+        finally:
+            if drive is not None and drive.poll() is None:
+                drive.kill()
+            for reader in readers:
+                reader.join(timeout=5)
     out, err = "".join(streams["stdout"]), "".join(streams["stderr"])
     assert drive.returncode == 0, err
     assert "stopped by signal" in out and "frame_to_key" in out, out

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from drive_kit import SimWindowProcess, e2e_controller_config, load_tiny_ensemble, wait_for_window
+from drive_kit import e2e_controller_config, load_tiny_ensemble, sim_window
 
 from agent.apps.drive import controller_config_for_time_scale, drive_window
 from agent.types import KeysHeld, StopReason
@@ -69,11 +69,8 @@ def _drive_once(tiny_perceiver):
     """One drive of the sim window: (DriveStats, sim process, keys still held afterwards)."""
     from agent.io.keys.x11 import read_held_keys
 
-    sim = SimWindowProcess("--title", TITLE, "--size", "320x240", "--seed", str(SIM_SEED), "--time-of-day", "day",
-                           "--weather", "clear", "--traffic", "0", "--fps", str(15 * TIME_SCALE), "--seconds", "240",
-                           "--log-every", "0.2")
-    try:
-        wait_for_window(TITLE, sim=sim)
+    with sim_window(TITLE, "--size", "320x240", "--seed", str(SIM_SEED), "--time-of-day", "day", "--weather", "clear",
+                    "--traffic", "0", "--fps", str(15 * TIME_SCALE), "--seconds", "240", "--log-every", "0.2") as sim:
         config = controller_config_for_time_scale(CONTROLLER, TIME_SCALE)
         stats = drive_window(
             tiny_perceiver, window_title=TITLE, fps=AGENT_FPS, keys="x11", seconds=200,
@@ -81,8 +78,6 @@ def _drive_once(tiny_perceiver):
             stop_when=lambda: "1 km" if sim.distance_m >= 1000 else ("sim restarted" if sim.restarts else None),
         )
         held_after = read_held_keys()
-    finally:
-        sim.close()
     print(stats.summary())
     print("events:", stats.events)
     print("\n".join(sim.lines[-5:]))

@@ -19,7 +19,7 @@ def recorded(path: Path) -> list:
 
 @pytest.mark.x11
 def test_shadow_mode_records_person_and_model_and_sends_no_key(xvfb_display, tmp_path, monkeypatch):
-    from drive_kit import DriveProcess, SimWindowProcess, random_direction_checkpoint, wait_for_window
+    from drive_kit import drive_process, random_direction_checkpoint, sim_window
     from tests.waiting import wait_until
 
     from agent.io.keys.x11 import X11Keys, read_held_keys
@@ -29,14 +29,9 @@ def test_shadow_mode_records_person_and_model_and_sends_no_key(xvfb_display, tmp
     ckpt = random_direction_checkpoint(tmp_path / "d.safetensors")
     title = "TruckPilot shadow window"
     rec = tmp_path / "shadow"
-    window = SimWindowProcess("--title", title, "--size", "320x240", "--fps", "15", "--seconds", "60")
-    drive = None
     keys_seen_while_nobody_drove: list[KeysHeld] = []
-    try:
-        wait_for_window(title, sim=window)
-        drive = DriveProcess(ckpt, title, "--shadow", "--seconds", "40", "--record", str(rec))
-        drive.wait_first_tick()
-
+    with (sim_window(title, "--size", "320x240", "--fps", "15", "--seconds", "60"),
+          drive_process(ckpt, title, "--shadow", "--seconds", "40", "--record", str(rec)) as drive):
         # nobody drives: the model decides (its cruise throttle presses throttle on most frames), yet no key
         # is down on the X server at any time
         def nobody_drove_long_enough():
@@ -52,10 +47,6 @@ def test_shadow_mode_records_person_and_model_and_sends_no_key(xvfb_display, tmp
                        "5 recorded frames holding the person's Left + Up", interval=0.1, alive=drive.proc)
             person.release_all()
         returncode = drive.stop()
-    finally:
-        if drive is not None:
-            drive.close()
-        window.close()
     err = drive.log
     assert returncode == 0, err
     assert keys_seen_while_nobody_drove and not any(any(k.as_array()) for k in keys_seen_while_nobody_drove), err

@@ -25,7 +25,7 @@ def takeover_frames(path: Path) -> int:
 
 @pytest.mark.x11
 def test_a_takeover_in_a_live_recorded_drive_is_marked_and_counted(xvfb_display, tmp_path):
-    from drive_kit import DriveProcess, SimWindowProcess, random_direction_checkpoint, wait_for_window
+    from drive_kit import drive_process, random_direction_checkpoint, sim_window
     from tests.waiting import wait_until
 
     from agent.io.keys.x11 import X11Keys, read_held_keys
@@ -34,12 +34,8 @@ def test_a_takeover_in_a_live_recorded_drive_is_marked_and_counted(xvfb_display,
     ckpt = random_direction_checkpoint(tmp_path / "d.safetensors")
     title = "TruckPilot takeover window"
     rec = tmp_path / "rec"
-    window = SimWindowProcess("--title", title, "--size", "320x240", "--fps", "15", "--seconds", "60")
-    drive = None
-    try:
-        wait_for_window(title, sim=window)
-        drive = DriveProcess(ckpt, title, "--seconds", "40", "--keys", "x11", "--record", str(rec))
-        drive.wait_first_tick()
+    with (sim_window(title, "--size", "320x240", "--fps", "15", "--seconds", "60"),
+          drive_process(ckpt, title, "--seconds", "40", "--keys", "x11", "--record", str(rec)) as drive):
         # the agent drives: its throttle is down on the X server
         wait_until(lambda: read_held_keys().throttle, 30, "the drive's throttle down on the X server",
                    alive=drive.proc)
@@ -51,10 +47,6 @@ def test_a_takeover_in_a_live_recorded_drive_is_marked_and_counted(xvfb_display,
         # the first frame after the person let go ends the takeover: the drive logs it
         drive.wait_for_log("takeover 1 recorded", 20, "the drive's log line of the ended takeover")
         returncode = drive.stop()
-    finally:
-        if drive is not None:
-            drive.close()
-        window.close()
     err = drive.log
     assert returncode == 0, err
     assert "takeover 2 recorded" not in err, err  # one press, one intervention

@@ -11,7 +11,7 @@ import pytest
 
 @pytest.mark.x11
 def test_drive_follows_the_games_speed_and_pause(xvfb_display, tmp_path):
-    from drive_kit import DriveProcess, SimWindowProcess, random_direction_checkpoint, wait_for_window
+    from drive_kit import drive_process, random_direction_checkpoint, sim_window
     from tests.waiting import wait_until
 
     from agent.io.keys.x11 import read_held_keys
@@ -21,38 +21,30 @@ def test_drive_follows_the_games_speed_and_pause(xvfb_display, tmp_path):
     ckpt = random_direction_checkpoint(tmp_path / "d.safetensors")
     title = "TruckPilot telemetry window"
     block = tmp_path / "SCSTelemetry"
-    window = SimWindowProcess("--title", title, "--size", "320x240", "--fps", "15", "--seconds", "60",
-                              "--traffic", "0", "--telemetry", str(block))
-    drive = None
     keys_while_paused = []
-    try:
-        wait_for_window(title, sim=window)
+    with sim_window(title, "--size", "320x240", "--fps", "15", "--seconds", "60", "--traffic", "0",
+                    "--telemetry", str(block)) as window:
         wait_until(block.exists, 30, "the sim's telemetry block", alive=window.proc)
         telemetry = TelemetrySource.open(block)
-        drive = DriveProcess(ckpt, title, "--telemetry", str(block), "--seconds", "40", "--keys", "x11",
-                             "--record", str(tmp_path / "rec"), "--json", str(tmp_path / "stats.json"))
-        drive.wait_first_tick()
-        wait_until(lambda: telemetry.read().speed_m_s > 0.5, 30, "the truck moving (the game's telemetry)",
-                   alive=drive.proc)
-        subprocess.run(["xdotool", "key", "p"], check=True, timeout=10)  # the game's pause key, to the focused sim
-        wait_until(lambda: telemetry.read().paused, 10, "the game paused (its telemetry)", alive=drive.proc)
-        drive.wait_for_log("game paused", 10, "the drive's pause line")
+        with drive_process(ckpt, title, "--telemetry", str(block), "--seconds", "40", "--keys", "x11",
+                           "--record", str(tmp_path / "rec"), "--json", str(tmp_path / "stats.json")) as drive:
+            wait_until(lambda: telemetry.read().speed_m_s > 0.5, 30, "the truck moving (the game's telemetry)",
+                       alive=drive.proc)
+            subprocess.run(["xdotool", "key", "p"], check=True, timeout=10)  # the game's pause key, to the sim
+            wait_until(lambda: telemetry.read().paused, 10, "the game paused (its telemetry)", alive=drive.proc)
+            drive.wait_for_log("game paused", 10, "the drive's pause line")
 
-        def held_nothing_for_a_second():
-            keys_while_paused.append(read_held_keys())
-            return len(keys_while_paused) >= 20
+            def held_nothing_for_a_second():
+                keys_while_paused.append(read_held_keys())
+                return len(keys_while_paused) >= 20
 
-        wait_until(held_nothing_for_a_second, 10, "20 samples of the X keymap while paused", interval=0.05,
-                   alive=drive.proc)
-        subprocess.run(["xdotool", "key", "p"], check=True, timeout=10)
-        drive.wait_for_log("game running again", 10, "the drive's resume line")
-        wait_until(lambda: read_held_keys().throttle, 20, "the agent's throttle down again", alive=drive.proc)
-        telemetry.close()
-        returncode = drive.stop()
-    finally:
-        if drive is not None:
-            drive.close()
-        window.close()
+            wait_until(held_nothing_for_a_second, 10, "20 samples of the X keymap while paused", interval=0.05,
+                       alive=drive.proc)
+            subprocess.run(["xdotool", "key", "p"], check=True, timeout=10)
+            drive.wait_for_log("game running again", 10, "the drive's resume line")
+            wait_until(lambda: read_held_keys().throttle, 20, "the agent's throttle down again", alive=drive.proc)
+            telemetry.close()
+            returncode = drive.stop()
     err = drive.log
     assert returncode == 0, err
     # the agent's keys are released by the next tick after the pause is seen; allow that one tick

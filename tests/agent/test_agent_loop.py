@@ -9,7 +9,7 @@ import gymnasium
 import numpy as np
 import pytest
 import torch
-from drive_kit import SimWindowProcess, TinyDirectionNet, tiny_card, wait_for_window
+from drive_kit import TinyDirectionNet, sim_window, tiny_card
 
 import sim  # noqa: F401  (registers TruckSim-v0)
 from agent.runtime.controller import Controller
@@ -150,8 +150,6 @@ def test_takeover_is_recorded_then_the_agent_reengages_and_estop_ends_the_drive(
     from agent.io.keys.x11 import X11Keys, read_held_keys
     from training.sessions import Session
 
-    window = SimWindowProcess("--title", TITLE, "--size", "320x240", "--seed", "2", "--fps", "30",
-                              "--seconds", "60", "--weather", "rain")
     person = X11Keys()
     phases = {}
     estop = None
@@ -182,20 +180,20 @@ def test_takeover_is_recorded_then_the_agent_reengages_and_estop_ends_the_drive(
             xtest.fake_input(person.display, X.KeyPress, estop)
             person.display.sync()
 
-    try:
-        wait_for_window(TITLE, sim=window)
-        stats = drive_window(scripted("straight", perceived), window_title=TITLE, fps=30, keys="x11", steps=300,
-                             record=str(tmp_path / "drive"), reengage=True, on_tick=on_tick)
-        held_after = read_held_keys()
-    finally:
-        if estop is not None:
-            from Xlib import X
-            from Xlib.ext import xtest
+    with sim_window(TITLE, "--size", "320x240", "--seed", "2", "--fps", "30", "--seconds", "60",
+                    "--weather", "rain"):
+        try:
+            stats = drive_window(scripted("straight", perceived), window_title=TITLE, fps=30, keys="x11", steps=300,
+                                 record=str(tmp_path / "drive"), reengage=True, on_tick=on_tick)
+            held_after = read_held_keys()
+        finally:
+            if estop is not None:
+                from Xlib import X
+                from Xlib.ext import xtest
 
-            xtest.fake_input(person.display, X.KeyRelease, estop)
-            person.display.sync()
-        person.close()
-        window.close()
+                xtest.fake_input(person.display, X.KeyRelease, estop)
+                person.display.sync()
+            person.close()
     events = list(stats.events)
     assert stats.stopped_by is StopReason.ESTOP, (stats.stopped_by, events)
     assert any(e.startswith("disengaged: takeover") and "Right" in e for e in events), events
