@@ -17,11 +17,11 @@ enough to pull out from a standstill. Nearer than the room it needs to pull out
 (``_pull_out_m``: someone else drove the truck there, say an agent that braked
 late), it keeps its lane and stands: the simulator's truck has no reverse, so its
 direction label there is the lane, not a turn it could not complete. An expert
-made with ``pass_stopped=False``
-never passes one: it brakes for it as for a standing lead and stands behind it
-(IDM's 7 m standstill gap), for recordings of what an agent that brakes for a
-broken-down vehicle sees (the passing expert pulls out 160 m before it, so its
-frames never hold one close and straight ahead).
+made with ``pass_stopped=False`` never passes one: it brakes for it as for a
+standing lead and stands behind it (IDM's 7 m standstill gap), for recordings
+of what an agent that brakes for a broken-down vehicle sees (the passing expert
+pulls out 160 m before it, so its frames never hold one close and straight
+ahead).
 
 ``intended_steer`` and ``direction`` are pure functions of the world (so the
 env can label frames while a person or a model drives); ``act`` keeps only

@@ -388,7 +388,8 @@ def _run_dagger(config: DaggerConfig, recipe: dict | None) -> dict:
 
     out = Path(config.out)
     if config.resume:
-        config = resumed_config(config)
+        saved = read_report(out)
+        config = resumed_config(config, saved["config"])
     elif out.exists() and any(out.iterdir()):
         raise ValueError(f"--out {out} exists and is not empty: choose a new directory (or --resume the run in it)")
     eval_seeds = set(parse_seeds(config.eval_seeds))
@@ -400,7 +401,7 @@ def _run_dagger(config: DaggerConfig, recipe: dict | None) -> dict:
     parse_conditions(config.eval_conditions)
     t_start = time.monotonic()
     if config.resume:
-        report, stem, sessions, val, rate = _resume(config, out)
+        report, stem, sessions, val, rate = _resume(config, out, saved)
     else:
         out.mkdir(parents=True, exist_ok=True)
         stem, sessions, val, how = _start(config, out, dict(recipe or {}))
@@ -460,23 +461,26 @@ def _run_dagger(config: DaggerConfig, recipe: dict | None) -> dict:
     return report
 
 
-def resumed_config(given: DaggerConfig) -> DaggerConfig:
-    """The run's own config (``given.out``/dagger.json), with ``RESUME_FIELDS`` from ``given``."""
-    path = Path(given.out) / "dagger.json"
+def read_report(out: Path) -> dict:
+    """The run's report, ``out``/dagger.json; FileNotFoundError naming it when there is none."""
+    path = out / "dagger.json"
     if not path.is_file():
         raise FileNotFoundError(f"--resume: {path} not found: --out must name a DAgger run's folder")
-    saved = json.loads(path.read_text())["config"]
+    return json.loads(path.read_text())
+
+
+def resumed_config(given: DaggerConfig, saved: dict) -> DaggerConfig:
+    """The run's own config (``saved``: its dagger.json's "config"), with ``RESUME_FIELDS`` from ``given``."""
     tuples = {name: tuple(saved[name]) for name in ("data", "val_data", "val_seeds")}
     known = {f.name for f in fields(DaggerConfig)}
     run_config = DaggerConfig(**{**{k: v for k, v in saved.items() if k in known}, **tuples})
     return replace(run_config, out=given.out, resume=True, **{name: getattr(given, name) for name in RESUME_FIELDS})
 
 
-def _resume(config: DaggerConfig, out: Path) -> tuple[dict, Path, list[str], list[str], float | None]:
+def _resume(config: DaggerConfig, out: Path, report: dict) -> tuple[dict, Path, list[str], list[str], float | None]:
     """(the report so far, the last round's stem, its data, the validation sessions, the measured
-    training rate) of the run in ``out``; ValueError when it has ``config.rounds`` rounds already, or
-    when a round was left unfinished."""
-    report = json.loads((out / "dagger.json").read_text())
+    training rate) of the run in ``out`` (``report``: its dagger.json); ValueError when it has
+    ``config.rounds`` rounds already, or when a round was left unfinished."""
     rows = report["rounds"]
     done = len(rows) - 1
     if done >= config.rounds:

@@ -27,7 +27,8 @@ Per driver:
   |lateral offset| > 1.5 m for more than ``offset_grace_s`` (a lane change crosses the
   line faster; a drift does not). It is counted, the expert drives ``recover_s`` (and
   until the truck is back within 0.5 m of a lane centre, at most ``max_recover_s``), then
-  hands back (the rules: ``ScorecardConfig.judge``, a ``sim.judge.JudgeConfig``). km are those the driver itself drove; with no intervention
+  hands back (the rules: ``ScorecardConfig.judge``, a ``sim.judge.JudgeConfig``). km are those
+  the driver itself drove; with no intervention
   ``km_per_intervention`` is the km driven and ``km_per_intervention_lower_bound`` is true;
 * ``lane_departures_per_km``: lane changes (the "lane_departure" event) per km driven;
 * ``mean_abs_offset_m``: mean |offset from the nearest lane centre| while driving;
